@@ -1,0 +1,50 @@
+# Every target bootstraps .venv by itself: a fresh clone needs only python3 (3.11+) and make.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PACKAGES := -e ./core -e ./plugins/tempfile -e ./plugins/policies -e ./plugins/redis -e ./plugins/s3 -e ".[all]"
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+QUICK ?=
+
+.PHONY: venv demo test lint format bench docs clean redis-server
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml core/pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements/*.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt $(PACKAGES) \
+		-r requirements/dev.txt -r requirements/bench.txt
+	@touch $@
+
+# The tests start their own redis-server on a free loopback port; they need the binary.
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; \
+		else \
+			echo "redis-server is missing: install it (sudo apt-get install redis-server) and re-run"; exit 1; \
+		fi; }
+
+demo: $(STAMP)
+	$(BIN)/python examples/demo.py
+
+test: $(STAMP) redis-server
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy core/src plugins/tempfile/src plugins/redis/src plugins/s3/src plugins/policies/src
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(STAMP) redis-server
+	$(BIN)/python -m benchmarks $(if $(QUICK),--quick) $(if $(OUT),--out $(OUT))
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,38 @@
+"""cached-stores-factory: put a fast store in front of a slow one.
+
+Compose a local store, a remote store and a cache policy, build a cached store, and read and
+write remote objects through it as ordinary file objects.
+"""
+
+from ._engine import CachedStore, CacheStats
+from ._factory import CachedStoreFactory
+from ._keys import validate_key
+from ._policy import CachePolicy
+from ._serializer import (
+    BytesSerializer,
+    JsonSerializer,
+    PickleSerializer,
+    Serializer,
+    TextSerializer,
+)
+from ._store import EntryReader, EntryStat, Store
+from .hookspecs import hookimpl
+from .stores.memory_store import MemoryStore
+
+__all__ = [
+    "BytesSerializer",
+    "CachePolicy",
+    "CacheStats",
+    "CachedStore",
+    "CachedStoreFactory",
+    "EntryReader",
+    "EntryStat",
+    "JsonSerializer",
+    "MemoryStore",
+    "PickleSerializer",
+    "Serializer",
+    "Store",
+    "TextSerializer",
+    "hookimpl",
+    "validate_key",
+]

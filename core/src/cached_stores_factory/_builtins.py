@@ -1,0 +1,20 @@
+"""The built-in components, registered through the same hooks as every plugin."""
+
+from __future__ import annotations
+
+from ._serializer import BytesSerializer, JsonSerializer, PickleSerializer, TextSerializer
+from .hookspecs import Register, hookimpl
+from .stores.memory_store import MemoryStore
+
+
+@hookimpl
+def csf_register_stores(register: Register) -> None:
+    register("memory", MemoryStore)
+
+
+@hookimpl
+def csf_register_serializers(register: Register) -> None:
+    register("bytes", BytesSerializer)
+    register("text", TextSerializer)
+    register("json", JsonSerializer)
+    register("pickle", PickleSerializer)

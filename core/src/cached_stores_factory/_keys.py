@@ -1,0 +1,53 @@
+"""Key validation, in one place: every store may rely on being handed a valid key."""
+
+from __future__ import annotations
+
+import functools
+import re
+
+from .errors import InvalidKeyError
+
+MAX_KEY_BYTES = 1024
+
+# C0 controls, DEL and C1 controls: invisible, and some terminals and filesystems act on them.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+@functools.lru_cache(maxsize=65536)
+def validate_key(key: str) -> str:
+    """Return `key` if it is a '/'-separated relative path, else raise InvalidKeyError.
+
+    Rejected: non-strings, the empty key, absolute paths, empty, '.' and '..' segments,
+    backslashes (a separator on Windows), control characters, and keys over 1024 UTF-8 bytes.
+    """
+    if not isinstance(key, str):
+        raise InvalidKeyError(f"a key must be a str, not {type(key).__name__}")
+    if not key:
+        raise InvalidKeyError("a key must not be empty")
+    if _CONTROL.search(key):
+        raise InvalidKeyError(f"key {key!r} contains a control character")
+    try:
+        size = len(key.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidKeyError(f"key {key!r} is not valid unicode text") from None
+    if size > MAX_KEY_BYTES:
+        raise InvalidKeyError(f"key is {size} UTF-8 bytes long; the limit is {MAX_KEY_BYTES}")
+    if key.startswith("/"):
+        raise InvalidKeyError(f"key {key!r} is absolute; keys are relative paths")
+    if "\\" in key:
+        raise InvalidKeyError(f"key {key!r} contains a backslash; use '/' to separate segments")
+    for segment in key.split("/"):
+        if segment in ("", ".", ".."):
+            raise InvalidKeyError(
+                f"key {key!r} has an empty, '.' or '..' segment; keys cannot leave their store"
+            )
+    return key
+
+
+def validate_prefix(prefix: str) -> str:
+    """A listing prefix is a key's beginning: empty, or free of the characters keys forbid."""
+    if not isinstance(prefix, str):
+        raise InvalidKeyError(f"a prefix must be a str, not {type(prefix).__name__}")
+    if prefix and (_CONTROL.search(prefix) or prefix.startswith("/") or "\\" in prefix):
+        raise InvalidKeyError(f"prefix {prefix!r} cannot begin any valid key")
+    return prefix

@@ -1,0 +1,62 @@
+"""The CachePolicy contract: the engine tells a policy of every hit, insert and delete."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+from ._store import EntryStat, Store
+
+__all__ = ["CachePolicy"]
+
+
+class CachePolicy:
+    """Decides which local entries are fresh and which must go.
+
+    The base class is the "no policy" policy: everything is fresh, nothing is evicted, and
+    entries live until the local store drops them.  Subclasses override what they need; each
+    hook must cost O(1) or O(log n) in the number of entries, because the engine calls
+    `is_fresh` and `on_hit` on every hit.
+
+    The engine calls, in order of a key's life:
+      `bind(store)` once, when a cached store is built: rebuild or load persisted state;
+      `admits(size)` before storing a fetched object locally;
+      `on_insert(key, stat)` after the local store holds a new version; it returns the keys
+      to evict, which the engine deletes from the local store only (never from the remote);
+      `is_fresh(key, stat)` and `on_hit(key, stat)` on every local hit;
+      `on_delete(key)` after the engine removed an entry for any reason;
+      `expired()` from `CachedStore.purge()`: keys whose local copies may go now.
+    """
+
+    clock: Callable[[], float] = staticmethod(time.time)
+
+    def bind(self, store: Store) -> None:
+        """Attach to the local store.  Stateful policies rebuild or load their state here."""
+
+    def admits(self, size: int | None) -> bool:
+        """Whether an object of `size` bytes (None: unknown) may be stored locally."""
+        return True
+
+    def is_fresh(self, key: str, stat: EntryStat) -> bool:
+        """Whether a local entry may be served without asking the remote."""
+        return True
+
+    def on_hit(self, key: str, stat: EntryStat) -> None:
+        """A fresh local entry was served."""
+
+    def on_insert(self, key: str, stat: EntryStat) -> Sequence[str]:
+        """The local store now holds `key`; return the keys to evict (possibly `key` itself)."""
+        return ()
+
+    def on_delete(self, key: str) -> None:
+        """The local entry for `key` is gone (deleted, invalidated or evicted)."""
+
+    def expired(self) -> Iterable[str]:
+        """Keys whose local copies are stale and may be removed now."""
+        return ()
+
+    def close(self) -> None:
+        """Flush and release persisted state.  Idempotent."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"

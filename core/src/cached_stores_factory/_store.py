@@ -1,0 +1,160 @@
+"""The Store contract: four required methods, everything else has a working default."""
+
+from __future__ import annotations
+
+import abc
+import functools
+import io
+import time
+from collections.abc import Callable, Iterator
+from typing import IO, Any, ClassVar, Self, TypeVar
+
+import attrs
+
+from ._keys import validate_key, validate_prefix
+from .errors import KeyNotFoundError
+
+__all__ = ["EntryReader", "EntryStat", "Store"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+# Methods whose first argument is a key.  Store.__init_subclass__ validates it before any
+# subclass code runs, so every store, first- or third-party, gets the same key rules.
+_KEYED_METHODS = ("get", "put", "delete", "stat", "open_read", "put_stream", "__contains__")
+
+
+@attrs.frozen
+class EntryStat:
+    """What a store knows about one entry."""
+
+    size: int = attrs.field(validator=attrs.validators.ge(0))
+    modified: float  # when the store received this version, seconds since the epoch
+    etag: str | None = None  # the origin's entity tag, when known (S3's ETag)
+    digest: str | None = None  # "sha256:<hex>" of the content, when the store computed it
+
+
+@attrs.frozen
+class EntryReader:
+    """An open entry: a binary stream to read and the entry's stat, taken at open time."""
+
+    stream: IO[bytes]
+    stat: EntryStat
+
+    def read(self, size: int = -1) -> bytes:
+        return self.stream.read(size)
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stream.close()
+
+
+def _validating_key(method: _F) -> _F:
+    if getattr(method, "__csf_validated__", False):
+        return method
+
+    @functools.wraps(method)
+    def wrapper(self: Store, key: str, *args: Any, **kwargs: Any) -> Any:
+        return method(self, validate_key(key), *args, **kwargs)
+
+    wrapper.__csf_validated__ = True  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+def _validating_prefix(method: _F) -> _F:
+    if getattr(method, "__csf_validated__", False):
+        return method
+
+    @functools.wraps(method)
+    def wrapper(self: Store, prefix: str = "") -> Any:
+        return method(self, validate_prefix(prefix))
+
+    wrapper.__csf_validated__ = True  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+class Store(abc.ABC):
+    """A key/value store of bytes, keyed by '/'-separated relative paths.
+
+    Required: `get`, `put`, `delete`, `keys`.  Optional, with defaults built on those:
+    `open_read` (streaming read with stat), `put_stream` (streaming write), `stat`,
+    `__contains__`, `clear`, `close`.  Keys are validated before any method here runs, in
+    subclasses too, so implementations may trust them.
+
+    A store that knows when it received an entry should report it in `stat().modified`;
+    the TTL policy reads it.  `native_expiry` is the number of seconds after which the
+    store drops an entry by itself (Redis's `ex`), or None.
+    """
+
+    native_expiry: ClassVar[float | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in _KEYED_METHODS:
+            if name in cls.__dict__:
+                setattr(cls, name, _validating_key(cls.__dict__[name]))
+        if "keys" in cls.__dict__:
+            cls.keys = _validating_prefix(cls.__dict__["keys"])  # type: ignore[method-assign]
+
+    # -- required -------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get(self, key: str) -> bytes:
+        """The entry's bytes; a missing key raises KeyNotFoundError (a KeyError)."""
+
+    @abc.abstractmethod
+    def put(self, key: str, data: bytes) -> None:
+        """Store `data` under `key`, replacing any entry, atomically for readers."""
+
+    @abc.abstractmethod
+    def delete(self, key: str) -> bool:
+        """Remove the entry; True if there was one.  Deleting a missing key is not an error."""
+
+    @abc.abstractmethod
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """Every key that starts with `prefix`, in no particular order."""
+
+    # -- optional, with defaults ------------------------------------------------------------
+
+    def open_read(self, key: str) -> EntryReader:
+        """Open the entry for streaming.  The default reads it whole through `get`."""
+        data = self.get(key)
+        return EntryReader(io.BytesIO(data), EntryStat(size=len(data), modified=time.time()))
+
+    def put_stream(self, key: str, stream: IO[bytes], *, etag: str | None = None) -> EntryStat:
+        """Store everything `stream` yields.  The default reads it whole and calls `put`.
+
+        `etag` is the origin's entity tag; a store that keeps metadata records it.
+        """
+        data = stream.read()
+        self.put(key, data)
+        return EntryStat(size=len(data), modified=time.time(), etag=etag)
+
+    def stat(self, key: str) -> EntryStat:
+        """The entry's stat.  The default opens the entry and reads nothing."""
+        with self.open_read(key) as entry:
+            return entry.stat
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            self.stat(key)  # type: ignore[arg-type]
+        except KeyNotFoundError:
+            return False
+        return True
+
+    def clear(self) -> int:
+        """Delete every entry; return how many went."""
+        return sum(1 for key in list(self.keys()) if self.delete(key))
+
+    def close(self) -> None:  # noqa: B027 - optional, a no-op by default
+        """Release connections and handles.  Idempotent."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

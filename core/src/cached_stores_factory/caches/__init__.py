@@ -1,0 +1,1 @@
+"""Cache policies, at the import paths of the original examples (the `policies` plugin)."""

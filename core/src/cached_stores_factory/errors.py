@@ -1,0 +1,83 @@
+"""One small exception hierarchy, so callers can catch ours without catching everything.
+
+Every error here carries a message a user can act on without reading a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "CSFError",
+    "ConfigError",
+    "DuplicatePluginError",
+    "InvalidKeyError",
+    "KeyNotFoundError",
+    "PluginError",
+    "PluginLoadError",
+    "PluginNotFoundError",
+    "SerializerError",
+    "StoreError",
+    "UnsafeSerializerError",
+    "redact",
+]
+
+
+class CSFError(Exception):
+    """Base of every error this library raises on purpose."""
+
+
+class ConfigError(CSFError, ValueError):
+    """A configuration is malformed, names something unknown, or passes bad arguments."""
+
+
+class PluginError(CSFError):
+    """Something is wrong with a plugin or with the name used to find one."""
+
+
+class PluginNotFoundError(PluginError, ConfigError):
+    """No installed plugin registers the requested name."""
+
+
+class PluginLoadError(PluginError):
+    """A plugin exists but failed to import or to register; the cause is chained."""
+
+
+class DuplicatePluginError(PluginError):
+    """Two distributions register the same name for the same kind of component."""
+
+
+class InvalidKeyError(CSFError, ValueError):
+    """A key is not a valid '/'-separated relative path."""
+
+
+class KeyNotFoundError(CSFError, KeyError):
+    """A store holds no entry for the key.  A KeyError, so `except KeyError` works."""
+
+    def __init__(self, key: str, where: str = "") -> None:
+        super().__init__(key)
+        self.key = key
+        self.where = where
+
+    def __str__(self) -> str:
+        return f"no entry for key {self.key!r}" + (f" in {self.where}" if self.where else "")
+
+
+class StoreError(CSFError):
+    """A backend failed.  The backend's message is kept; credentials are never part of it."""
+
+
+class SerializerError(CSFError, ValueError):
+    """A value could not be turned into bytes, or bytes back into a value."""
+
+
+class UnsafeSerializerError(SerializerError, ConfigError):
+    """A serializer that can execute code on load was used without being switched on."""
+
+
+def redact(message: str, secrets: Iterable[str | None]) -> str:
+    """Replace every non-empty secret in `message` by '***' before it reaches a log or an error."""
+    for secret in secrets:
+        if secret:
+            message = message.replace(secret, "***")
+    return message

@@ -1,0 +1,1 @@
+"""The factory, at the import path of the original examples."""

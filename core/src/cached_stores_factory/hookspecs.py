@@ -1,0 +1,36 @@
+"""The plugin hooks.  A plugin implements any of them with `@cached_stores_factory.hookimpl`.
+
+Each hook receives `register(name, factory)`; `factory(**kwargs)` is later called with the
+config section's remaining keys.  The core owns the registry; plugins only call `register`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import pluggy
+
+PROJECT_NAME = "cached_stores_factory"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+
+class Register(Protocol):
+    def __call__(self, name: str, factory: Callable[..., Any]) -> None: ...
+
+
+@hookspec
+def csf_register_stores(register: Register) -> None:
+    """Register store factories: `register("s3", S3Store)`."""
+
+
+@hookspec
+def csf_register_policies(register: Register) -> None:
+    """Register cache-policy factories: `register("lru", LRUCache)`."""
+
+
+@hookspec
+def csf_register_serializers(register: Register) -> None:
+    """Register serializer factories: `register("json", JsonSerializer)`."""

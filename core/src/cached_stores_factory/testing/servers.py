@@ -1,0 +1,200 @@
+"""Pytest fixtures that start real servers on free loopback ports.
+
+`redis_server` starts a `redis-server` process per session; `s3_server` starts moto's
+ThreadedMotoServer, reached by boto3 over HTTP, and counts every request it answers.  Where a
+server cannot start, the tests skip with what to install, except under CI=true, where a
+missing service fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, NoReturn
+
+import attrs
+import pytest
+
+__all__ = ["RedisServer", "S3Server", "free_port", "redis_server", "s3_server"]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _unavailable(what: str, how: str) -> NoReturn:
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{what} is not available and CI=true: {how}")
+    pytest.skip(f"{what} is not available: {how}")
+
+
+@attrs.frozen
+class RedisServer:
+    host: str
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def command(self, *args: str) -> bytes:
+        """Send one inline command and return the raw reply, with no client library."""
+        with socket.create_connection((self.host, self.port), timeout=5) as sock:
+            sock.sendall((" ".join(args) + "\r\n").encode())
+            return sock.recv(65536)
+
+
+def start_redis(
+    port: int | None = None, *, timeout: float = 10.0
+) -> tuple[subprocess.Popen[bytes], RedisServer]:
+    """Start `redis-server` on 127.0.0.1 with nothing persisted; wait until it answers PING."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        _unavailable("redis-server", "install it: apt-get install redis-server (make test does)")
+    port = port or free_port()
+    workdir = tempfile.mkdtemp(prefix="csf-redis-")
+    process = subprocess.Popen(
+        [
+            binary,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+            "--protected-mode",
+            "yes",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    server = RedisServer("127.0.0.1", port)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if server.command("PING").startswith(b"+PONG"):
+                return process, server
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    _unavailable("redis-server", f"it did not answer on port {port} within {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server on a free loopback port, for the whole test session."""
+    process, server = start_redis()
+    try:
+        yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@attrs.define
+class S3Server:
+    """moto's S3 HTTP server, with a log of every request it answered."""
+
+    endpoint_url: str
+    requests: list[tuple[str, str]] = attrs.field(factory=list)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock)
+
+    def record(self, method: str, path: str) -> None:
+        with self._lock:
+            self.requests.append((method, path))
+
+    def count(self, method: str | None = None, path_contains: str = "") -> int:
+        """How many requests matched `method` (any if None) with `path_contains` in the path."""
+        with self._lock:
+            return sum(
+                1
+                for m, p in self.requests
+                if (method is None or m == method) and path_contains in p
+            )
+
+    def reset(self) -> None:
+        """Forget every bucket and object and the request log."""
+        request = urllib.request.Request(  # noqa: S310 - an http URL on loopback
+            f"{self.endpoint_url}/moto-api/reset", method="POST"
+        )
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - loopback only
+            pass
+        with self._lock:
+            self.requests.clear()
+
+    def client(self, **kwargs: Any) -> Any:
+        """A boto3 S3 client for this endpoint, with dummy credentials."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint_url,
+            region_name="eu-central-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - moto accepts any
+            **kwargs,
+        )
+
+
+def _counting(
+    app: Callable[..., Iterable[bytes]], server: S3Server
+) -> Callable[..., Iterable[bytes]]:
+    def middleware(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if not path.startswith("/moto-api"):
+            query = environ.get("QUERY_STRING", "")
+            server.record(environ["REQUEST_METHOD"], path + (f"?{query}" if query else ""))
+        return app(environ, start_response)
+
+    return middleware
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's ThreadedMotoServer on a free loopback port, counting requests."""
+    try:
+        from moto.moto_server import threaded_moto_server as tms
+        from moto.moto_server import werkzeug_app
+        from werkzeug.serving import make_server
+    except ImportError:
+        _unavailable("moto's server mode", 'pip install "moto[server]"')
+
+    port = free_port()
+    server = S3Server(f"http://127.0.0.1:{port}")
+
+    class CountingMotoServer(tms.ThreadedMotoServer):
+        def _server_entry(self) -> None:
+            app = _counting(
+                werkzeug_app.DomainDispatcherApplication(werkzeug_app.create_backend_app), server
+            )
+            self._server = make_server(
+                self._ip_address,
+                self._port,
+                app,
+                True,
+                request_handler=werkzeug_app.MotoRequestHandler,
+            )
+            self._server_ready_event.set()
+            self._server.serve_forever()
+
+    moto = CountingMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    try:
+        yield server
+    finally:
+        moto.stop()

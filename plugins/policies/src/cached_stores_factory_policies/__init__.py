@@ -1,0 +1,1 @@
+"""cached-stores-factory plugin 'policies' (being built)."""

@@ -1,0 +1,1 @@
+"""cached-stores-factory plugin 'redis' (being built)."""

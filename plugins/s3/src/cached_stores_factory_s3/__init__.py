@@ -1,0 +1,1 @@
+"""cached-stores-factory plugin 's3' (being built)."""

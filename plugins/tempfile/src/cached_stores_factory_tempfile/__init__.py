@@ -1,0 +1,1 @@
+"""cached-stores-factory plugin 'tempfile' (being built)."""
