@@ -7,6 +7,7 @@ import functools
 import io
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import IO, Any, ClassVar, Self, TypeVar
 
 import attrs
@@ -145,6 +146,14 @@ class Store(abc.ABC):
         except KeyNotFoundError:
             return False
         return True
+
+    def state_dir(self) -> Path | None:
+        """A private directory beside the entries where policies may keep lasting state.
+
+        Policies use it to survive restarts and to share one budget among the processes that
+        use this store.  None (the default) means the store has no local directory.
+        """
+        return None
 
     def clear(self) -> int:
         """Delete every entry; return how many went."""
