@@ -1,0 +1,192 @@
+"""from_config: every part by name, and errors that say what to fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cached_stores_factory import (
+    CachedStoreFactory,
+    CachePolicy,
+    JsonSerializer,
+    MemoryStore,
+    Store,
+)
+from cached_stores_factory.errors import ConfigError, PluginNotFoundError
+from cached_stores_factory.plugins import PluginRegistry
+
+MEMORY_PAIR: dict[str, Any] = {"local": {"store": "memory"}, "remote": {"store": "memory"}}
+
+
+def core_only() -> PluginRegistry:
+    """A registry that sees the built-ins and no installed plugin."""
+    return PluginRegistry(entry_point_source=list)
+
+
+def test_a_mapping_builds_the_same_factory_as_the_constructor() -> None:
+    factory = CachedStoreFactory.from_config({**MEMORY_PAIR, "serializer": "json"})
+    assert isinstance(factory.local_store, MemoryStore)
+    assert isinstance(factory.remote_store, MemoryStore)
+    assert factory.local_store is not factory.remote_store
+    assert factory.cache_policy is None
+    assert factory.serializer == JsonSerializer()
+    store = factory.build()
+    store.put("a/b", [1, "x"])
+    assert factory.remote_store.get("a/b") == b'[1,"x"]'
+
+
+def test_a_toml_file_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "csf.toml"
+    path.write_text('serializer = "text"\n[local]\nstore = "memory"\n[remote]\nstore = "memory"\n')
+    store = CachedStoreFactory.from_config(path).build()
+    store["greeting"] = "héllo"
+    assert store["greeting"] == "héllo"
+
+
+def test_malformed_toml_names_the_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text('[local]\nstore = "memory"\nname = \n')
+    with pytest.raises(ConfigError, match=rf"{path}: invalid TOML: .*line 3"):
+        CachedStoreFactory.from_config(path)
+
+
+def test_a_missing_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nope\.toml: config file not found"):
+        CachedStoreFactory.from_config(tmp_path / "nope.toml")
+
+
+def test_an_unknown_name_lists_installed_names_and_the_closest(tmp_path: Path) -> None:
+    config = {**MEMORY_PAIR, "remote": {"store": "memroy"}}
+    with pytest.raises(PluginNotFoundError) as info:
+        CachedStoreFactory.from_config(config, plugins=core_only())
+    message = str(info.value)
+    assert "[remote]" in message
+    assert "unknown store 'memroy'" in message
+    assert "installed stores: memory" in message
+    assert "did you mean 'memory'?" in message
+
+
+@pytest.mark.parametrize(
+    ("section", "name", "command"),
+    [
+        ("remote", "s3", 'pip install "cached-stores-factory[s3]"'),
+        ("local", "redis", 'pip install "cached-stores-factory[redis]"'),
+        ("local", "tempfile", "pip install cached-stores-factory"),
+    ],
+)
+def test_a_first_party_name_without_its_plugin_names_the_pip_command(
+    section: str, name: str, command: str
+) -> None:
+    config = {**MEMORY_PAIR, section: {"store": name}}
+    with pytest.raises(PluginNotFoundError) as info:
+        CachedStoreFactory.from_config(config, plugins=core_only())
+    assert f"[{section}]" in str(info.value)
+    assert str(info.value).endswith(f"{name!r} is first-party: {command}")
+
+
+def test_first_party_policy_without_its_plugin_names_the_pip_command() -> None:
+    with pytest.raises(
+        PluginNotFoundError, match=r"unknown policy 'lru'.*pip install cached-stores-factory"
+    ):
+        CachedStoreFactory.from_config(
+            {**MEMORY_PAIR, "policy": {"name": "lru"}}, plugins=core_only()
+        )
+
+
+def test_missing_and_unexpected_arguments_name_section_and_argument() -> None:
+    with pytest.raises(
+        ConfigError, match=r"\[local\] store 'memory': unexpected argument 'colour'"
+    ):
+        CachedStoreFactory.from_config({**MEMORY_PAIR, "local": {"store": "memory", "colour": 1}})
+    with pytest.raises(
+        ConfigError,
+        match=r"\[serializer\] serializer 'text': unexpected argument 'x'; accepted: encoding",
+    ):
+        CachedStoreFactory.from_config({**MEMORY_PAIR, "serializer": {"name": "text", "x": 1}})
+
+
+def test_a_missing_argument_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    registry = core_only()
+    registry.names("store")  # load, then add a component that needs an argument
+
+    class NeedsBucket(MemoryStore):
+        def __init__(self, bucket: str) -> None:
+            super().__init__()
+
+    from cached_stores_factory.plugins import Component
+
+    registry._components["store", "needs"] = [
+        Component("store", "needs", NeedsBucket, "test", None, None)
+    ]
+    with pytest.raises(ConfigError, match=r"\[remote\] store 'needs': missing argument 'bucket'"):
+        CachedStoreFactory.from_config(
+            {**MEMORY_PAIR, "remote": {"store": "needs"}}, plugins=registry
+        )
+
+
+def test_missing_sections_and_stray_keys_are_named() -> None:
+    with pytest.raises(ConfigError, match=r"missing section \[remote\]"):
+        CachedStoreFactory.from_config({"local": {"store": "memory"}})
+    with pytest.raises(ConfigError, match="unexpected top-level key 'polcy'"):
+        CachedStoreFactory.from_config({**MEMORY_PAIR, "polcy": {}})
+    with pytest.raises(ConfigError, match=r'\[local\] needs store = "<a registered store name>"'):
+        CachedStoreFactory.from_config({**MEMORY_PAIR, "local": {"name": "memory"}})
+
+
+def test_environment_variables_fill_strings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CSF_TEST_ENCODING", "latin-1")
+    factory = CachedStoreFactory.from_config(
+        {**MEMORY_PAIR, "serializer": {"name": "text", "encoding": "${CSF_TEST_ENCODING}"}}
+    )
+    assert factory.serializer is not None
+    assert factory.serializer.dumps("é") == "é".encode("latin-1")
+
+
+def test_a_missing_environment_variable_is_named_with_its_place(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CSF_UNSET", raising=False)
+    with pytest.raises(ConfigError, match=r"\[serializer\].*'encoding'.*'CSF_UNSET' is not set"):
+        CachedStoreFactory.from_config(
+            {**MEMORY_PAIR, "serializer": {"name": "text", "encoding": "${CSF_UNSET}"}}
+        )
+
+
+def test_dollar_dollar_escapes_a_dollar(monkeypatch: pytest.MonkeyPatch) -> None:
+    factory = CachedStoreFactory.from_config(
+        {**MEMORY_PAIR, "serializer": {"name": "text", "encoding": "$${X}"}}
+    )
+    assert factory.serializer.encoding == "${X}"  # type: ignore[union-attr]
+
+
+def test_a_secret_in_a_constructor_error_is_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CSF_TEST_PASSWORD", "hunter2-s3cr3t")
+    registry = core_only()
+    registry.names("store")
+
+    class Picky(MemoryStore):
+        def __init__(self, password: str) -> None:
+            raise ValueError(f"login refused for password {password}")
+
+    from cached_stores_factory.plugins import Component
+
+    registry._components["store", "picky"] = [Component("store", "picky", Picky, "t", None, None)]
+    with pytest.raises(ConfigError) as info:
+        CachedStoreFactory.from_config(
+            {**MEMORY_PAIR, "remote": {"store": "picky", "password": "${CSF_TEST_PASSWORD}"}},
+            plugins=registry,
+        )
+    assert "hunter2-s3cr3t" not in str(info.value)
+    assert "login refused for password ***" in str(info.value)
+    assert info.value.__cause__ is None
+
+
+def test_the_constructor_checks_its_parts() -> None:
+    with pytest.raises(TypeError, match="local_store"):
+        CachedStoreFactory("not a store", MemoryStore())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="cache_policy"):
+        CachedStoreFactory(MemoryStore(), MemoryStore(), "lru")  # type: ignore[arg-type]
+    built = CachedStoreFactory(MemoryStore(), MemoryStore(), CachePolicy()).build()
+    assert isinstance(built, Store)

@@ -1,0 +1,245 @@
+"""Plugin discovery through real entry points: found by name, broken ones contained."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from cached_stores_factory import CachedStoreFactory, MemoryStore
+from cached_stores_factory.errors import (
+    DuplicatePluginError,
+    PluginLoadError,
+    PluginNotFoundError,
+)
+from cached_stores_factory.plugins import PluginRegistry
+
+ECHO_PLUGIN = """
+from cached_stores_factory import MemoryStore, hookimpl
+
+class EchoStore(MemoryStore):
+    def __init__(self, greeting: str) -> None:
+        super().__init__()
+        self.greeting = greeting
+
+@hookimpl
+def csf_register_stores(register):
+    register("echo", EchoStore)
+"""
+
+
+def install_distribution(
+    site: Path, dist: str, module: str, source: str, entry_point: str | None = None
+) -> None:
+    """Lay out an installed distribution (module + dist-info with an entry point) in `site`."""
+    (site / f"{module}.py").write_text(textwrap.dedent(source))
+    info = site / f"{dist.replace('-', '_')}-1.2.3.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {dist}\nVersion: 1.2.3\n")
+    (info / "entry_points.txt").write_text(
+        f"[cached_stores_factory]\n{entry_point or module} = {module}\n"
+    )
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return tmp_path
+
+
+def test_a_third_party_store_is_found_by_name_from_a_config(site: Path) -> None:
+    install_distribution(site, "csf-echo", "csf_echo", ECHO_PLUGIN)
+    registry = PluginRegistry()
+    factory = CachedStoreFactory.from_config(
+        {"local": {"store": "memory"}, "remote": {"store": "echo", "greeting": "hi"}},
+        plugins=registry,
+    )
+    assert type(factory.remote_store).__name__ == "EchoStore"
+    assert factory.remote_store.greeting == "hi"  # type: ignore[attr-defined]
+    component = registry.get("store", "echo")
+    assert (component.distribution, component.version, component.plugin) == (
+        "csf-echo",
+        "1.2.3",
+        "csf_echo",
+    )
+
+
+def test_a_broken_plugin_is_recorded_and_breaks_nothing_else(site: Path) -> None:
+    install_distribution(site, "csf-echo", "csf_echo", ECHO_PLUGIN)
+    install_distribution(site, "csf-broken", "csf_broken", "raise RuntimeError('no backend')")
+    registry = PluginRegistry()
+    assert registry.get("store", "echo").name == "echo"
+    assert registry.get("store", "memory").factory is MemoryStore
+    [broken] = [p for p in registry.plugins() if p.error is not None]
+    assert (broken.name, broken.distribution) == ("csf_broken", "csf-broken")
+    with pytest.raises(PluginLoadError, match="no backend") as info:
+        registry.get("store", "csf_broken")
+    assert isinstance(info.value.__cause__, RuntimeError)
+    with pytest.raises(PluginNotFoundError, match="failed to load: csf_broken"):
+        registry.get("store", "nonexistent")
+
+
+def test_a_plugin_whose_hook_raises_registers_nothing(site: Path) -> None:
+    install_distribution(
+        site,
+        "csf-half",
+        "csf_half",
+        """
+        from cached_stores_factory import MemoryStore, hookimpl
+
+        @hookimpl
+        def csf_register_stores(register):
+            register("half", MemoryStore)
+            raise ValueError("second registration failed")
+        """,
+    )
+    registry = PluginRegistry()
+    assert "half" not in registry.names("store")
+    with pytest.raises(PluginLoadError, match="second registration failed"):
+        registry.get("store", "csf_half")
+
+
+def test_a_misspelled_hook_is_reported_as_a_load_error(site: Path) -> None:
+    install_distribution(
+        site,
+        "csf-typo",
+        "csf_typo",
+        """
+        from cached_stores_factory import hookimpl
+
+        @hookimpl
+        def csf_register_store(register):
+            pass
+        """,
+    )
+    [record] = [p for p in PluginRegistry().plugins() if p.name == "csf_typo"]
+    assert "csf_register_store" in str(record.error)
+
+
+def test_two_distributions_registering_one_name_are_refused_by_name(site: Path) -> None:
+    install_distribution(site, "csf-echo", "csf_echo", ECHO_PLUGIN)
+    install_distribution(site, "csf-echo-fork", "csf_echo_fork", ECHO_PLUGIN)
+    registry = PluginRegistry()
+    with pytest.raises(DuplicatePluginError) as info:
+        registry.get("store", "echo")
+    assert "csf-echo" in str(info.value)
+    assert "csf-echo-fork" in str(info.value)
+    assert registry.get("store", "memory").name == "memory"
+
+
+def test_disabled_plugins_are_skipped_and_named(site: Path) -> None:
+    install_distribution(site, "csf-echo", "csf_echo", ECHO_PLUGIN)
+    registry = PluginRegistry(environ={"CSF_DISABLE_PLUGINS": "csf_echo, other"})
+    assert "echo" not in registry.names("store")
+    assert any(p.disabled for p in registry.plugins() if p.name == "csf_echo")
+    with pytest.raises(PluginNotFoundError, match="CSF_DISABLE_PLUGINS"):
+        registry.get("store", "csf_echo")
+
+
+def test_loading_is_lazy_and_scans_entry_points_once() -> None:
+    scans: list[int] = []
+
+    def source() -> list[object]:
+        scans.append(1)
+        return []
+
+    registry = PluginRegistry(entry_point_source=source)  # type: ignore[arg-type]
+    assert scans == []
+    registry.names("store")
+    registry.get("serializer", "json")
+    registry.components()
+    assert scans == [1]
+
+
+def test_builtins_come_through_the_same_hooks() -> None:
+    registry = PluginRegistry(entry_point_source=list)
+    rows = {(c.kind, c.name): c.plugin for c in registry.components()}
+    assert rows == {
+        ("store", "memory"): "builtins",
+        ("serializer", "bytes"): "builtins",
+        ("serializer", "text"): "builtins",
+        ("serializer", "json"): "builtins",
+        ("serializer", "pickle"): "builtins",
+    }
+
+
+def test_importing_the_core_imports_neither_boto3_nor_redis() -> None:
+    code = (
+        "import sys, cached_stores_factory, cached_stores_factory.plugins as p\n"
+        "p.registry.names('store')\n"
+        "import cached_stores_factory.stores.S3_store, cached_stores_factory.stores.redis_store\n"
+        "print([m for m in ('boto3', 'botocore', 'redis') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_a_core_only_venv_names_the_pip_extra_and_finds_an_installed_plugin(
+    tmp_path: Path,
+) -> None:
+    """A real venv with only the core and a throwaway plugin distribution pip-installed."""
+    repo = Path(__file__).resolve().parents[2]
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    plugin = tmp_path / "csf-echo"
+    (plugin / "csf_echo").mkdir(parents=True)
+    (plugin / "csf_echo" / "__init__.py").write_text(ECHO_PLUGIN)
+    (plugin / "pyproject.toml").write_text(
+        textwrap.dedent(
+            """
+            [build-system]
+            requires = ["hatchling>=1.25"]
+            build-backend = "hatchling.build"
+            [project]
+            name = "csf-echo"
+            version = "0.3.0"
+            dependencies = ["cached-stores-factory-core"]
+            [project.entry-points.cached_stores_factory]
+            echo = "csf_echo"
+            """
+        )
+    )
+    subprocess.run(
+        [
+            python,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "-c",
+            str(repo / "requirements/constraints.txt"),
+            str(repo / "core"),
+            str(plugin),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    listing = subprocess.run(
+        [str(venv / "bin" / "csf"), "plugins", "--json"], capture_output=True, text=True, check=True
+    )
+    rows = {(r["kind"], r["name"]): r for r in json.loads(listing.stdout)}
+    assert rows["store", "echo"]["distribution"] == "csf-echo"
+    assert rows["store", "echo"]["version"] == "0.3.0"
+    assert ("store", "s3") not in rows
+
+    config = tmp_path / "csf.toml"
+    config.write_text('[local]\nstore = "memory"\n[remote]\nstore = "s3"\nbucketname = "b"\n')
+    failed = subprocess.run(
+        [str(venv / "bin" / "csf"), "-c", str(config), "check"], capture_output=True, text=True
+    )
+    assert failed.returncode == 2
+    assert 'pip install "cached-stores-factory[s3]"' in failed.stderr
+    assert "Traceback" not in failed.stderr
+    seed_import = subprocess.run(
+        [python, "-c", "from cached_stores_factory.stores.S3_store import S3Store"],
+        capture_output=True,
+        text=True,
+    )
+    assert "ImportError: S3Store ships in a separate distribution" in seed_import.stderr
+    assert 'pip install "cached-stores-factory[s3]"' in seed_import.stderr
