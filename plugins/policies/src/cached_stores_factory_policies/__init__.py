@@ -1,1 +1,21 @@
-"""cached-stores-factory plugin 'policies' (being built)."""
+"""Cache policies for cached-stores-factory: TTL, FIFO and LRU (the `policies` plugin).
+
+TTL is stateless (an entry's age is its local store's timestamp).  FIFO and LRU keep their
+order in the local store's state directory when it has one, so bounds last across restarts
+and hold across processes; see docs/policies.md.
+"""
+
+from cached_stores_factory import hookimpl
+from cached_stores_factory.hookspecs import Register
+
+from ._bounded import FIFOCache, LRUCache
+from ._ttl import TTLCache
+
+__all__ = ["FIFOCache", "LRUCache", "TTLCache"]
+
+
+@hookimpl
+def csf_register_policies(register: Register) -> None:
+    register("ttl", TTLCache)
+    register("fifo", FIFOCache)
+    register("lru", LRUCache)

@@ -1,0 +1,308 @@
+"""Ledgers: the order of a bounded cache's entries, with their sizes, and who goes next.
+
+`MemoryLedger` lives in this process and is rebuilt from the store at bind time: for stores
+with no local directory (memory, Redis, S3).  `SQLiteLedger` lives in a SQLite database in
+the store's `state_dir()`: it outlasts the process and is shared by every process that uses
+the store, so one transaction per insert keeps one bound for all of them.
+
+Entries are ordered by `(used, seq)`: `used` is a clock reading (the insert time; for LRU,
+the last use) and `seq` a counter that orders equal readings.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import sqlite3
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Protocol
+
+import attrs
+
+from cached_stores_factory import Store
+from cached_stores_factory.errors import KeyNotFoundError
+
+__all__ = ["Ledger", "MemoryLedger", "SQLiteLedger", "open_ledger"]
+
+log = logging.getLogger("cached_stores_factory.policies")
+
+# Long enough to wait out another process's bind() over a large store.
+BUSY_TIMEOUT_SECONDS = 60.0
+
+
+class Ledger(Protocol):
+    def insert(self, key: str, size: int, now: float) -> list[str]:
+        """Record `key` as the newest entry; remove and return the keys that must go."""
+
+    def touch(self, key: str, now: float) -> None:
+        """`key` was used at `now` (LRU).  Must cost O(1) and make no system call."""
+
+    def remove(self, key: str) -> None:
+        """The store's entry for `key` is gone."""
+
+    def close(self) -> None:
+        """Write what is buffered and release the state.  Idempotent."""
+
+
+@attrs.frozen
+class Bounds:
+    depth: int
+    max_bytes: int | None
+
+    def exceeded(self, count: int, total: int) -> bool:
+        return count > self.depth or (self.max_bytes is not None and total > self.max_bytes)
+
+
+def _store_entries(store: Store) -> list[tuple[float, str, int]]:
+    """(modified, key, size) of every entry, oldest first: the order a rebuild starts from."""
+    entries = []
+    for key in list(store.keys()):
+        try:
+            stat = store.stat(key)
+        except KeyNotFoundError:
+            continue
+        entries.append((stat.modified, key, stat.size))
+    entries.sort()
+    return entries
+
+
+class MemoryLedger:
+    """An OrderedDict of key -> size, oldest first; every operation is O(1) per entry moved."""
+
+    def __init__(self, store: Store, bounds: Bounds) -> None:
+        self._bounds = bounds
+        self._lock = threading.Lock()
+        self._order: OrderedDict[str, int] = OrderedDict(
+            (key, size) for _, key, size in _store_entries(store)
+        )
+        self._total = sum(self._order.values())
+
+    def insert(self, key: str, size: int, now: float) -> list[str]:
+        with self._lock:
+            self._total += size - self._order.pop(key, 0)
+            self._order[key] = size
+            victims = []
+            while self._bounds.exceeded(len(self._order), self._total):
+                victim, victim_size = self._order.popitem(last=False)
+                self._total -= victim_size
+                victims.append(victim)
+            return victims
+
+    def touch(self, key: str, now: float) -> None:
+        with self._lock:
+            if key in self._order:
+                self._order.move_to_end(key)
+
+    def remove(self, key: str) -> None:
+        with self._lock:
+            self._total -= self._order.pop(key, 0)
+
+    def close(self) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+
+_SCHEMA = """
+BEGIN IMMEDIATE;
+CREATE TABLE IF NOT EXISTS entries (
+    key TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    used REAL NOT NULL,
+    seq INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entries_order ON entries (used, seq);
+CREATE TABLE IF NOT EXISTS totals (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    count INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    seq INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO totals VALUES (1, 0, 0, 0);
+CREATE TRIGGER IF NOT EXISTS entries_added AFTER INSERT ON entries BEGIN
+    UPDATE totals SET count = count + 1, bytes = bytes + NEW.size;
+END;
+CREATE TRIGGER IF NOT EXISTS entries_removed AFTER DELETE ON entries BEGIN
+    UPDATE totals SET count = count - 1, bytes = bytes - OLD.size;
+END;
+CREATE TRIGGER IF NOT EXISTS entries_resized AFTER UPDATE OF size ON entries BEGIN
+    UPDATE totals SET bytes = bytes - OLD.size + NEW.size;
+END;
+PRAGMA user_version = 1;
+COMMIT;
+"""
+
+_UPSERT = (
+    "INSERT INTO entries (key, size, used, seq) VALUES (?, ?, ?, ?) ON CONFLICT (key) "
+    "DO UPDATE SET size = excluded.size, used = excluded.used, seq = excluded.seq"
+)
+
+
+class SQLiteLedger:
+    """The ledger in `<state_dir>/<name>.sqlite3`, shared by processes, kept across restarts.
+
+    Writes (insert, remove) run one short `BEGIN IMMEDIATE` transaction each, so eviction
+    decisions of all processes are serialized and the bound holds at every commit.  Uses
+    (`touch`) stay in this process's memory until the next write transaction, `close()` or
+    interpreter exit, so a hit makes no system call.
+    """
+
+    def __init__(self, store: Store, bounds: Bounds, path: Path) -> None:
+        self._store = store
+        self._bounds = bounds
+        self._path = path
+        self._lock = threading.Lock()
+        self._uses: dict[str, float] = {}  # key -> last use, in order of last use
+        self._db: sqlite3.Connection | None = None
+        self._pid = -1
+        self._sync()
+        # atexit holds only a weak reference: a dropped ledger is not kept alive by it.
+        ref = weakref.ref(self)
+
+        def at_exit() -> None:
+            ledger = ref()
+            if ledger is not None:
+                ledger.close()
+
+        self._at_exit = at_exit
+        atexit.register(at_exit)
+
+    def _connect(self) -> sqlite3.Connection:
+        """This process's connection; a forked child opens its own and drops inherited uses."""
+        if self._db is None or self._pid != os.getpid():
+            if self._pid not in (-1, os.getpid()):
+                self._uses.clear()  # the parent writes its own buffered uses
+            db = sqlite3.connect(
+                self._path,
+                timeout=BUSY_TIMEOUT_SECONDS,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            db.execute("PRAGMA journal_mode = WAL")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.executescript(_SCHEMA)
+            self._db, self._pid = db, os.getpid()
+        return self._db
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            db = self._connect()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                self._write_uses(db)
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    def _next_seqs(self, db: sqlite3.Connection, count: int) -> range:
+        (last,) = db.execute("UPDATE totals SET seq = seq + ? RETURNING seq", (count,)).fetchone()
+        return range(last - count + 1, last + 1)
+
+    def _write_uses(self, db: sqlite3.Connection) -> None:
+        if not self._uses:
+            return
+        uses, self._uses = self._uses, {}
+        seqs = self._next_seqs(db, len(uses))
+        # A later use recorded by another process wins: `used` only moves forward.
+        db.executemany(
+            "UPDATE entries SET used = ?, seq = ? WHERE key = ? AND used <= ?",
+            [(used, seq, key, used) for (key, used), seq in zip(uses.items(), seqs, strict=True)],
+        )
+
+    def _sync(self) -> None:
+        """Make the ledger match the store: forget vanished entries, adopt unknown ones.
+
+        It lists the store inside the transaction: a row committed before it began belongs
+        to a file written before that, so a row without a file is really stale.
+        """
+        with self._transaction() as db:
+            known = {key for (key,) in db.execute("SELECT key FROM entries")}
+            present = set(self._store.keys())
+            db.executemany("DELETE FROM entries WHERE key = ?", ((k,) for k in known - present))
+            adopted = []
+            for key in present - known:
+                try:
+                    stat = self._store.stat(key)
+                except KeyNotFoundError:
+                    continue
+                adopted.append((stat.modified, key, stat.size))
+            adopted.sort()
+            seqs = self._next_seqs(db, len(adopted))
+            db.executemany(
+                _UPSERT,
+                [
+                    (key, size, used, seq)
+                    for (used, key, size), seq in zip(adopted, seqs, strict=True)
+                ],
+            )
+
+    def insert(self, key: str, size: int, now: float) -> list[str]:
+        try:
+            with self._transaction() as db:
+                (seq,) = self._next_seqs(db, 1)
+                db.execute(_UPSERT, (key, size, now, seq))
+                return self._evict(db)
+        except sqlite3.OperationalError as exc:
+            # Never exceed the bound because the ledger is busy: drop the new copy instead.
+            log.warning("policy state at %s unavailable (%s); not caching %r", self._path, exc, key)
+            return [key]
+
+    def _evict(self, db: sqlite3.Connection) -> list[str]:
+        count, total = db.execute("SELECT count, bytes FROM totals").fetchone()
+        victims = []
+        if self._bounds.exceeded(count, total):
+            for key, size in db.execute("SELECT key, size FROM entries ORDER BY used, seq"):
+                victims.append(key)
+                count, total = count - 1, total - size
+                if not self._bounds.exceeded(count, total):
+                    break
+            db.executemany("DELETE FROM entries WHERE key = ?", ((k,) for k in victims))
+        return victims
+
+    def touch(self, key: str, now: float) -> None:
+        with self._lock:
+            self._uses.pop(key, None)
+            self._uses[key] = now
+
+    def remove(self, key: str) -> None:
+        with self._transaction() as db:
+            # Another process may have stored the key again since it went: then its row stays.
+            if key not in self._store:
+                db.execute("DELETE FROM entries WHERE key = ?", (key,))
+
+    def close(self) -> None:
+        atexit.unregister(self._at_exit)
+        if self._db is None or self._pid != os.getpid():
+            return
+        try:
+            with self._transaction():
+                pass  # writes the buffered uses
+        finally:
+            with self._lock:
+                if self._db is not None:
+                    self._db.close()
+                    self._db = None
+
+    def __len__(self) -> int:
+        with self._lock:
+            (count,) = self._connect().execute("SELECT count FROM totals").fetchone()
+        return int(count)
+
+
+def open_ledger(store: Store, bounds: Bounds, name: str) -> Ledger:
+    """The lasting, shared ledger when the store has a state directory, else one in memory."""
+    state_dir = store.state_dir()
+    if state_dir is None:
+        return MemoryLedger(store, bounds)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    return SQLiteLedger(store, bounds, state_dir / f"{name}.sqlite3")

@@ -1,0 +1,58 @@
+"""TTLCache: an entry is fresh for `interval` seconds after the local store received it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import attrs
+
+from cached_stores_factory import CachePolicy, EntryStat, Store
+from cached_stores_factory.errors import KeyNotFoundError
+
+from ._validators import positive_seconds
+
+__all__ = ["TTLCache", "stale_keys"]
+
+
+def stale_keys(store: Store, now: float, ttl: float) -> list[str]:
+    """Keys of `store` whose entries are `ttl` seconds old or older at `now`.
+
+    It stats every entry: meant for `purge()`, never for the hit path.
+    """
+    stale = []
+    for key in list(store.keys()):
+        try:
+            modified = store.stat(key).modified
+        except KeyNotFoundError:
+            continue  # removed meanwhile
+        if now - modified >= ttl:
+            stale.append(key)
+    return stale
+
+
+@attrs.define(eq=False)
+class TTLCache(CachePolicy):
+    """Serve a local entry for `interval` seconds after it was stored (fetched or written).
+
+    Stateless by design: freshness is `clock() - stat.modified < interval`, where
+    `stat.modified` is the time the local store received the entry (a file's mtime, a memory
+    store's stamp).  So ages survive restarts and agree across processes with no state of
+    its own, and a hit costs one subtraction.  Stale copies are replaced on their next read
+    and removed all at once by `CachedStore.purge()`.
+    """
+
+    interval: float = attrs.field(validator=positive_seconds)
+    clock: Callable[[], float] = attrs.field(default=time.time, kw_only=True, repr=False)
+    _store: Store | None = attrs.field(default=None, init=False, repr=False)
+
+    def bind(self, store: Store) -> None:
+        self._store = store
+
+    def is_fresh(self, key: str, stat: EntryStat) -> bool:
+        return self.clock() - stat.modified < self.interval
+
+    def expired(self) -> list[str]:
+        if self._store is None:
+            return []
+        return stale_keys(self._store, self.clock(), self.interval)
