@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PACKAGES := -e ./core -e ./plugins/tempfile -e ./plugins/policies -e ./plugins/redis -e ./plugins/s3 -e ".[all]"
+PACKAGES := -e ./core -e ./plugins/tempfile -e ./plugins/policies -e ./plugins/redis -e ./plugins/s3 -e ".[all]" \
+	-e ./examples/plugin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 QUICK ?=
@@ -11,7 +12,7 @@ QUICK ?=
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml core/pyproject.toml $(wildcard plugins/*/pyproject.toml) requirements/*.txt
+$(STAMP): pyproject.toml core/pyproject.toml $(wildcard plugins/*/pyproject.toml examples/*/pyproject.toml) requirements/*.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
@@ -37,7 +38,8 @@ test: $(STAMP) redis-server
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core/src plugins/tempfile/src plugins/redis/src plugins/s3/src plugins/policies/src
+	$(BIN)/mypy core/src plugins/tempfile/src plugins/redis/src plugins/s3/src plugins/policies/src \
+		examples/plugin/src
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
