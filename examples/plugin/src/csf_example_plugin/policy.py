@@ -8,7 +8,7 @@ from cached_stores_factory import CachePolicy, EntryStat
 
 
 def _positive_intervals(
-    _: object, attribute: attrs.Attribute[object], value: dict[str, float]
+    _: object, attribute: attrs.Attribute[dict[str, float]], value: dict[str, float]
 ) -> None:
     for prefix, seconds in value.items():
         if seconds <= 0:
