@@ -155,6 +155,10 @@ class Store(abc.ABC):
         """
         return None
 
+    def __iter__(self) -> Iterator[str]:
+        """Iterating a store yields its keys, as iterating a dict does."""
+        return self.keys()
+
     def clear(self) -> int:
         """Delete every entry; return how many went."""
         return sum(1 for key in list(self.keys()) if self.delete(key))
