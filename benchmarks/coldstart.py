@@ -1,0 +1,82 @@
+"""Cold start: a fresh process that builds a store from config, beside one that only scans."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import textwrap
+
+from ._harness import Row, Sizes, Target, median_times, unavailable
+from ._parts import PartMissing, part
+
+FIGURE = "cold start: import + build tempfile/memory store from config vs entry-point scan"
+TARGET = Target("ratio", "<=", 2.0)
+HEAVY = ("boto3", "botocore", "redis")
+HEAVY_FIGURE = "cold start: of boto3, botocore, redis, modules imported"
+HEAVY_TARGET = Target("value", "==", 0, "modules")
+
+BUILD = textwrap.dedent(
+    """
+    import json, sys
+    from cached_stores_factory import CachedStoreFactory
+    config = {{
+        "local": {{"store": "tempfile", "name": "csf-bench-cold", "root": {root!r}}},
+        "remote": {{"store": "memory"}},
+    }}
+    store = CachedStoreFactory.from_config(config).build()
+    print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
+    """
+)
+SCAN = textwrap.dedent(
+    """
+    from importlib.metadata import entry_points
+    print(len(entry_points(group="cached_stores_factory")))
+    """
+)
+
+
+def _python(code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"a cold-start child failed: {done.stderr.strip()[-2000:]}")
+    return done.stdout
+
+
+def run(sizes: Sizes) -> list[Row]:
+    try:
+        part("TempfileStore")
+    except PartMissing as exc:
+        return [
+            unavailable(FIGURE, TARGET, str(exc)),
+            unavailable(HEAVY_FIGURE, HEAVY_TARGET, str(exc)),
+        ]
+    with tempfile.TemporaryDirectory(prefix="csf-bench-cold-") as root:
+        build = BUILD.format(root=root, heavy=HEAVY)
+        heavy = json.loads(_python(build))
+        medians = median_times(
+            {"ours": lambda: _python(build), "scan": lambda: _python(SCAN)},
+            rounds=sizes.cold_rounds,
+            inner=1,
+            warmup=1,
+        )
+    return [
+        Row(
+            FIGURE,
+            TARGET,
+            medians["ours"] * 1e3,
+            medians["scan"] * 1e3,
+            "ms/process",
+            "median wall time of whole child processes, interpreter start included",
+        ),
+        Row(
+            HEAVY_FIGURE,
+            HEAVY_TARGET,
+            len(heavy),
+            unit="modules",
+            note=f"imported: {', '.join(heavy) or 'none'}",
+        ),
+    ]
