@@ -1,0 +1,292 @@
+"""TempfileStore: the conformance suite, plus what only a directory of files can get wrong."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import stat
+import subprocess
+import sys
+import textwrap
+import time
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cached_stores_factory import CachedStoreFactory, MemoryStore
+from cached_stores_factory.errors import ConfigError, KeyNotFoundError, StoreError
+from cached_stores_factory.plugins import registry
+from cached_stores_factory.testing.stores import ChunkedStream, StoreConformance
+from cached_stores_factory_tempfile import TempfileStore
+from cached_stores_factory_tempfile._store import _entry_name
+
+
+class TestTempfileStoreConformance(StoreConformance):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[TempfileStore]:
+        with TempfileStore("conformance", root=tmp_path / "store") as store:
+            yield store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[TempfileStore]:
+    with TempfileStore("t", root=tmp_path / "store") as store:
+        yield store
+
+
+def objects(store: TempfileStore) -> Path:
+    return store.root / "objects"
+
+
+def test_directory_under_tmpdir_with_mode_0700(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    with TempfileStore("my_local_store") as store:
+        assert store.root == tmp_path / "my_local_store"
+        for path in (store.root, objects(store), store.state_dir()):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o700
+        store.put("a", b"x")
+        assert stat.S_IMODE((objects(store) / _entry_name("a")).stat().st_mode) == 0o600
+
+
+def test_registered_under_tempfile_by_its_distribution():
+    component = registry.get("store", "tempfile")
+    assert component.factory is TempfileStore
+    assert component.distribution == "cached-stores-factory-tempfile"
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "a/b", "../escape"])
+def test_name_must_be_one_directory_name(name: str):
+    with pytest.raises(ConfigError, match="one directory name"):
+        TempfileStore(name)
+
+
+def test_refuses_a_symlinked_root(tmp_path: Path):
+    (tmp_path / "elsewhere").mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(StoreError, match="symlink"):
+        TempfileStore("x", root=tmp_path / "link")
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+
+
+def test_refuses_a_root_others_can_write(tmp_path: Path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    with pytest.raises(StoreError, match="writable by group or others"):
+        TempfileStore("x", root=shared)
+
+
+def test_refuses_a_symlinked_objects_directory(tmp_path: Path):
+    root = tmp_path / "root"
+    root.mkdir(mode=0o700)
+    (tmp_path / "target").mkdir(mode=0o700)
+    (root / "objects").symlink_to(tmp_path / "target")
+    with pytest.raises(StoreError, match="objects"):
+        TempfileStore("x", root=root)
+
+
+def test_planted_symlink_is_never_followed(store: TempfileStore, tmp_path: Path):
+    secret = tmp_path / "secret.txt"
+    secret.write_bytes(b"outside the root")
+    (objects(store) / _entry_name("victim")).symlink_to(secret)
+    with pytest.raises(KeyNotFoundError):
+        store.get("victim")
+    with pytest.raises(KeyNotFoundError):
+        store.stat("victim")
+    assert "victim" not in store
+    # Writing the key replaces the link itself; the file it pointed at is untouched.
+    store.put("victim", b"fresh")
+    assert store.get("victim") == b"fresh"
+    assert secret.read_bytes() == b"outside the root"
+    assert not (objects(store) / _entry_name("victim")).is_symlink()
+
+
+def test_planted_fifo_and_directory_are_not_entries(store: TempfileStore):
+    os.mkfifo(objects(store) / _entry_name("fifo"))
+    (objects(store) / _entry_name("dir")).mkdir()
+    for key in ("fifo", "dir"):
+        with pytest.raises(KeyNotFoundError):
+            store.open_read(key)
+        assert key not in store
+
+
+def test_planted_sidecar_cannot_claim_another_key(store: TempfileStore):
+    store.put("real", b"data")
+    forged = {"key": "forged", "size": 4, "digest": None, "etag": None, "inode": 0}
+    (objects(store) / (_entry_name("real") + ".meta")).write_text(json.dumps(forged))
+    assert list(store.keys()) == []
+    assert store.get("real") == b"data"
+
+
+@pytest.mark.parametrize(
+    "key", ["../../etc/passwd-like", "a/../../b", "..", "/etc/hosts", "a\\..\\b"]
+)
+def test_traversal_keys_are_refused_and_nothing_leaves_the_root(
+    store: TempfileStore, tmp_path: Path, key: str
+):
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ValueError):
+        store.put(key, b"x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_case_and_normalisation_variants_get_separate_files(store: TempfileStore):
+    keys = ["Report.txt", "report.txt", "caf\u00e9", "cafe\u0301"]
+    for key in keys:
+        store.put(key, key.encode())
+    assert len({p.name for p in objects(store).iterdir() if not p.name.endswith(".meta")}) == 4
+    assert [store.get(key) for key in keys] == [key.encode() for key in keys]
+
+
+def test_metadata_survives_a_new_instance(tmp_path: Path):
+    root = tmp_path / "store"
+    with TempfileStore("t", root=root) as first:
+        written = first.put_stream("dir/obj", io.BytesIO(b"hello"), etag='"abc123"')
+    with TempfileStore("t", root=root) as second:
+        assert list(second.keys()) == ["dir/obj"]
+        assert second.stat("dir/obj") == written
+        assert written.etag == '"abc123"'
+        assert written.digest == "sha256:" + __import__("hashlib").sha256(b"hello").hexdigest()
+        assert second.get("dir/obj") == b"hello"
+
+
+def test_stale_sidecar_is_ignored(store: TempfileStore):
+    store.put_stream("k", io.BytesIO(b"old"), etag="old-etag")
+    meta_path = objects(store) / (_entry_name("k") + ".meta")
+    stale = meta_path.read_text()
+    store.put_stream("k", io.BytesIO(b"new"), etag="new-etag")
+    meta_path.write_text(stale)  # as if a crash between the sidecar's and the data's rename
+    found = store.stat("k")
+    assert (found.size, found.etag, found.digest) == (3, None, None)
+    assert store.get("k") == b"new"
+
+
+def test_state_dir_is_private_and_never_listed(store: TempfileStore):
+    state = store.state_dir()
+    assert state == store.root / "state"
+    (state / "policy.json").write_text("{}")
+    store.put("k", b"v")
+    assert list(store.keys()) == ["k"]
+
+
+def test_large_entry_opens_as_a_real_file(store: TempfileStore):
+    data = bytes(range(256)) * 1024  # 256 KiB: above the read-whole threshold
+    store.put("f", data)
+    with store.open_read("f") as entry:
+        assert isinstance(entry.stream, io.BufferedReader)
+        assert entry.stream.fileno() >= 0
+        entry.stream.seek(1000)
+        assert entry.read() == data[1000:]
+        assert entry.stat.modified == os.stat(objects(store) / _entry_name("f")).st_mtime
+
+
+def test_small_entry_is_a_snapshot_taken_at_open(store: TempfileStore):
+    store.put("f", b"first")
+    with store.open_read("f") as entry:
+        store.put("f", b"second, replacing it")
+        assert entry.stat.size == 5
+        assert entry.read() == b"first"
+    assert store.get("f") == b"second, replacing it"
+
+
+def test_large_entry_keeps_its_version_while_being_replaced(store: TempfileStore):
+    old, new = b"o" * 200_000, b"n" * 300_000
+    store.put("f", old)
+    with store.open_read("f") as entry:
+        head = entry.read(1000)
+        store.put("f", new)
+        assert head + entry.read() == old
+    assert store.get("f") == new
+
+
+def test_put_stream_uses_constant_memory(store: TempfileStore):
+    size = 32 * 1024 * 1024
+    source = ChunkedStream(size, seed=3)
+    tracemalloc.start()
+    try:
+        store.put_stream("big", source)  # type: ignore[arg-type]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 6 * 1024 * 1024
+    assert store.stat("big").size == size
+
+
+CRASHING_WRITER = textwrap.dedent(
+    """
+    import os, sys
+    from cached_stores_factory_tempfile import TempfileStore
+
+    class Dying:
+        sent = 0
+        def read(self, size=-1):
+            if self.sent:
+                os._exit(17)  # the process dies mid-write, with no cleanup at all
+            self.sent = 1
+            return b"N" * 1000
+
+    TempfileStore("t", root=sys.argv[1]).put_stream("k", Dying())
+    """
+)
+
+
+@pytest.mark.parametrize("had_old", [True, False])
+def test_a_crash_mid_write_leaves_the_old_entry_or_none(tmp_path: Path, had_old: bool):
+    root = tmp_path / "store"
+    with TempfileStore("t", root=root) as store:
+        if had_old:
+            store.put("k", b"old version")
+    done = subprocess.run([sys.executable, "-c", CRASHING_WRITER, str(root)], check=False)
+    assert done.returncode == 17
+    leftovers = [p for p in (root / "objects").iterdir() if p.name.startswith(".tmp-")]
+    assert len(leftovers) == 1  # the half-written temp file, never at the entry's name
+    with TempfileStore("t", root=root) as store:
+        if had_old:
+            assert store.get("k") == b"old version"
+            assert list(store.keys()) == ["k"]
+        else:
+            with pytest.raises(KeyNotFoundError):
+                store.get("k")
+            assert list(store.keys()) == []
+    # An orphan older than an hour is swept when a store next opens the directory.
+    old = time.time() - 7200
+    os.utime(leftovers[0], (old, old))
+    TempfileStore("t", root=root).close()
+    assert not leftovers[0].exists()
+
+
+def test_failed_write_leaves_no_temp_and_the_old_entry(store: TempfileStore):
+    store.put("k", b"old")
+
+    class Broken(io.RawIOBase):
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: object) -> int:
+            raise OSError("source failed")
+
+    with pytest.raises(OSError, match="source failed"):
+        store.put_stream("k", Broken())  # type: ignore[arg-type]
+    assert store.get("k") == b"old"
+    assert sorted(p.name for p in objects(store).iterdir()) == sorted(
+        [_entry_name("k"), _entry_name("k") + ".meta"]
+    )
+
+
+def test_hit_through_the_engine_serves_the_local_file(store: TempfileStore):
+    remote = MemoryStore()
+    remote.put("path/my.file", b"remote bytes")
+    cached = CachedStoreFactory(store, remote).build()
+    with cached.open("path/my.file", "rb") as first:
+        assert first.read() == b"remote bytes"
+    remote.put("path/my.file", b"changed remotely")
+    with cached.open("path/my.file", "rb") as second:
+        assert second.read() == b"remote bytes"
+    assert cached.stats()["remote_reads"] == 1
+    assert cached.stats()["hits"] == 1
