@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import io
 import logging
+import shutil
+import tempfile
 import threading
-from collections.abc import Iterator
-from concurrent.futures import Future
-from typing import IO, Any, cast
+import weakref
+from collections.abc import Iterable, Iterator
+from typing import IO, Any, Final
 
 import attrs
 
-from ._fileobj import WriteHandle, parse_mode
+from ._fileobj import SPOOL_LIMIT, SharedSpool, WriteHandle, close_handles, parse_mode
 from ._keys import validate_key
 from ._policy import CachePolicy
 from ._serializer import BytesSerializer, Serializer
 from ._store import EntryReader, EntryStat, Store
-from .errors import KeyNotFoundError
+from .errors import KeyNotFoundError, StoreError
 
 __all__ = ["CacheStats", "CachedStore"]
 
@@ -24,12 +28,20 @@ log = logging.getLogger("cached_stores_factory")
 _MISSING: Any = object()
 
 
-@attrs.define
+@attrs.frozen
 class CacheStats:
-    """Counters since the cached store was built.  `as_dict()` is what `stats()` returns."""
+    """Counters since the cached store was built.  `as_dict()` is what `stats()` returns.
+
+    `hits`: reads served by a fresh local entry; `misses`: reads that were not, including
+    readers that waited on another thread's fetch (`coalesced` counts those alone);
+    `remote_reads`/`remote_writes`: objects fetched from and written to the remote;
+    `evictions`: local entries the policy removed; `bytes_from_remote`: sizes of the fetched
+    objects; `bytes_from_local`: sizes of the entries served on hits.
+    """
 
     hits: int = 0
     misses: int = 0
+    coalesced: int = 0
     remote_reads: int = 0
     remote_writes: int = 0
     evictions: int = 0
@@ -40,10 +52,90 @@ class CacheStats:
         return attrs.asdict(self)
 
 
+_FIELDS: Final = tuple(field.name for field in attrs.fields(CacheStats))
+HITS, MISSES, COALESCED, REMOTE_READS, REMOTE_WRITES, EVICTIONS, FROM_REMOTE, FROM_LOCAL = range(
+    len(_FIELDS)
+)
+
+
+class _Owner:
+    """Lives exactly as long as one thread's slot in a threading.local."""
+
+
+class _Tallies:
+    """Counters kept per thread and summed when read, so counting takes no lock.
+
+    Each thread adds to its own list, which no other thread writes, so no increment is lost
+    even without the GIL.  When a thread ends, its counts are folded into `_retired`, so
+    short-lived threads do not pile up.  A read may miss increments still in flight.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._lock = threading.RLock()  # a finalizer may fire on this thread while held
+        self._live: dict[int, list[int]] = {}
+        self._retired = [0] * len(_FIELDS)
+
+    def mine(self) -> list[int]:
+        """This thread's counts."""
+        try:
+            counts: list[int] = self._local.counts
+        except AttributeError:
+            counts = self._enlist()
+        return counts
+
+    def _enlist(self) -> list[int]:
+        counts = [0] * len(_FIELDS)
+        owner = _Owner()
+        self._local.counts = counts
+        self._local.owner = owner
+        with self._lock:
+            self._live[id(counts)] = counts
+        weakref.finalize(owner, self._retire, counts)
+        return counts
+
+    def _retire(self, counts: list[int]) -> None:
+        with self._lock:
+            if self._live.pop(id(counts), None) is not None:
+                self._retired = [a + b for a, b in zip(self._retired, counts, strict=True)]
+
+    def snapshot(self) -> CacheStats:
+        with self._lock:
+            lists = [self._retired, *self._live.values()]
+        return CacheStats(*(sum(column) for column in zip(*lists, strict=True)))
+
+
+class _Flight:
+    """One fetch of one key, shared by every reader that asked for it meanwhile."""
+
+    __slots__ = ("done", "error", "spool", "stale", "stat")
+
+    def __init__(self, *, stale: bool) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self.spool: SharedSpool | None = None  # set when the bytes are served but not kept
+        self.stat: EntryStat | None = None
+        self.stale = stale  # a write or delete of the key overlapped this fetch
+
+
+@attrs.define
+class _Mutation:
+    """Writes and deletes of one key in progress; `contended` once two overlapped."""
+
+    running: int = 1
+    contended: bool = False
+
+
+_MAX_ATTEMPTS = 8
+
+
 class CachedStore(Store):
     """A local store in front of a remote one, kept by a cache policy.
 
-    It is itself a Store, so tiers nest: a cached store can be another one's remote.
+    It is itself a Store, so tiers nest: a cached store can be another one's remote.  One
+    instance may be shared by any number of threads.  A hit takes no lock.  A miss takes a
+    short lock to join or start the key's fetch, never held across I/O, so readers of other
+    keys never wait for it.
     """
 
     def __init__(
@@ -57,10 +149,10 @@ class CachedStore(Store):
         self.remote = remote
         self.policy = policy if policy is not None else CachePolicy()
         self.serializer = serializer if serializer is not None else BytesSerializer()
-        self._stats = CacheStats()
-        self._stats_lock = threading.Lock()
-        self._inflight: dict[str, Future[None]] = {}
-        self._inflight_lock = threading.Lock()
+        self._tallies = _Tallies()
+        self._lock = threading.Lock()  # guards the two dicts below; never held across I/O
+        self._flights: dict[str, _Flight] = {}
+        self._mutations: dict[str, _Mutation] = {}
         self.policy.bind(local)
 
     def __repr__(self) -> str:
@@ -69,85 +161,114 @@ class CachedStore(Store):
             f"policy={self.policy!r}, serializer={self.serializer!r})"
         )
 
-    def _count(self, **deltas: int) -> None:
-        with self._stats_lock:
-            for name, delta in deltas.items():
-                setattr(self._stats, name, getattr(self._stats, name) + delta)
+    def _count(self, index: int, amount: int = 1) -> None:
+        self._tallies.mine()[index] += amount
 
     def stats(self) -> dict[str, int]:
-        """hits, misses, remote_reads, remote_writes, evictions, bytes_from_remote/local."""
-        with self._stats_lock:
-            return self._stats.as_dict()
+        """hits, misses, coalesced, remote_reads, remote_writes, evictions, bytes_from_*."""
+        return self._tallies.snapshot().as_dict()
 
     # -- reading --------------------------------------------------------------------------
 
-    def _fresh_local(self, key: str) -> EntryReader | None:
+    def open_read(self, key: str) -> EntryReader:
+        """A fresh local entry with no remote call, else one fetch shared by concurrent readers."""
+        return self._read(key)
+
+    def _read(self, key: str) -> EntryReader:
+        # The hit path: one local open (which validates the key), two policy calls, no lock.
         try:
             entry = self.local.open_read(key)
         except KeyNotFoundError:
-            return None
-        if self.policy.is_fresh(key, entry.stat):
-            self.policy.on_hit(key, entry.stat)
-            self._count(hits=1, bytes_from_local=entry.stat.size)
-            return entry
-        entry.close()
-        return None
-
-    def open_read(self, key: str) -> EntryReader:
-        """A fresh local entry with no remote call, else one fetch shared by concurrent readers."""
-        entry = self._fresh_local(key)
-        if entry is not None:
-            return entry
-        self._count(misses=1)
-        with self._inflight_lock:
-            flight = self._inflight.get(key)
-            leader = flight is None
-            if flight is None:
-                flight = self._inflight[key] = Future()
-        if leader:
-            try:
-                fetched = self._fetch(key)
-            except BaseException as exc:
-                flight.set_exception(exc)
-                raise
-            else:
-                flight.set_result(None)
-            finally:
-                with self._inflight_lock:
-                    del self._inflight[key]
-            if fetched is not None:
-                return fetched
+            pass
         else:
-            flight.result()  # the leader's error, if any, reaches every waiter
+            stat = entry.stat
+            if self.policy.is_fresh(key, stat):
+                self.policy.on_hit(key, stat)
+                counts = self._tallies.mine()
+                counts[HITS] += 1
+                counts[FROM_LOCAL] += stat.size
+                return entry
+            entry.close()
+        return self._miss(key)
+
+    def _miss(self, key: str) -> EntryReader:
+        self._count(MISSES)
+        for _ in range(_MAX_ATTEMPTS):
+            with self._lock:
+                flight = self._flights.get(key)
+                leader = flight is None
+                if flight is None:
+                    flight = self._flights[key] = _Flight(stale=key in self._mutations)
+            if leader:
+                self._lead(key, flight)
+            else:
+                self._count(COALESCED)
+                flight.done.wait()
+            if flight.error is not None:
+                raise flight.error  # the same error for the leader and every waiter
+            reader = self._serve(key, flight)
+            if reader is not None:
+                return reader
+            # The local copy went (evicted by a concurrent insert) before this reader opened
+            # it: start over, which fetches again only if no other reader did meanwhile.
+        raise StoreError(f"the local store {self.local!r} drops {key!r} as soon as it is stored")
+
+    def _lead(self, key: str, flight: _Flight) -> None:
+        try:
+            self._fetch(key, flight)
+        except Exception as exc:
+            flight.error = exc
+        except BaseException:  # KeyboardInterrupt and the like stay with the leader
+            flight.error = StoreError(f"the fetch of {key!r} was interrupted")
+            raise
+        finally:
+            with self._lock:
+                del self._flights[key]
+            flight.done.set()
+
+    def _fetch(self, key: str, flight: _Flight) -> None:
+        if self._fresh_stat(key) is not None:
+            return  # another reader's fetch stored it between our miss and our turn
+        with self.remote.open_read(key) as remote_entry:
+            stat = remote_entry.stat
+            self._count(REMOTE_READS)
+            self._count(FROM_REMOTE, stat.size)
+            if flight.stale or not self.policy.admits(stat.size):
+                flight.spool = SharedSpool.fill(remote_entry.stream)
+                flight.stat = stat
+                return
+            local_stat = self.local.put_stream(key, remote_entry.stream, etag=stat.etag)
+        victims = self.policy.on_insert(key, local_stat)
+        if flight.stale or key in victims:
+            # Readers waiting on this fetch still get these bytes, but the local copy goes.
+            # (If it went already, they start over.)
+            with contextlib.suppress(KeyNotFoundError), self.local.open_read(key) as entry:
+                flight.spool = SharedSpool.fill(entry.stream)
+                flight.stat = entry.stat
+        self._evict(victims)
+        if flight.stale and key not in victims:
+            self._drop_local(key)
+
+    def _serve(self, key: str, flight: _Flight) -> EntryReader | None:
+        if flight.spool is not None:
+            assert flight.stat is not None
+            return EntryReader(flight.spool.open(), flight.stat)
         try:
             return self.local.open_read(key)
         except KeyNotFoundError:
-            # Not admitted locally, or evicted since: read the remote directly.
-            return self._fetch(key, store=False) or self.local.open_read(key)
+            return None
 
-    def _fetch(self, key: str, *, store: bool = True) -> EntryReader | None:
-        """Fetch from the remote.  Stored locally: None.  Not stored: a reader of a spool."""
-        with self.remote.open_read(key) as remote_entry:
-            stat = remote_entry.stat
-            self._count(remote_reads=1, bytes_from_remote=stat.size)
-            if store and self.policy.admits(stat.size):
-                local_stat = self.local.put_stream(key, remote_entry.stream, etag=stat.etag)
-                self._inserted(key, local_stat)
-                return None
-            spool = io.BytesIO(remote_entry.stream.read())
-        return EntryReader(spool, stat)
-
-    def _inserted(self, key: str, stat: EntryStat) -> None:
-        victims = self.policy.on_insert(key, stat)
-        for victim in victims:
-            if self.local.delete(victim):
-                self._count(evictions=1)
-            self.policy.on_delete(victim)
+    def _fresh_stat(self, key: str) -> EntryStat | None:
+        try:
+            stat = self.local.stat(key)
+        except KeyNotFoundError:
+            return None
+        return stat if self.policy.is_fresh(key, stat) else None
 
     def get(self, key: str, default: Any = _MISSING) -> Any:
         """The value under `key`, through the serializer; `default` if given and missing."""
         try:
-            with self.open_read(key) as entry:
+            with self._read(key) as entry:
                 data = entry.read()
         except KeyNotFoundError:
             if default is _MISSING:
@@ -159,20 +280,12 @@ class CachedStore(Store):
         return self.get(key)
 
     def stat(self, key: str) -> EntryStat:
-        try:
-            stat = self.local.stat(key)
-        except KeyNotFoundError:
-            return self.remote.stat(key)
-        return stat if self.policy.is_fresh(key, stat) else self.remote.stat(key)
+        """The fresh local entry's stat, else the remote's (no fetch)."""
+        stat = self._fresh_stat(key)
+        return stat if stat is not None else self.remote.stat(key)
 
     def __contains__(self, key: object) -> bool:
-        return self._fresh_stat(key) or key in self.remote  # type: ignore[arg-type]
-
-    def _fresh_stat(self, key: str) -> bool:
-        try:
-            return self.policy.is_fresh(key, self.local.stat(key))
-        except KeyNotFoundError:
-            return False
+        return self._fresh_stat(key) is not None or key in self.remote  # type: ignore[arg-type]
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Keys of the remote: the local store holds only copies."""
@@ -180,21 +293,58 @@ class CachedStore(Store):
 
     # -- writing --------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def _mutation(self, key: str) -> Iterator[_Mutation]:
+        """Mark `key` as being written or deleted while the block runs.
+
+        A fetch of the key that overlaps it is stale: it serves its readers but stores
+        nothing locally.  Two writes of one key that overlap leave no local copy, because
+        which one the remote kept is unknown here.
+        """
+        with self._lock:
+            mutation = self._mutations.get(key)
+            if mutation is None:
+                mutation = self._mutations[key] = _Mutation()
+            else:
+                mutation.running += 1
+                mutation.contended = True
+            flight = self._flights.get(key)
+            if flight is not None:
+                flight.stale = True
+        try:
+            yield mutation
+        finally:
+            with self._lock:
+                mutation.running -= 1
+                if not mutation.running:
+                    del self._mutations[key]
+
     def put_stream(self, key: str, stream: IO[bytes], *, etag: str | None = None) -> EntryStat:
         """Write through: remote first, then local, then the policy.
 
-        A failed remote write raises and leaves the local store as it was.  `stream` must be
-        seekable, because the local copy is written from the same bytes.
+        A failed remote write raises and leaves the local store as it was.  A failed local
+        write after a good remote one drops the local copy (so it cannot be stale) and is
+        logged, not raised: the data is safe in the remote.
         """
+        if not stream.seekable():
+            stream = _spooled(stream)
         start = stream.tell()
-        remote_stat = self.remote.put_stream(key, stream, etag=etag)
-        self._count(remote_writes=1)
-        if self.policy.admits(remote_stat.size):
+        with self._mutation(key) as mutation:
+            remote_stat = self.remote.put_stream(key, stream, etag=etag)
+            self._count(REMOTE_WRITES)
+            if not self.policy.admits(remote_stat.size):
+                self._drop_local(key)
+                return remote_stat
             stream.seek(start)
-            local_stat = self.local.put_stream(key, stream, etag=remote_stat.etag)
-            self._inserted(key, local_stat)
-        else:
-            self.invalidate(key)
+            try:
+                local_stat = self.local.put_stream(key, stream, etag=remote_stat.etag)
+            except Exception:
+                log.warning("caching %r locally failed; the remote holds it", key, exc_info=True)
+                self._drop_local(key)
+                return remote_stat
+            self._evict(self.policy.on_insert(key, local_stat))
+            if mutation.contended:
+                self._drop_local(key)
         return remote_stat
 
     def put(self, key: str, value: Any) -> None:
@@ -205,9 +355,10 @@ class CachedStore(Store):
         self.put(key, value)
 
     def delete(self, key: str) -> bool:
-        """Delete from the remote and the local store."""
-        removed = self.remote.delete(key)
-        return self.invalidate(key) or removed
+        """Delete from the remote and the local store; True if either held the key."""
+        with self._mutation(key):
+            removed = self.remote.delete(key)
+            return self._drop_local(key) or removed
 
     def __delitem__(self, key: str) -> None:
         if not self.delete(key):
@@ -215,18 +366,29 @@ class CachedStore(Store):
 
     def invalidate(self, key: str) -> bool:
         """Drop the local copy only; the next read fetches again."""
-        key = validate_key(key)
+        return self._drop_local(validate_key(key))
+
+    def clear(self) -> int:
+        """Drop every local copy; the remote is untouched.  Returns how many went."""
+        return self._drop_all(self.local.keys())
+
+    def purge(self) -> int:
+        """Drop every local copy the policy says is stale; return how many went."""
+        return self._drop_all(self.policy.expired())
+
+    def _drop_all(self, keys: Iterable[str]) -> int:
+        return sum(1 for key in list(keys) if self._drop_local(key))
+
+    def _drop_local(self, key: str) -> bool:
         removed = self.local.delete(key)
         self.policy.on_delete(key)
         return removed
 
-    def clear(self) -> int:
-        """Drop every local copy; the remote is untouched."""
-        return sum(1 for key in list(self.local.keys()) if self.invalidate(key))
-
-    def purge(self) -> int:
-        """Remove every local copy the policy says is stale; return how many went."""
-        return sum(1 for key in list(self.policy.expired()) if self.invalidate(key))
+    def _evict(self, victims: Iterable[str]) -> None:
+        for victim in victims:
+            if self.local.delete(victim):
+                self._count(EVICTIONS)
+            self.policy.on_delete(victim)
 
     # -- file objects ---------------------------------------------------------------------
 
@@ -240,31 +402,48 @@ class CachedStore(Store):
     ) -> IO[Any]:
         """Open an entry as a file object, with Python's meaning of `mode`.
 
-        Reads come through the cache; writes are buffered and committed on flush and close.
+        Read-only binary modes return the local entry's own stream (on a miss, after the
+        fetch).  Writing modes return a WriteHandle that commits on flush and close.  Text
+        modes wrap either in an io.TextIOWrapper (UTF-8 unless `encoding` says otherwise).
         """
-        key = validate_key(key)
         parsed = parse_mode(mode)
         if parsed.binary and (encoding is not None or errors is not None or newline is not None):
             raise ValueError("binary mode doesn't take an encoding, errors or newline argument")
-        binary: IO[bytes] | WriteHandle
+        binary: IO[bytes]
         if not parsed.writing:
             try:
-                binary = self.open_read(key).stream
+                binary = self._read(key).stream
             except KeyNotFoundError:
-                raise FileNotFoundError(2, "No such key in the cached store", key) from None
+                raise FileNotFoundError(
+                    errno.ENOENT, "No such key in the cached store", key
+                ) from None
+            if parsed.binary:
+                return binary
         else:
-            binary = WriteHandle.open(self, key, parsed)
-        if parsed.binary:
-            return cast(IO[bytes], binary)
-        return io.TextIOWrapper(
-            cast(IO[bytes], binary),
+            binary = WriteHandle.open(self, validate_key(key), parsed)  # type: ignore[assignment]
+            if parsed.binary:
+                return binary
+        text = io.TextIOWrapper(
+            binary,
             encoding=encoding or "utf-8",
             errors=errors,
             newline=newline,
-            write_through=True,
+            write_through=True,  # nothing waits in the wrapper when a commit runs
         )
+        text.mode = mode  # type: ignore[misc]
+        return text
 
     def close(self) -> None:
+        """Commit this store's open handles, then close the policy and both stores."""
+        close_handles(self, "when its store closed")
         self.policy.close()
         self.local.close()
         self.remote.close()
+
+
+def _spooled(stream: IO[bytes]) -> IO[bytes]:
+    """A seekable copy of a forward-only stream, in memory while small."""
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_LIMIT)  # noqa: SIM115
+    shutil.copyfileobj(stream, spool)
+    spool.seek(0)
+    return spool
