@@ -1,0 +1,558 @@
+"""The cached-store engine over memory stores and small test doubles: counts, not timings."""
+
+from __future__ import annotations
+
+import gc
+import io
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import IO, Any
+
+import pytest
+
+from cached_stores_factory import (
+    CachedStore,
+    CachedStoreFactory,
+    CachePolicy,
+    EntryReader,
+    EntryStat,
+    JsonSerializer,
+    MemoryStore,
+    Store,
+)
+from cached_stores_factory._fileobj import SPOOL_LIMIT
+from cached_stores_factory.errors import KeyNotFoundError, SerializerError, StoreError
+
+WAIT = 10.0  # seconds a test waits for other threads before it gives up (never a timing check)
+
+
+class CountingStore(MemoryStore):
+    """A memory store that counts calls, can fail on demand, and can hold fetches on an Event."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: Counter[str] = Counter()
+        self.fail_reads: Exception | None = None
+        self.fail_writes: Exception | None = None
+        self.gate: threading.Event | None = None  # open_read waits on it when set
+        self.entered = threading.Semaphore(0)  # released when a fetch reaches the gate
+
+    def open_read(self, key: str) -> EntryReader:
+        self.calls["open_read"] += 1
+        entry = super().open_read(key)  # the version of the key when the fetch began
+        gate = self.gate
+        if gate is not None:
+            self.entered.release()
+            assert gate.wait(WAIT), "the test never opened the gate"
+        if self.fail_reads is not None:
+            raise self.fail_reads
+        return entry
+
+    def put_stream(self, key: str, stream: IO[bytes], *, etag: str | None = None) -> EntryStat:
+        self.calls["put_stream"] += 1
+        if self.fail_writes is not None:
+            stream.read(3)  # a failure midway, after reading some of the stream
+            raise self.fail_writes
+        return super().put_stream(key, stream, etag=etag)
+
+    def get(self, key: str) -> bytes:
+        self.calls["get"] += 1
+        return super().get(key)
+
+    def stat(self, key: str) -> EntryStat:
+        self.calls["stat"] += 1
+        return super().stat(key)
+
+    def delete(self, key: str) -> bool:
+        self.calls["delete"] += 1
+        return super().delete(key)
+
+    def remote_calls(self) -> int:
+        return sum(self.calls.values())
+
+
+class RefusingPolicy(CachePolicy):
+    """Admits nothing: every object is served without being kept."""
+
+    def admits(self, size: int | None) -> bool:
+        return False
+
+
+class DepthPolicy(CachePolicy):
+    """A FIFO of `depth` keys, enough to watch the engine evict."""
+
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+        self.order: list[str] = []
+        self.deleted: list[str] = []
+
+    def on_insert(self, key: str, stat: EntryStat) -> Sequence[str]:
+        if key in self.order:
+            self.order.remove(key)
+        self.order.append(key)
+        return self.order[: -self.depth] if len(self.order) > self.depth else []
+
+    def on_delete(self, key: str) -> None:
+        self.deleted.append(key)
+        if key in self.order:
+            self.order.remove(key)
+
+
+class SelfEvictingPolicy(CachePolicy):
+    """Evicts every key the moment it is inserted, as a byte budget smaller than it would."""
+
+    def on_insert(self, key: str, stat: EntryStat) -> Sequence[str]:
+        return [key]
+
+
+class StalePolicy(CachePolicy):
+    """Nothing local is ever fresh: a TTL of zero."""
+
+    def is_fresh(self, key: str, stat: EntryStat) -> bool:
+        return False
+
+
+@pytest.fixture
+def remote() -> CountingStore:
+    store = CountingStore()
+    store.put("a/b.txt", b"hello\nworld\n")
+    return store
+
+
+@pytest.fixture
+def local() -> CountingStore:
+    return CountingStore()
+
+
+@pytest.fixture
+def cs(local: CountingStore, remote: CountingStore) -> CachedStore:
+    return CachedStoreFactory(local, remote).build()
+
+
+def run_threads(count: int, target: Callable[[], Any]) -> list[Any]:
+    """Run `target` in `count` threads at once; return each one's result or exception."""
+    barrier = threading.Barrier(count)
+
+    def call() -> Any:
+        barrier.wait(WAIT)
+        try:
+            return target()
+        except Exception as exc:
+            return exc
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda _: call(), range(count)))
+
+
+def wait_until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + WAIT
+    while not condition():
+        assert time.monotonic() < deadline, "condition never became true"
+        time.sleep(0.001)
+
+
+# -- read-through -------------------------------------------------------------------------
+
+
+def test_a_miss_fetches_once_then_hits_never_call_the_remote(cs, remote, local) -> None:
+    with cs.open("a/b.txt", "rb") as fh:
+        assert fh.read() == b"hello\nworld\n"
+    assert remote.calls["open_read"] == 1
+    assert local.get("a/b.txt") == b"hello\nworld\n"
+    remote.calls.clear()
+    for _ in range(5):
+        with cs.open("a/b.txt", "rb") as fh:
+            assert fh.read() == b"hello\nworld\n"
+    assert remote.remote_calls() == 0
+    assert cs.stats() == {
+        "hits": 5,
+        "misses": 1,
+        "coalesced": 0,
+        "remote_reads": 1,
+        "remote_writes": 0,
+        "evictions": 0,
+        "bytes_from_remote": 12,
+        "bytes_from_local": 60,
+    }
+
+
+def test_read_only_binary_open_returns_the_local_stream_itself(remote) -> None:
+    sentinel = io.BytesIO(b"local bytes")
+
+    class OneStreamStore(MemoryStore):
+        def open_read(self, key: str) -> EntryReader:
+            return EntryReader(sentinel, EntryStat(size=11, modified=0.0))
+
+    cs = CachedStoreFactory(OneStreamStore(), remote).build()
+    assert cs.open("a/b.txt", "rb") is sentinel
+    assert remote.remote_calls() == 0
+
+
+def test_a_stale_entry_is_fetched_again(local, remote) -> None:
+    cs = CachedStoreFactory(local, remote, StalePolicy()).build()
+    for _ in range(3):
+        assert cs.get("a/b.txt") == b"hello\nworld\n"
+    assert remote.calls["open_read"] == 3
+    assert cs.stats()["hits"] == 0
+
+
+def test_a_missing_key_raises_file_not_found_naming_it(cs) -> None:
+    for mode in ("r", "rb", "r+", "r+b"):
+        with pytest.raises(FileNotFoundError, match=r"no/such\.key") as info:
+            cs.open("no/such.key", mode)
+        assert info.value.filename == "no/such.key"
+    with pytest.raises(KeyError):
+        cs.get("no/such.key")
+    assert cs.get("no/such.key", None) is None
+
+
+def test_x_mode_refuses_an_existing_key(cs) -> None:
+    with pytest.raises(FileExistsError, match=r"a/b\.txt"):
+        cs.open("a/b.txt", "xb")
+    with cs.open("new.key", "x") as fh:
+        fh.write("created")
+    assert cs.get("new.key") == b"created"
+
+
+def test_invalid_keys_never_reach_a_store(cs, remote, local) -> None:
+    remote.calls.clear()
+    for key in ("../escape", "/abs", "a//b", ""):
+        for mode in ("rb", "wb"):
+            with pytest.raises(ValueError):
+                cs.open(key, mode)
+    assert remote.remote_calls() == 0
+    assert local.remote_calls() == 0
+
+
+def test_text_mode_reads_and_iterates(cs) -> None:
+    with cs.open("a/b.txt", "r") as fh:
+        assert list(fh) == ["hello\n", "world\n"]
+    with cs.open("a/b.txt", "r", newline="") as fh:
+        assert fh.readline() == "hello\n"
+    with pytest.raises(ValueError, match="binary mode"):
+        cs.open("a/b.txt", "rb", encoding="utf-8")
+
+
+# -- single-flight ------------------------------------------------------------------------
+
+
+def test_32_threads_on_one_cold_key_cause_exactly_one_fetch(cs, remote) -> None:
+    remote.put("cold", b"x" * 100_000)
+    remote.calls.clear()
+    remote.gate = threading.Event()
+
+    def opener() -> None:
+        wait_until(lambda: cs.stats()["misses"] == 32)
+        remote.gate.set()
+
+    threading.Thread(target=opener, daemon=True).start()
+    results = run_threads(32, lambda: cs.get("cold"))
+    assert results == [b"x" * 100_000] * 32
+    assert remote.calls["open_read"] == 1
+    stats = cs.stats()
+    assert stats["remote_reads"] == 1
+    assert stats["misses"] + stats["hits"] == 32
+
+
+def test_a_failed_fetch_reaches_every_waiter_and_the_next_read_retries(cs, remote) -> None:
+    remote.calls.clear()
+    remote.gate = threading.Event()
+    remote.fail_reads = StoreError("the remote is down")
+
+    def opener() -> None:
+        wait_until(lambda: cs.stats()["coalesced"] == 15)
+        remote.gate.set()
+
+    threading.Thread(target=opener, daemon=True).start()
+    results = run_threads(16, lambda: cs.get("a/b.txt"))
+    assert all(isinstance(r, StoreError) and "the remote is down" in str(r) for r in results)
+    assert remote.calls["open_read"] == 1
+    remote.fail_reads = None
+    assert cs.get("a/b.txt") == b"hello\nworld\n"
+    assert remote.calls["open_read"] == 2
+
+
+def test_readers_of_other_keys_do_not_wait_for_a_fetch(local, remote) -> None:
+    remote.put("other", b"other bytes")
+    cs = CachedStoreFactory(local, remote).build()
+    cs.get("other")  # cached
+    remote.gate = threading.Event()
+    blocked = threading.Thread(target=cs.get, args=("a/b.txt",), daemon=True)
+    blocked.start()
+    assert remote.entered.acquire(timeout=WAIT)  # the fetch of a/b.txt holds the remote
+    assert cs.get("other") == b"other bytes"  # a hit, served while that fetch waits
+    remote.gate.set()
+    blocked.join(WAIT)
+    assert not blocked.is_alive()
+
+
+def test_a_not_admitted_object_reaches_every_waiter_from_one_fetch(local, remote) -> None:
+    big = bytes(range(256)) * (SPOOL_LIMIT // 256 + 1000)  # past the spool limit: on disk
+    remote.put("big", big)
+    remote.calls.clear()
+    cs = CachedStoreFactory(local, remote, RefusingPolicy()).build()
+    remote.gate = threading.Event()
+
+    def opener() -> None:
+        wait_until(lambda: cs.stats()["coalesced"] == 7)
+        remote.gate.set()
+
+    def read_in_pieces() -> bytes:
+        with cs.open("big", "rb") as fh:
+            head = fh.read(1000)
+            fh.seek(-10, io.SEEK_END)
+            tail = fh.read()
+            fh.seek(1000)
+            return head + fh.read()[:-10] + tail
+
+    threading.Thread(target=opener, daemon=True).start()
+    results = run_threads(8, read_in_pieces)
+    assert all(r == big for r in results)
+    assert remote.calls["open_read"] == 1
+    assert "big" not in local
+
+
+def test_a_key_the_policy_evicts_at_once_is_still_served(local, remote) -> None:
+    cs = CachedStoreFactory(local, remote, SelfEvictingPolicy()).build()
+    assert cs.get("a/b.txt") == b"hello\nworld\n"
+    assert "a/b.txt" not in local
+    assert cs.stats()["evictions"] == 1
+
+
+def test_a_write_during_a_fetch_leaves_no_stale_local_copy(local, remote) -> None:
+    cs = CachedStoreFactory(local, remote).build()
+    remote.gate = threading.Event()
+    results: list[bytes] = []
+    reader = threading.Thread(target=lambda: results.append(cs.get("a/b.txt")), daemon=True)
+    reader.start()
+    assert remote.entered.acquire(timeout=WAIT)  # the fetch holds the old version
+    gate, remote.gate = remote.gate, None
+    cs.put("a/b.txt", b"new version")  # a write never waits for a fetch
+    gate.set()
+    reader.join(WAIT)
+    assert results == [b"hello\nworld\n"]  # the read began first: the old version is fine
+    assert local.get("a/b.txt") == b"new version"  # but it did not overwrite the new one
+    remote.calls.clear()
+    assert cs.get("a/b.txt") == b"new version"
+    assert remote.remote_calls() == 0
+
+
+def test_concurrent_reads_of_many_keys_all_succeed(local, remote) -> None:
+    for i in range(20):
+        remote.put(f"k/{i}", str(i).encode())
+    cs = CachedStoreFactory(local, remote, DepthPolicy(5)).build()
+    results = run_threads(16, lambda: [cs.get(f"k/{i}") for i in range(20)])
+    assert all(r == [str(i).encode() for i in range(20)] for r in results)
+    assert len(list(local.keys())) <= 5 + 16  # a bound, whatever the interleaving
+
+
+def test_stats_count_every_hit_from_many_threads(cs) -> None:
+    cs.get("a/b.txt")
+    results = run_threads(8, lambda: [cs.get("a/b.txt") for _ in range(500)])
+    assert all(len(r) == 500 for r in results)
+    assert cs.stats()["hits"] == 8 * 500
+    gc.collect()  # the pool's threads are gone: their counts must survive them
+    assert cs.stats()["hits"] == 8 * 500
+
+
+# -- write-through ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("commit", ["flush", "close", "with", "gc"])
+def test_a_write_commits_remote_then_local(cs, remote, local, commit: str) -> None:
+    fh = cs.open("w/new.bin", "wb")
+    fh.write(b"payload")
+    if commit == "flush":
+        fh.flush()
+    elif commit == "close":
+        fh.close()
+    elif commit == "with":
+        with fh:
+            pass
+    else:
+        del fh
+        gc.collect()
+    assert remote.get("w/new.bin") == b"payload"
+    assert local.get("w/new.bin") == b"payload"
+    assert cs.stats()["remote_writes"] == 1
+
+
+def test_a_failed_remote_write_raises_leaves_local_alone_and_can_be_retried(
+    cs, remote, local
+) -> None:
+    cs.get("a/b.txt")  # a local copy of the old version
+    fh = cs.open("a/b.txt", "wb")
+    fh.write(b"new")
+    remote.fail_writes = StoreError("remote refused the write")
+    with pytest.raises(StoreError, match="refused"):
+        fh.flush()
+    with pytest.raises(StoreError, match="refused"):
+        fh.close()
+    assert not fh.closed
+    assert local.get("a/b.txt") == b"hello\nworld\n"
+    assert remote.get("a/b.txt") == b"hello\nworld\n"
+    remote.fail_writes = None
+    fh.close()
+    assert remote.get("a/b.txt") == b"new"
+    assert local.get("a/b.txt") == b"new"
+
+
+def test_a_failed_local_write_after_the_remote_drops_the_local_copy(cs, remote, local) -> None:
+    cs.get("a/b.txt")
+    local.fail_writes = StoreError("disk full")
+    cs.put("a/b.txt", b"new")
+    assert remote.get("a/b.txt") == b"new"
+    assert "a/b.txt" not in local
+    local.fail_writes = None
+    assert cs.get("a/b.txt") == b"new"
+
+
+def test_a_write_the_policy_refuses_drops_the_old_local_copy(local, remote) -> None:
+    CachedStoreFactory(local, remote).build().get("a/b.txt")
+    cs = CachedStoreFactory(local, remote, RefusingPolicy()).build()
+    cs.put("a/b.txt", b"new")
+    assert "a/b.txt" not in local
+    assert cs.get("a/b.txt") == b"new"
+
+
+def test_unchanged_handles_commit_nothing(cs, remote) -> None:
+    with cs.open("a/b.txt") as fh:  # the default r+b
+        assert fh.read(5) == b"hello"
+    with cs.open("a/b.txt", "ab"):
+        pass
+    assert cs.stats()["remote_writes"] == 0
+    with cs.open("empty", "wb"):
+        pass  # "w" truncates at once, as open() does: an empty entry exists
+    assert remote.get("empty") == b""
+
+
+def test_the_seed_sequence_reads_then_appends(cs, remote) -> None:
+    handle = cs.open("a/b.txt")
+    assert handle.read() == b"hello\nworld\n"
+    handle.write(b"more\n")
+    del handle
+    gc.collect()
+    assert remote.get("a/b.txt") == b"hello\nworld\nmore\n"
+
+
+def test_closing_the_store_commits_its_open_handles(cs, remote) -> None:
+    fh = cs.open("pending", "wb")
+    fh.write(b"x")
+    cs.close()
+    assert fh.closed
+    assert remote.get("pending") == b"x"
+
+
+def test_a_forward_only_stream_is_spooled_for_both_tiers(cs, remote, local) -> None:
+    class ForwardOnly(io.RawIOBase):
+        def __init__(self) -> None:
+            self.data = io.BytesIO(b"streamed")
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: Any) -> int:
+            return self.data.readinto(buffer)
+
+    cs.put_stream("s", ForwardOnly())  # type: ignore[arg-type]
+    assert remote.get("s") == local.get("s") == b"streamed"
+
+
+# -- the value API ------------------------------------------------------------------------
+
+
+def test_value_api(local, remote) -> None:
+    cs = CachedStoreFactory(local, remote, serializer=JsonSerializer()).build()
+    cs["cfg/a.json"] = {"x": [1, 2]}
+    assert cs["cfg/a.json"] == {"x": [1, 2]}
+    assert remote.get("cfg/a.json") == b'{"x":[1,2]}'
+    assert "cfg/a.json" in cs
+    assert cs.get("cfg/missing.json", "default") == "default"
+    cs.put("cfg/b.json", 3)
+    assert sorted(cs.keys("cfg/")) == ["cfg/a.json", "cfg/b.json"]
+    assert list(cs.keys("nope/")) == []
+
+    assert cs.invalidate("cfg/a.json") is True
+    assert "cfg/a.json" not in local and "cfg/a.json" in remote
+    assert cs["cfg/a.json"] == {"x": [1, 2]}
+
+    assert cs.clear() == 2
+    assert list(local.keys()) == []
+    assert sorted(remote.keys("cfg/")) == ["cfg/a.json", "cfg/b.json"]
+
+    del cs["cfg/a.json"]
+    assert "cfg/a.json" not in remote and "cfg/a.json" not in local
+    assert "cfg/a.json" not in cs
+    with pytest.raises(KeyError):
+        del cs["cfg/a.json"]
+    assert cs.delete("cfg/b.json") is True
+    assert cs.delete("cfg/b.json") is False
+
+
+def test_the_default_serializer_stores_bytes_only(cs) -> None:
+    cs["b"] = bytearray(b"ok")
+    assert cs["b"] == b"ok"
+    with pytest.raises(SerializerError, match="json"):
+        cs["x"] = {"not": "bytes"}
+
+
+def test_stat_prefers_a_fresh_local_copy(cs, remote) -> None:
+    assert cs.stat("a/b.txt").size == 12  # from the remote: nothing fetched
+    assert cs.stats()["remote_reads"] == 0
+    cs.get("a/b.txt")
+    remote.calls.clear()
+    assert cs.stat("a/b.txt").size == 12
+    assert remote.remote_calls() == 0
+    with pytest.raises(KeyNotFoundError):
+        cs.stat("missing")
+
+
+# -- policy hooks -------------------------------------------------------------------------
+
+
+def test_evictions_remove_local_copies_only(local, remote) -> None:
+    for i in range(4):
+        remote.put(f"e/{i}", b"v")
+    policy = DepthPolicy(2)
+    cs = CachedStoreFactory(local, remote, policy).build()
+    for i in range(4):
+        cs.get(f"e/{i}")
+    assert sorted(local.keys()) == ["e/2", "e/3"]
+    assert sorted(remote.keys("e/")) == ["e/0", "e/1", "e/2", "e/3"]
+    assert cs.stats()["evictions"] == 2
+    assert policy.deleted == ["e/0", "e/1"]
+
+
+def test_purge_drops_what_the_policy_says_expired(local, remote) -> None:
+    class ExpiresAll(CachePolicy):
+        def expired(self) -> Iterator[str]:
+            return iter(["a/b.txt"])
+
+    cs = CachedStoreFactory(local, remote, ExpiresAll()).build()
+    cs.get("a/b.txt")
+    assert cs.purge() == 1
+    assert "a/b.txt" not in local and "a/b.txt" in remote
+
+
+# -- nesting ------------------------------------------------------------------------------
+
+
+def test_tiers_nest(remote) -> None:
+    middle = CountingStore()
+    inner = CachedStoreFactory(middle, remote).build()
+    top = CountingStore()
+    outer = CachedStoreFactory(top, inner, DepthPolicy(100)).build()
+    assert isinstance(inner, Store)
+    assert outer.get("a/b.txt") == b"hello\nworld\n"
+    assert top.get("a/b.txt") == middle.get("a/b.txt") == b"hello\nworld\n"
+    remote.calls.clear()
+    middle.calls.clear()
+    assert outer.get("a/b.txt") == b"hello\nworld\n"
+    assert remote.remote_calls() == 0 and middle.remote_calls() == 0
+    outer.put("n/new", b"through all tiers")
+    assert remote.get("n/new") == middle.get("n/new") == top.get("n/new")
+    outer.delete("n/new")
+    assert "n/new" not in remote and "n/new" not in middle and "n/new" not in top
