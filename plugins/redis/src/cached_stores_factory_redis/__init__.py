@@ -1,1 +1,18 @@
-"""cached-stores-factory plugin 'redis' (being built)."""
+"""cached-stores-factory plugin 'redis': a store in Redis.
+
+redis-py is imported when a RedisStore is built, never when this plugin is loaded.
+"""
+
+from __future__ import annotations
+
+import cached_stores_factory
+from cached_stores_factory.hookspecs import Register
+
+from ._store import DEFAULT_MAX_VALUE_BYTES, RedisStore
+
+__all__ = ["DEFAULT_MAX_VALUE_BYTES", "RedisStore"]
+
+
+@cached_stores_factory.hookimpl
+def csf_register_stores(register: Register) -> None:
+    register("redis", RedisStore)
