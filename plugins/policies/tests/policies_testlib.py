@@ -1,0 +1,83 @@
+"""Helpers for the policies' tests: a store with a state directory, aging, a worker.
+
+Not a test module (no `test_` prefix): the multi-process test's workers import it by name.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from cached_stores_factory import CachedStoreFactory, CachePolicy
+from cached_stores_factory.errors import KeyNotFoundError
+from cached_stores_factory.testing.policies import RecordingStore
+from cached_stores_factory_policies import FIFOCache, LRUCache
+from cached_stores_factory_tempfile import TempfileStore
+
+_ENTRY_NAME = re.compile(r"[0-9a-f]{64}")
+
+
+class StatefulMemoryStore(RecordingStore):
+    """A memory store with a state directory: the SQLite ledger with a manual clock."""
+
+    def __init__(self, state: Path, *, clock: Callable[[], float]) -> None:
+        super().__init__(clock=clock)
+        self._state = state
+
+    def state_dir(self) -> Path:
+        return self._state
+
+
+def age_tempfile_store(store: TempfileStore, seconds: float) -> None:
+    """Make every entry `seconds` older: a clock advance for a store that reads mtimes."""
+    objects = store.root / "objects"
+    for path in objects.iterdir():
+        if _ENTRY_NAME.fullmatch(path.name):
+            info = path.stat()
+            os.utime(path, (info.st_atime - seconds, info.st_mtime - seconds))
+
+
+def make_policy(kind: str, depth: int) -> CachePolicy:
+    return {"fifo": FIFOCache, "lru": LRUCache}[kind](depth)
+
+
+def payload(key: str, seed: int, step: int) -> bytes:
+    """Bytes that say which key they belong to, so a reader can check what it got."""
+    return f"{key}|{seed}|{step};".encode() * (1 + step % 40)
+
+
+def churn_worker(root: str, kind: str, depth: int, operations: int, seed: int) -> None:
+    """One process of the multi-process test: random reads, writes and deletes.
+
+    The processes share the local store (`root`/local) and the remote (`root`/remote, a
+    tempfile store with no policy).  Every read must return whole bytes written for that
+    key.  Any exception fails the process, which the test sees in its exit code.
+    """
+    rng = random.Random(seed)
+    remote = TempfileStore("remote", root=Path(root) / "remote", fsync=False)
+    local = TempfileStore("local", root=Path(root) / "local", fsync=False)
+    cached = CachedStoreFactory(local, remote, make_policy(kind, depth)).build()
+    keys = [f"k{i:02d}" for i in range(30)]
+    try:
+        for step in range(operations):
+            key = rng.choice(keys)
+            action = rng.random()
+            if action < 0.4:
+                cached.put_stream(key, io.BytesIO(payload(key, seed, step)))
+            elif action < 0.95:
+                try:
+                    with cached.open_read(key) as entry:
+                        got = entry.read()
+                except KeyNotFoundError:
+                    continue  # never written, or deleted by some process
+                unit = got.split(b";", 1)[0] + b";"
+                assert unit.startswith(key.encode() + b"|"), (key, got[:40])
+                assert got == unit * (len(got) // len(unit)), (key, got[:40])
+            else:
+                cached.delete(key)
+    finally:
+        cached.close()
