@@ -106,9 +106,6 @@ class MemoryLedger:
     def close(self) -> None:
         pass
 
-    def __len__(self) -> int:
-        return len(self._order)
-
 
 _SCHEMA = """
 BEGIN IMMEDIATE;
@@ -275,10 +272,16 @@ class SQLiteLedger:
             self._uses[key] = now
 
     def remove(self, key: str) -> None:
-        with self._transaction() as db:
-            # Another process may have stored the key again since it went: then its row stays.
-            if key not in self._store:
-                db.execute("DELETE FROM entries WHERE key = ?", (key,))
+        try:
+            with self._transaction() as db:
+                # Another process may have stored the key again since it went: its row stays.
+                if key not in self._store:
+                    db.execute("DELETE FROM entries WHERE key = ?", (key,))
+        except sqlite3.OperationalError as exc:
+            # A row left behind only makes the cache hold less; the next bind() drops it.
+            log.warning(
+                "policy state at %s unavailable (%s); %r stays listed", self._path, exc, key
+            )
 
     def close(self) -> None:
         atexit.unregister(self._at_exit)
@@ -292,11 +295,6 @@ class SQLiteLedger:
                 if self._db is not None:
                     self._db.close()
                     self._db = None
-
-    def __len__(self) -> int:
-        with self._lock:
-            (count,) = self._connect().execute("SELECT count FROM totals").fetchone()
-        return int(count)
 
 
 def open_ledger(store: Store, bounds: Bounds, name: str) -> Ledger:
