@@ -218,9 +218,9 @@ class WriteHandle(io.BufferedIOBase):
     whole entry if anything changed.  If the remote write fails, flush() or close() raises,
     the local store is unchanged and the handle stays open, so the caller can flush again.
 
-    Beyond the semantics of io.BytesIO it behaves as a regular file does in two corners:
-    truncate() past the end extends with zero bytes, and seeking before the start raises
-    OSError.  One handle is not meant to be shared by threads without a lock.
+    Where io.BytesIO and a regular file differ, it behaves as the file does: truncate() past
+    the end extends with zero bytes, and a seek before the start or a negative truncate
+    raises OSError.  One handle is not meant to be shared by threads without a lock.
     """
 
     def __init__(self, store: CachedStore, key: str, mode: OpenMode, source: IO[bytes] | None):
@@ -339,8 +339,11 @@ class WriteHandle(io.BufferedIOBase):
         return self.readinto(buffer)
 
     def readline(self, size: int | None = -1) -> bytes:
-        self._check_readable()
         limit = -1 if size is None else size
+        if limit == 0:  # what io.IOBase.readline answers, even when not readable
+            self._check_open()
+            return b""
+        self._check_readable()
         start = self._spool.tell()
         while True:
             line = self._spool.readline(limit)
@@ -353,26 +356,25 @@ class WriteHandle(io.BufferedIOBase):
 
     def write(self, data: ReadableBuffer) -> int:
         self._check_writable()
+        with memoryview(data) as view:
+            size = view.nbytes
+        if not size:
+            return 0  # moves nothing, not even to the end in append mode
         if self._mode.kind == "a":
             self._spool.seek(0, io.SEEK_END)  # everything was copied when the handle opened
         else:
-            with memoryview(data) as view:
-                self._fill(self._spool.tell() + view.nbytes)
+            self._fill(self._spool.tell() + size)
         written = self._spool.write(data)
         self._dirty = True
         return written
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._check_open()
-        if whence == io.SEEK_SET:
-            if offset < 0:
-                raise ValueError(f"negative seek value {offset}")
-        elif whence == io.SEEK_CUR:
+        if whence == io.SEEK_CUR:
             offset += self._spool.tell()
         elif whence == io.SEEK_END:
-            self._fill(None)
-            offset += self._spool.seek(0, io.SEEK_END)
-        else:
+            offset += self._size()
+        elif whence != io.SEEK_SET:
             raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
         if offset < 0:
             raise OSError(errno.EINVAL, "Invalid argument")
@@ -382,21 +384,28 @@ class WriteHandle(io.BufferedIOBase):
         self._check_open()
         return self._spool.tell()
 
+    def _size(self) -> int:
+        """The entry's whole length, copying the rest of it first; the position stays."""
+        self._fill(None)
+        position = self._spool.tell()
+        size = self._spool.seek(0, io.SEEK_END)
+        self._spool.seek(position)
+        return size
+
     def truncate(self, size: int | None = None) -> int:
         self._check_writable()
         position = self._spool.tell()
         if size is None:
             size = position
         if size < 0:
-            raise ValueError(f"negative size value {size}")
+            raise OSError(errno.EINVAL, "Invalid argument")
         self._fill(size)
         self._drop_source()  # whatever lies past `size` is cut off
-        end = self._spool.seek(0, io.SEEK_END)
-        if end < size:  # a regular file grows with zero bytes; BytesIO would not
+        if self._size() < size:  # a regular file grows with zero bytes; BytesIO would not
             self._spool.seek(size - 1)
             self._spool.write(b"\0")
+            self._spool.seek(position)
         self._spool.truncate(size)
-        self._spool.seek(position)
         self._dirty = True
         return size
 
