@@ -1,0 +1,337 @@
+"""S3Store: objects in an S3 bucket (AWS, MinIO, R2, moto), as a remote or as a cache.
+
+A read is one streaming GET: no HEAD first, a missing object is the GET's 404.  Writes up to
+`multipart_threshold` are one PUT; larger ones go through boto3's multipart upload, reading
+the source in parts so memory stays bounded.  `stat` is one HEAD and exposes the ETag and
+Last-Modified.  boto3 is imported when a store is built, never when the plugin loads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import IO, Any
+
+from cached_stores_factory import EntryReader, EntryStat, Store, validate_key
+from cached_stores_factory.errors import (
+    ConfigError,
+    InvalidKeyError,
+    KeyNotFoundError,
+    StoreError,
+    redact,
+)
+
+__all__ = ["MIN_PART_SIZE", "S3Store"]
+
+MiB = 1024 * 1024
+MIN_PART_SIZE = 5 * MiB
+"""S3 refuses multipart parts smaller than this (except the last)."""
+
+# Pinned client settings (botocore's defaults differ by version and by environment):
+# "standard" retry mode (retries throttling, 5xx and connection errors with backoff and a
+# retry quota) with 5 attempts in all; 5 s to connect, 60 s between bytes of a response.
+# Checksums are sent only where S3 requires them: botocore >= 1.36 sends them on every
+# upload by default, which several S3-compatible servers reject.
+_RETRIES = {"mode": "standard", "max_attempts": 5}
+_CONNECT_TIMEOUT = 5
+_READ_TIMEOUT = 60
+_READ_BUFFER = 256 * 1024
+_ETAG_META = "csf-etag"  # the origin's ETag, when this bucket caches another store
+_MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+
+# Environment variables that change what a profile means; part of the session cache's key.
+_PROFILE_ENVIRONMENT = ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_PROFILE")
+_sessions: dict[tuple[str | None, ...], Any] = {}
+_sessions_lock = threading.Lock()
+
+
+def _s3_client(profile: str | None, region: str | None, **kwargs: Any) -> Any:
+    """An S3 client from the process's one boto3 session for this profile and region.
+
+    Building a session loads botocore's service models (a quarter of a second); stores that
+    share a profile, like the two buckets of the seed's Example 3, share the session.
+    Sessions are not thread-safe, so clients are made under a lock; clients themselves are.
+    """
+    import boto3
+
+    key = (profile, region, *(os.environ.get(name) for name in _PROFILE_ENVIRONMENT))
+    with _sessions_lock:
+        session = _sessions.get(key)
+        if session is None:
+            session = _sessions[key] = boto3.session.Session(
+                profile_name=profile, region_name=region
+            )
+        return session.client("s3", **kwargs)
+
+
+class _Body(io.RawIOBase):
+    """A botocore StreamingBody as a raw stream, so it can sit in an io.BufferedReader.
+
+    Errors while the body streams become StoreError, like every other failure here.
+    """
+
+    def __init__(self, body: Any, where: str, errors: tuple[type[BaseException], ...]) -> None:
+        super().__init__()
+        self._body = body
+        self._where = where
+        self._errors = errors
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            data = self._body.read(len(buffer))
+        except self._errors as exc:
+            raise StoreError(f"{self._where}: reading the object failed: {exc}") from None
+        buffer[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._body.close()
+        super().close()
+
+
+class _Chained(io.RawIOBase):
+    """`head` then the rest of `stream`: the bytes read to choose PUT or multipart, put back."""
+
+    def __init__(self, head: bytes, stream: IO[bytes]) -> None:
+        super().__init__()
+        self._head = memoryview(head)
+        self._stream = stream
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            count = min(len(buffer), len(self._head))
+            buffer[:count] = self._head[:count]
+            self._head = self._head[count:]
+            return count
+        data = self._stream.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def _read_up_to(stream: IO[bytes], limit: int) -> bytes:
+    """Up to `limit` bytes of `stream`: fewer only at its end."""
+    parts: list[bytes] = []
+    left = limit
+    while left > 0 and (chunk := stream.read(min(left, MiB))):
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
+class S3Store(Store):
+    """Objects in `bucketname`, under the key prefix `prefix`.
+
+    Credentials, region and endpoint come from the AWS profile `s3_profile` (or the default
+    chain); `s3_region` and `endpoint_url` override them.  A profile may set `endpoint_url`
+    in its config section, which is how MinIO, R2 or a test server are reached without code
+    changes.  Other keyword arguments go to `session.client("s3", ...)`; a `config` there is
+    merged over the pinned one.  The bucket must exist.
+    """
+
+    def __init__(
+        self,
+        bucketname: str,
+        s3_profile: str | None = None,
+        s3_region: str | None = None,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        *,
+        multipart_threshold: int = 8 * MiB,
+        multipart_chunksize: int = 8 * MiB,
+        **client_kwargs: Any,
+    ) -> None:
+        if not isinstance(bucketname, str) or not bucketname:
+            raise ConfigError(f"S3Store needs a bucket name, not {bucketname!r}")
+        if multipart_chunksize < MIN_PART_SIZE:
+            raise ConfigError(f"multipart_chunksize must be at least {MIN_PART_SIZE} bytes")
+        if prefix and (prefix.startswith("/") or "//" in prefix):
+            raise ConfigError(f"S3Store prefix {prefix!r} must be a relative key prefix")
+        import boto3.exceptions
+        import botocore.exceptions
+        from boto3.s3.transfer import TransferConfig
+        from botocore.config import Config
+
+        self.bucketname = bucketname
+        self.prefix = prefix
+        self.profile = s3_profile
+        self.multipart_threshold = multipart_threshold
+        self._secrets = (
+            client_kwargs.get("aws_secret_access_key"),
+            client_kwargs.get("aws_session_token"),
+        )
+        self._client_error = botocore.exceptions.ClientError
+        self._errors: tuple[type[BaseException], ...] = (
+            botocore.exceptions.BotoCoreError,
+            botocore.exceptions.ClientError,
+            boto3.exceptions.Boto3Error,
+        )
+        config = Config(
+            retries=_RETRIES,
+            connect_timeout=_CONNECT_TIMEOUT,
+            read_timeout=_READ_TIMEOUT,
+            request_checksum_calculation="when_required",
+        )
+        if "config" in client_kwargs:
+            config = config.merge(client_kwargs.pop("config"))
+        try:
+            self._client: Any = _s3_client(
+                s3_profile, s3_region, endpoint_url=endpoint_url, config=config, **client_kwargs
+            )
+        except botocore.exceptions.ProfileNotFound as exc:
+            raise ConfigError(f"S3Store: {exc}") from None
+        except self._errors as exc:
+            raise StoreError(f"S3Store for bucket {bucketname!r}: {self._clean(exc)}") from None
+        self.region: str | None = self._client.meta.region_name
+        self.endpoint_url: str = self._client.meta.endpoint_url
+        self._transfer = TransferConfig(
+            multipart_threshold=multipart_threshold,
+            multipart_chunksize=multipart_chunksize,
+            max_concurrency=4,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"S3Store(bucketname={self.bucketname!r}, prefix={self.prefix!r}, "
+            f"s3_profile={self.profile!r}, s3_region={self.region!r}, "
+            f"endpoint_url={self.endpoint_url!r})"
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _name(self, key: str) -> str:
+        return self.prefix + key
+
+    def _where(self, key: str = "") -> str:
+        return f"s3://{self.bucketname}/{self._name(key)}"
+
+    def _clean(self, exc: BaseException) -> str:
+        return redact(str(exc), self._secrets)
+
+    @contextlib.contextmanager
+    def _calling(self, key: str = "") -> Iterator[None]:
+        """Map a missing object to KeyNotFoundError and every other failure to StoreError."""
+        try:
+            yield
+        except self._client_error as exc:
+            if exc.response.get("Error", {}).get("Code") in _MISSING_CODES:
+                raise KeyNotFoundError(key, self._where()) from None
+            raise StoreError(f"{self._where(key)}: {self._clean(exc)}") from None
+        except self._errors as exc:
+            raise StoreError(f"{self._where(key)}: {self._clean(exc)}") from None
+
+    @staticmethod
+    def _stat(response: dict[str, Any]) -> EntryStat:
+        metadata = response.get("Metadata") or {}
+        return EntryStat(
+            size=response["ContentLength"],
+            modified=response["LastModified"].timestamp(),
+            etag=metadata.get(_ETAG_META) or response.get("ETag"),
+        )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def open_read(self, key: str) -> EntryReader:
+        """One streaming GET; its 404 is the KeyNotFoundError, so a miss costs one request."""
+        with self._calling(key):
+            response = self._client.get_object(Bucket=self.bucketname, Key=self._name(key))
+        body = _Body(response["Body"], self._where(key), self._errors)
+        return EntryReader(io.BufferedReader(body, _READ_BUFFER), self._stat(response))
+
+    def get(self, key: str) -> bytes:
+        with self.open_read(key) as entry:
+            return entry.read()
+
+    def stat(self, key: str) -> EntryStat:
+        """One HEAD: size, Last-Modified and the ETag (the origin's, if this bucket caches)."""
+        with self._calling(key):
+            return self._stat(self._client.head_object(Bucket=self.bucketname, Key=self._name(key)))
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        """Every valid key under the prefix; folder markers and other odd names are skipped."""
+        paginator = self._client.get_paginator("list_objects_v2")
+        with self._calling():
+            for page in paginator.paginate(Bucket=self.bucketname, Prefix=self._name(prefix)):
+                for item in page.get("Contents", ()):
+                    try:
+                        yield validate_key(item["Key"][len(self.prefix) :])
+                    except InvalidKeyError:
+                        continue
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def put(self, key: str, data: bytes) -> None:
+        self.put_stream(key, io.BytesIO(data))
+
+    def put_stream(self, key: str, stream: IO[bytes], *, etag: str | None = None) -> EntryStat:
+        """One PUT up to `multipart_threshold`, a multipart upload above it.
+
+        `etag`, the origin's entity tag when this bucket caches another store, is kept in
+        the object's metadata and reported by `stat`.
+        """
+        extra = {"Metadata": {_ETAG_META: etag}} if etag else {}
+        seekable = stream.seekable()
+        start = stream.tell() if seekable else 0
+        head = _read_up_to(stream, self.multipart_threshold)
+        name = self._name(key)
+        with self._calling(key):
+            if len(head) < self.multipart_threshold:
+                response = self._client.put_object(
+                    Bucket=self.bucketname, Key=name, Body=head, **extra
+                )
+                return EntryStat(
+                    size=len(head), modified=time.time(), etag=etag or response["ETag"]
+                )
+            if seekable:
+                stream.seek(start)
+                source: IO[bytes] = stream
+            else:
+                source = io.BufferedReader(_Chained(head, stream), MiB)
+            del head
+            self._client.upload_fileobj(
+                source, self.bucketname, name, ExtraArgs=extra or None, Config=self._transfer
+            )
+            # The multipart ETag and size come from S3 itself: one HEAD per large upload.
+            return self._stat(self._client.head_object(Bucket=self.bucketname, Key=name))
+
+    def delete(self, key: str) -> bool:
+        """HEAD, then DELETE: S3 answers a DELETE the same whether the object existed or not."""
+        if key not in self:
+            return False
+        with self._calling(key):
+            self._client.delete_object(Bucket=self.bucketname, Key=self._name(key))
+        return True
+
+    def clear(self) -> int:
+        """Delete every object under the prefix, a thousand per request."""
+        batch: list[dict[str, str]] = []
+        removed = 0
+        for key in self.keys():
+            batch.append({"Key": self._name(key)})
+            if len(batch) == 1000:
+                removed += self._delete_batch(batch)
+                batch = []
+        return removed + (self._delete_batch(batch) if batch else 0)
+
+    def _delete_batch(self, batch: list[dict[str, str]]) -> int:
+        with self._calling():
+            response = self._client.delete_objects(
+                Bucket=self.bucketname, Delete={"Objects": batch, "Quiet": False}
+            )
+        if response.get("Errors"):
+            first = response["Errors"][0]
+            raise StoreError(f"{self._where(first.get('Key', ''))}: {first.get('Message')}")
+        return len(response.get("Deleted", ()))
