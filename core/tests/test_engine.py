@@ -322,6 +322,13 @@ def test_a_key_the_policy_evicts_at_once_is_still_served(local, remote) -> None:
     assert cs.stats()["evictions"] == 1
 
 
+def test_a_local_store_that_cannot_hold_an_object_still_serves_it(cs, local) -> None:
+    local.fail_writes = StoreError("value too large for this store")
+    assert cs.get("a/b.txt") == b"hello\nworld\n"
+    assert "a/b.txt" not in local
+    assert cs.stats()["remote_reads"] == 2  # the failed copy consumed the first stream
+
+
 def test_a_write_during_a_fetch_leaves_no_stale_local_copy(local, remote) -> None:
     cs = CachedStoreFactory(local, remote).build()
     remote.gate = threading.Event()

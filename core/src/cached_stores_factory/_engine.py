@@ -229,15 +229,24 @@ class CachedStore(Store):
     def _fetch(self, key: str, flight: _Flight) -> None:
         if self._fresh_stat(key) is not None:
             return  # another reader's fetch stored it between our miss and our turn
-        with self.remote.open_read(key) as remote_entry:
+        with self._remote_entry(key) as remote_entry:
             stat = remote_entry.stat
-            self._count(REMOTE_READS)
-            self._count(FROM_REMOTE, stat.size)
             if flight.stale or not self.policy.admits(stat.size):
                 flight.spool = SharedSpool.fill(remote_entry.stream)
                 flight.stat = stat
                 return
-            local_stat = self.local.put_stream(key, remote_entry.stream, etag=stat.etag)
+            try:
+                local_stat = self.local.put_stream(key, remote_entry.stream, etag=stat.etag)
+            except Exception:
+                # A cache that cannot hold the object (full disk, a Redis value limit) must
+                # not fail the read: fetch it again, for the waiting readers only.
+                log.warning("caching %r locally failed; serving it uncached", key, exc_info=True)
+                local_stat = None
+        if local_stat is None:
+            with self._remote_entry(key) as remote_entry:
+                flight.spool = SharedSpool.fill(remote_entry.stream)
+                flight.stat = remote_entry.stat
+            return
         victims = self.policy.on_insert(key, local_stat)
         if flight.stale or key in victims:
             # Readers waiting on this fetch still get these bytes, but the local copy goes.
@@ -248,6 +257,12 @@ class CachedStore(Store):
         self._evict(victims)
         if flight.stale and key not in victims:
             self._drop_local(key)
+
+    def _remote_entry(self, key: str) -> EntryReader:
+        entry = self.remote.open_read(key)
+        self._count(REMOTE_READS)
+        self._count(FROM_REMOTE, entry.stat.size)
+        return entry
 
     def _serve(self, key: str, flight: _Flight) -> EntryReader | None:
         if flight.spool is not None:
