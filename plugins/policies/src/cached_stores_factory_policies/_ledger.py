@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
@@ -59,10 +59,10 @@ class Bounds:
         return count > self.depth or (self.max_bytes is not None and total > self.max_bytes)
 
 
-def _store_entries(store: Store) -> list[tuple[float, str, int]]:
-    """(modified, key, size) of every entry, oldest first: the order a rebuild starts from."""
+def _store_entries(store: Store, keys: Iterable[str]) -> list[tuple[float, str, int]]:
+    """(modified, key, size) of these entries, oldest first: the order a rebuild starts from."""
     entries = []
-    for key in list(store.keys()):
+    for key in keys:
         try:
             stat = store.stat(key)
         except KeyNotFoundError:
@@ -79,7 +79,7 @@ class MemoryLedger:
         self._bounds = bounds
         self._lock = threading.Lock()
         self._order: OrderedDict[str, int] = OrderedDict(
-            (key, size) for _, key, size in _store_entries(store)
+            (key, size) for _, key, size in _store_entries(store, list(store.keys()))
         )
         self._total = sum(self._order.values())
 
@@ -95,9 +95,12 @@ class MemoryLedger:
             return victims
 
     def touch(self, key: str, now: float) -> None:
-        with self._lock:
-            if key in self._order:
-                self._order.move_to_end(key)
+        # No lock: a hit never waits for an insert.  move_to_end is one atomic step, and
+        # reordering never changes which keys or how many bytes are held.
+        try:  # noqa: SIM105 - contextlib.suppress would cost more than the move
+            self._order.move_to_end(key)
+        except KeyError:
+            pass  # evicted meanwhile
 
     def remove(self, key: str) -> None:
         with self._lock:
@@ -208,40 +211,31 @@ class SQLiteLedger:
     def _write_uses(self, db: sqlite3.Connection) -> None:
         if not self._uses:
             return
-        uses, self._uses = self._uses, {}
+        taken, self._uses = self._uses, {}
+        uses = list(taken.items())  # one atomic copy, while touch() may still add to `taken`
         seqs = self._next_seqs(db, len(uses))
         # A later use recorded by another process wins: `used` only moves forward.
         db.executemany(
             "UPDATE entries SET used = ?, seq = ? WHERE key = ? AND used <= ?",
-            [(used, seq, key, used) for (key, used), seq in zip(uses.items(), seqs, strict=True)],
+            [(used, seq, key, used) for (key, used), seq in zip(uses, seqs, strict=True)],
         )
 
     def _sync(self) -> None:
         """Make the ledger match the store: forget vanished entries, adopt unknown ones.
 
-        It lists the store inside the transaction: a row committed before it began belongs
-        to a file written before that, so a row without a file is really stale.
+        The store is listed before the transaction, because listing a large store is slow
+        and other processes wait for the write lock.  So each difference is checked again
+        inside it: rows are committed only after their entry is stored, so a row whose entry
+        is missing now is stale, and an entry that is still there is adopted.
         """
+        present = set(self._store.keys())
         with self._transaction() as db:
             known = {key for (key,) in db.execute("SELECT key FROM entries")}
-            present = set(self._store.keys())
-            db.executemany("DELETE FROM entries WHERE key = ?", ((k,) for k in known - present))
-            adopted = []
-            for key in present - known:
-                try:
-                    stat = self._store.stat(key)
-                except KeyNotFoundError:
-                    continue
-                adopted.append((stat.modified, key, stat.size))
-            adopted.sort()
-            seqs = self._next_seqs(db, len(adopted))
-            db.executemany(
-                _UPSERT,
-                [
-                    (key, size, used, seq)
-                    for (used, key, size), seq in zip(adopted, seqs, strict=True)
-                ],
-            )
+            gone = [key for key in known - present if key not in self._store]
+            db.executemany("DELETE FROM entries WHERE key = ?", ((key,) for key in gone))
+            adopted = _store_entries(self._store, present - known)
+            rows = zip(adopted, self._next_seqs(db, len(adopted)), strict=True)
+            db.executemany(_UPSERT, [(key, size, used, seq) for (used, key, size), seq in rows])
 
     def insert(self, key: str, size: int, now: float) -> list[str]:
         try:
@@ -267,9 +261,11 @@ class SQLiteLedger:
         return victims
 
     def touch(self, key: str, now: float) -> None:
-        with self._lock:
-            self._uses.pop(key, None)
-            self._uses[key] = now
+        # No lock: a hit never waits for a transaction.  A use that lands in the buffer just
+        # as a transaction takes it is lost, which only makes the entry look older.
+        uses = self._uses
+        uses.pop(key, None)
+        uses[key] = now
 
     def remove(self, key: str) -> None:
         try:
@@ -290,6 +286,8 @@ class SQLiteLedger:
         try:
             with self._transaction():
                 pass  # writes the buffered uses
+        except sqlite3.OperationalError as exc:
+            log.warning("policy state at %s unavailable (%s); recent uses lost", self._path, exc)
         finally:
             with self._lock:
                 if self._db is not None:
