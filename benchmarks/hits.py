@@ -12,7 +12,17 @@ from typing import Any
 from cached_stores_factory import CachedStore, CachePolicy, MemoryStore
 from cached_stores_factory.testing.servers import S3Server
 
-from ._harness import REPORT, KiB, MiB, Row, Sizes, Target, median_times, unavailable
+from ._harness import (
+    REPORT,
+    KiB,
+    MiB,
+    Row,
+    Sizes,
+    Target,
+    faults_per_call,
+    median_times,
+    unavailable,
+)
 from ._parts import PartMissing, part
 from ._services import S3_CREDENTIALS
 
@@ -171,6 +181,7 @@ def _run_size(sizes: Sizes, size: int, s3: S3Server | None) -> list[Row]:
             medians = median_times(
                 contenders, rounds=sizes.rounds, inner=inner, warmup=sizes.warmup
             )
+            faults = {name: faults_per_call(contenders[name]) for name in ("ours", "raw")}
         disk.close()
         for name, store in stores.items():
             stats = store.stats()
@@ -179,7 +190,8 @@ def _run_size(sizes: Sizes, size: int, s3: S3Server | None) -> list[Row]:
             store.close()
 
     notes = {
-        "raw": f"raw open().read() = {medians['raw'] * 1e6:.1f} us",
+        "raw": f"raw open().read() = {medians['raw'] * 1e6:.1f} us; minor page faults per "
+        f"call, each alone in a loop: ours {faults['ours']:.1f}, raw {faults['raw']:.1f}",
         "fsspec": f"fsspec simplecache over {origin}; "
         f"fsspec/raw = {medians['fsspec'] / medians['raw']:.2f}x",
         "diskcache": f"diskcache/raw = {medians['diskcache'] / medians['raw']:.2f}x",
