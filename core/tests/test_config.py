@@ -102,7 +102,7 @@ def test_missing_and_unexpected_arguments_name_section_and_argument() -> None:
         CachedStoreFactory.from_config({**MEMORY_PAIR, "local": {"store": "memory", "colour": 1}})
     with pytest.raises(
         ConfigError,
-        match=r"\[serializer\] serializer 'text': unexpected argument 'x'; accepted: encoding",
+        match=r"\[serializer\] serializer 'text': unexpected argument 'x' \(accepted: encoding\)",
     ):
         CachedStoreFactory.from_config({**MEMORY_PAIR, "serializer": {"name": "text", "x": 1}})
 
@@ -190,3 +190,17 @@ def test_the_constructor_checks_its_parts() -> None:
         CachedStoreFactory(MemoryStore(), MemoryStore(), "lru")  # type: ignore[arg-type]
     built = CachedStoreFactory(MemoryStore(), MemoryStore(), CachePolicy()).build()
     assert isinstance(built, Store)
+
+
+def test_a_misspelt_argument_is_reported_with_the_missing_one() -> None:
+    with pytest.raises(ConfigError) as info:
+        CachedStoreFactory.from_config({**MEMORY_PAIR, "policy": {"name": "lru", "size": 3}})
+    assert str(info.value) == (
+        "config: [policy] policy 'lru': unexpected argument 'size' "
+        "(accepted: depth, max_bytes, ttl, clock); missing argument 'depth'"
+    )
+
+
+def test_a_one_letter_slip_in_a_short_name_is_caught() -> None:
+    with pytest.raises(PluginNotFoundError, match="did you mean 's3'"):
+        CachedStoreFactory.from_config({**MEMORY_PAIR, "remote": {"store": "s4"}})

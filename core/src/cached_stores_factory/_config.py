@@ -94,15 +94,18 @@ def _check_arguments(where: str, factory: Callable[..., Any], arguments: Mapping
         for p in params
         if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and not p.name.startswith("_")
     }
-    missing = [n for n, p in named.items() if p.default is p.empty and n not in arguments]
-    if missing:
-        raise ConfigError(f"{where}: missing argument {', '.join(repr(m) for m in missing)}")
+    problems = []
     unexpected = [n for n in arguments if n not in named]
     if unexpected and not accepts_any:
-        raise ConfigError(
-            f"{where}: unexpected argument {', '.join(repr(u) for u in unexpected)}; "
-            f"accepted: {', '.join(named) or 'none'}"
+        problems.append(
+            f"unexpected argument {', '.join(repr(u) for u in unexpected)} "
+            f"(accepted: {', '.join(named) or 'none'})"
         )
+    missing = [n for n, p in named.items() if p.default is p.empty and n not in arguments]
+    if missing:
+        problems.append(f"missing argument {', '.join(repr(m) for m in missing)}")
+    if problems:
+        raise ConfigError(f"{where}: {'; '.join(problems)}")
 
 
 def resolve(source: str, registry: PluginRegistry, spec: ComponentSpec, section: str) -> Any:

@@ -228,7 +228,7 @@ class PluginRegistry:
             return error
         installed = self.names(kind)
         message = f"unknown {kind} {name!r}; installed {kind}s: {', '.join(installed) or 'none'}"
-        close = difflib.get_close_matches(name, installed, n=1)
+        close = difflib.get_close_matches(name, installed, n=1, cutoff=0.5)
         if close:
             message += f"; did you mean {close[0]!r}?"
         hint = install_hint(kind, name)
