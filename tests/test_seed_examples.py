@@ -19,6 +19,7 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
@@ -285,3 +286,21 @@ def test_example_3_fifo_cache_in_a_frequent_access_bucket(
         assert read_object(s3, "my_frequent_bucket", key) == read_object(
             s3, "my_infrequent_bucket", key
         )
+
+
+def test_csf_plugins_lists_the_four_stores_with_their_distributions():
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "csf"), "plugins"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    rows = {tuple(line.split()[:4]) for line in done.stdout.splitlines()}
+    for name, distribution in [
+        ("memory", "cached-stores-factory-core"),
+        ("tempfile", "cached-stores-factory-tempfile"),
+        ("redis", "cached-stores-factory-redis"),
+        ("s3", "cached-stores-factory-s3"),
+    ]:
+        assert ("store", name, distribution, version(distribution)) in rows, done.stdout
