@@ -23,16 +23,26 @@ REGION = "eu-central-1"
 CREDENTIALS = {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
-@pytest.fixture
-def aws_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No AWS settings from this machine: an empty config and credentials file per test."""
-    config = tmp_path / "aws-config"
+@pytest.fixture(scope="module")
+def aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """No AWS settings from this machine: an empty config and credentials file.
+
+    Module-scoped, because S3Store shares one boto3 session per profile and these files.
+    """
+    folder = tmp_path_factory.mktemp("aws")
+    config = folder / "aws-config"
     config.write_text("")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
-    for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
-        monkeypatch.delenv(name, raising=False)
-    return config
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_CONFIG_FILE", str(config))
+        patch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(folder / "aws-credentials"))
+        for name in (
+            "AWS_PROFILE",
+            "AWS_DEFAULT_PROFILE",
+            "AWS_ENDPOINT_URL",
+            "AWS_ENDPOINT_URL_S3",
+        ):
+            patch.delenv(name, raising=False)
+        yield config
 
 
 def make_store(server: S3Server, bucket: str = "bucket", **kwargs: object) -> S3Store:
