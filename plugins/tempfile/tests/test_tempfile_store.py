@@ -261,6 +261,24 @@ def test_a_crash_mid_write_leaves_the_old_entry_or_none(tmp_path: Path, had_old:
     assert not leftovers[0].exists()
 
 
+def test_an_old_sidecar_without_its_data_is_swept(tmp_path: Path):
+    root = tmp_path / "store"
+    with TempfileStore("t", root=root) as store:
+        store.put("kept", b"v")
+        store.put("half-deleted", b"v")
+        os.unlink(objects(store) / _entry_name("half-deleted"))  # a delete cut short
+        fresh = objects(store) / (_entry_name("fresh-orphan") + ".meta")
+        fresh.write_text("{}")
+    old = time.time() - 7200
+    for path in objects(store).iterdir():
+        if path != fresh:
+            os.utime(path, (old, old), follow_symlinks=False)
+    TempfileStore("t", root=root).close()
+    assert sorted(p.name for p in objects(store).iterdir()) == sorted(
+        [_entry_name("kept"), _entry_name("kept") + ".meta", fresh.name]
+    )
+
+
 def test_failed_write_leaves_no_temp_and_the_old_entry(store: TempfileStore):
     store.put("k", b"old")
 

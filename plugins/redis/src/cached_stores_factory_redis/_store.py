@@ -197,7 +197,7 @@ class RedisStore(Store):
     # -- writing ----------------------------------------------------------------------------
 
     def put(self, key: str, data: bytes) -> None:
-        self._store(key, bytes(data), None)
+        self._store(key, memoryview(data).cast("B"), None)
 
     def put_stream(self, key: str, stream: IO[bytes], *, etag: str | None = None) -> EntryStat:
         """Read `stream` (refusing it past `max_value_bytes`), then store it in one transaction."""
@@ -205,7 +205,7 @@ class RedisStore(Store):
         while chunk := stream.read(_CHUNK):
             buffer += chunk
             self._check_size(key, len(buffer))
-        return self._store(key, bytes(buffer), etag)
+        return self._store(key, memoryview(buffer), etag)
 
     def _check_size(self, key: str, size: int) -> None:
         if size > self.max_value_bytes:
@@ -215,7 +215,8 @@ class RedisStore(Store):
                 "of this store (a policy's byte limit does that for a cache)"
             )
 
-    def _store(self, key: str, data: bytes, etag: str | None) -> EntryStat:
+    def _store(self, key: str, data: memoryview, etag: str | None) -> EntryStat:
+        """One transaction; `data` is a view, so redis-py sends it without another copy."""
         self._check_size(key, len(data))
         stat = EntryStat(
             size=len(data),

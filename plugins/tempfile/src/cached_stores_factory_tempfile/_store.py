@@ -50,7 +50,7 @@ _DIR_MODE = 0o700
 _FILE_MODE = 0o600
 _CHUNK = 1024 * 1024
 _SMALL_ENTRY = 64 * 1024  # read whole on open; larger entries stream from the file
-_STALE_TEMP_SECONDS = 3600.0
+_STALE_SECONDS = 3600.0
 _TEMP_PREFIX = ".tmp-"
 _META_SUFFIX = ".meta"
 _ENTRY_NAME = re.compile(r"[0-9a-f]{64}")
@@ -114,7 +114,7 @@ class TempfileStore(Store):
         finally:
             os.close(root_fd)
         self._closer = weakref.finalize(self, os.close, self._objects)
-        self._sweep_stale_temps()
+        self._sweep_leftovers()
 
     def __repr__(self) -> str:
         return f"TempfileStore({self.name!r}, root={str(self.root)!r})"
@@ -291,11 +291,18 @@ class TempfileStore(Store):
             os.unlink(name + _META_SUFFIX, dir_fd=self._objects)
         return True
 
-    def _sweep_stale_temps(self) -> None:
-        """Remove temp files that a crashed writer left behind more than an hour ago."""
-        deadline = time.time() - _STALE_TEMP_SECONDS
-        for name in self._names():
-            if not name.startswith(_TEMP_PREFIX):
+    def _sweep_leftovers(self) -> None:
+        """Remove what crashes leave behind, once it is an hour old.
+
+        That is temp files of interrupted writes, and sidecars whose data file is gone (a
+        delete interrupted between its two unlinks).  Younger ones may belong to a write in
+        progress in another process.
+        """
+        deadline = time.time() - _STALE_SECONDS
+        names = set(self._names())
+        for name in names:
+            orphan = name.endswith(_META_SUFFIX) and name[: -len(_META_SUFFIX)] not in names
+            if not (name.startswith(_TEMP_PREFIX) or orphan):
                 continue
             with contextlib.suppress(FileNotFoundError):
                 info = os.stat(name, dir_fd=self._objects, follow_symlinks=False)
