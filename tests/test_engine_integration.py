@@ -432,3 +432,37 @@ def test_unclosed_handles_reach_s3_at_interpreter_exit(
     assert client.get_object(Bucket=bucket, Key="path/other.file")["Body"].read() == (
         b"never closed"
     )
+
+
+# -- make demo ----------------------------------------------------------------------------
+
+
+@pytest.mark.s3
+def test_the_demo_runs_and_shows_every_behaviour() -> None:
+    demo = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
+    done = subprocess.run(
+        [sys.executable, str(demo)], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    rows = [line.split() for line in out.splitlines() if line[:6].strip().isdigit()]
+    first = [(row[1], row[2]) for row in rows[:4]]
+    assert first == [
+        ("reports/2024.csv", "remote"),
+        ("reports/2024.csv", "cache"),
+        ("images/logo.bin", "remote"),
+        ("images/logo.bin", "cache"),
+    ]
+    for line in (
+        "Example 1: TempfileStore + S3Store + TTLCache(interval=1.0)",
+        "TTL expiry",
+        "     5  reports/2024.csv       remote",  # the expired entry is fetched again
+        "16 readers got identical bytes from 1 remote fetch",
+        """S3 now holds b"the seed's file\\nmy_data, appended\\n\"""",
+        "local copies now: ['images/logo.bin', 'reports/2024.csv']",
+        "evictions=2",
+        "Demo finished",
+    ):
+        assert line in out, line
+    assert "Example 2: RedisStore" in out or "nothing answers on localhost:6379" in out
+    assert "Traceback" not in done.stderr
