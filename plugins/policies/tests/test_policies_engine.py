@@ -15,6 +15,7 @@ import pytest
 from policies_testlib import age_tempfile_store
 
 from cached_stores_factory import CachedStore, CachedStoreFactory, CachePolicy, MemoryStore, Store
+from cached_stores_factory.errors import StoreError
 from cached_stores_factory.testing.servers import RedisServer
 from cached_stores_factory_policies import FIFOCache, LRUCache, TTLCache, _ledger
 from cached_stores_factory_tempfile import TempfileStore
@@ -224,3 +225,10 @@ def test_purge_removes_every_stale_copy(open_cache: Callable[..., CachedStore]) 
     assert cached.purge() == 3
     assert held(cached) == {"d"}
     assert sorted(cached.remote.keys()) == ["a", "b", "c", "d"]
+
+
+def test_an_unusable_state_directory_is_a_clear_error(tmp_path: Path) -> None:
+    local = TempfileStore("local", root=tmp_path / "local")
+    (local.state_dir() / "lru.sqlite3").mkdir()  # not a database
+    with pytest.raises(StoreError, match=r"cannot open the lru policy's state at .*lru\.sqlite3"):
+        CachedStoreFactory(local, MemoryStore(), LRUCache(3)).build()

@@ -26,7 +26,7 @@ from typing import Protocol
 import attrs
 
 from cached_stores_factory import Store
-from cached_stores_factory.errors import KeyNotFoundError
+from cached_stores_factory.errors import KeyNotFoundError, StoreError
 
 __all__ = ["Ledger", "MemoryLedger", "SQLiteLedger", "open_ledger"]
 
@@ -300,5 +300,9 @@ def open_ledger(store: Store, bounds: Bounds, name: str) -> Ledger:
     state_dir = store.state_dir()
     if state_dir is None:
         return MemoryLedger(store, bounds)
-    state_dir.mkdir(parents=True, exist_ok=True)
-    return SQLiteLedger(store, bounds, state_dir / f"{name}.sqlite3")
+    path = state_dir / f"{name}.sqlite3"
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        return SQLiteLedger(store, bounds, path)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(f"cannot open the {name} policy's state at {path}: {exc}") from exc
