@@ -58,7 +58,8 @@ class Row:
 
     @property
     def ratio(self) -> float | None:
-        if self.ours is None or not self.baseline:
+        """ours/baseline, for timed figures; a value target (a count, MiB) has none."""
+        if self.target.kind == "value" or self.ours is None or not self.baseline:
             return None
         return self.ours / self.baseline
 
