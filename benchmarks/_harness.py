@@ -107,7 +107,7 @@ class Sizes:
     @classmethod
     def for_run(cls, quick: bool) -> Sizes:
         if quick:
-            return cls(True, 7, 20, 100, 10, 7, 256 * MiB, 10**5, 10**3, 5, 2)
+            return cls(True, 7, 20, 100, 10, 7, 256 * MiB, 5 * 10**4, 10**3, 5, 2)
         return cls(False, 31, 200, 400, 40, 31, GiB, 10**6, 10**3, 21, 5)
 
 

@@ -2,13 +2,15 @@
 
 Nothing here asserts a speed (timings on shared machines are noise); only that the harness runs,
 that every figure is measured, and the facts that are not timings: one remote fetch for a
-stampede, no heavy client imported on a cold start.
+stampede, one request per S3 miss, one Redis command per hit, no heavy client imported on a
+cold start, every byte of the streamed object read.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,18 +53,17 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
         timeout=240,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout, json.loads(out.read_text())
+    report = json.loads(out.read_text())
+    missing = [row["note"] for row in report["rows"] if "server did not start" in row["note"]]
+    if missing and os.environ.get("CI", "").lower() not in ("1", "true", "yes"):
+        pytest.skip(f"a server the benchmarks need is not available: {missing[0]}")
+    return done.stdout, report
 
 
 def _row(report: dict, prefix: str) -> dict:
     matches = [row for row in report["rows"] if row["figure"].startswith(prefix)]
     assert len(matches) == 1, (prefix, [row["figure"] for row in report["rows"]])
     return matches[0]
-
-
-def _waiting(row: dict) -> bool:
-    """The row could not run because a plugin it needs is still being built."""
-    return row["note"].startswith("n/a: ") and "cached_stores_factory_" in row["note"]
 
 
 @pytest.mark.slow
@@ -73,22 +74,19 @@ def test_every_row_is_measured(quick_run: tuple[str, dict]) -> None:
     assert report["quick"] is True
     assert report["machine"]["cores"] >= 1
     assert len(report["rows"]) == len(EXPECTED_PREFIXES)
-    waiting = []
     for prefix in EXPECTED_PREFIXES:
         row = _row(report, prefix)
-        if _waiting(row):
-            waiting.append(f"{row['figure']}: {row['note']}")  # a plugin not built yet
-            continue
+        assert not row["note"].startswith(("n/a", "error")), row
         assert isinstance(row["ours"], int | float), row
         assert math.isfinite(row["ours"]) and row["ours"] >= 0, row
         assert row["met"] in (True, False, None), row
         if row["target_kind"] == "ratio":
             assert row["baseline"] > 0, row
             assert row["ratio"] == pytest.approx(row["ours"] / row["baseline"]), row
+        if row["target_kind"] == "value":
+            assert row["ratio"] is None, row
         if row["target_kind"] == "report":
             assert row["met"] is None, row
-    if waiting:
-        pytest.xfail("rows wait for plugins still being built: " + "; ".join(waiting))
 
 
 @pytest.mark.slow
@@ -97,10 +95,10 @@ def test_every_row_is_measured(quick_run: tuple[str, dict]) -> None:
 def test_counted_facts(quick_run: tuple[str, dict]) -> None:
     _, report = quick_run
     assert _row(report, "stampede: 32 threads")["ours"] == 1
-    heavy, rss = _row(report, "cold start: of boto3"), _row(report, "streaming ")
-    if _waiting(heavy) or _waiting(rss):
-        pytest.xfail(f"waiting for plugins: {heavy['note']}; {rss['note']}")
-    assert heavy["ours"] == 0
+    assert _row(report, "S3 miss: requests per miss")["ours"] == 1
+    assert _row(report, "Redis hit: server commands per hit")["ours"] == 1
+    assert _row(report, "cold start: of boto3")["ours"] == 0
+    rss = _row(report, "streaming ")
     assert rss["unit"] == "MiB"
     assert isinstance(rss["ours"], float)
     assert rss["extra"]["bytes"] == [report["sizes"]["stream_bytes"]] * 3
