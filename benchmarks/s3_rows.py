@@ -20,6 +20,7 @@ from ._services import S3_CREDENTIALS
 BUCKET = "csf-bench-remote"
 MISS = "S3 miss into tempfile 1 MiB vs boto3 get_object + write"
 MISS_TARGET = Target("ratio", "<=", 1.15)
+MISS_NO_FSYNC = "S3 miss into tempfile 1 MiB, TempfileStore(fsync=False), vs the same"
 REQUESTS = "S3 miss: requests per miss"
 REQUESTS_TARGET = Target("value", "==", 1, "requests")
 STAMPEDE = "stampede: 32 threads read one cold key"
@@ -50,7 +51,7 @@ def create_bucket(s3: S3Server) -> Any:
 
 
 def run_miss(sizes: Sizes, s3: S3Server | None, missing: str) -> list[Row]:
-    figures = [(MISS, MISS_TARGET), (REQUESTS, REQUESTS_TARGET)]
+    figures = [(MISS, MISS_TARGET), (MISS_NO_FSYNC, MISS_TARGET), (REQUESTS, REQUESTS_TARGET)]
     if s3 is None:
         return [unavailable(figure, target, missing) for figure, target in figures]
     try:
@@ -69,13 +70,12 @@ def run_miss(sizes: Sizes, s3: S3Server | None, missing: str) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="csf-bench-miss-") as tmp:
         workdir = Path(tmp)
         cached = CachedStore(tempfile_store("bench", root=workdir / "ours"), remote)
+        # The same, without the fsync that makes each new entry durable: what that costs.
+        unsynced = CachedStore(
+            tempfile_store("bench", root=workdir / "unsynced", fsync=False), s3_store(s3)
+        )
         (workdir / "raw").mkdir()
-        ours_keys, raw_keys = iter(keys), iter(keys)
-
-        def ours() -> bytes:
-            with cached.open(next(ours_keys), "rb") as handle:
-                result: bytes = handle.read()
-                return result
+        raw_keys = iter(keys)
 
         def raw() -> bytes:
             key = next(raw_keys)
@@ -84,8 +84,12 @@ def run_miss(sizes: Sizes, s3: S3Server | None, missing: str) -> list[Row]:
                 handle.write(body)
             return body
 
+        ours = _missing_reader(cached, keys)
         medians = median_times(
-            {"ours": ours, "raw": raw}, rounds=sizes.remote_rounds, inner=1, warmup=warmup
+            {"ours": ours, "unsynced": _missing_reader(unsynced, keys), "raw": raw},
+            rounds=sizes.remote_rounds,
+            inner=1,
+            warmup=warmup,
         )
         before = s3.count()
         if ours() != data:
@@ -94,6 +98,7 @@ def run_miss(sizes: Sizes, s3: S3Server | None, missing: str) -> list[Row]:
         log = s3.requests[before:]
         stats = cached.stats()
         cached.close()
+        unsynced.close()
     if stats["remote_reads"] != count:
         raise AssertionError(f"expected {count} misses, the engine counted {stats}")
     return [
@@ -106,6 +111,14 @@ def run_miss(sizes: Sizes, s3: S3Server | None, missing: str) -> list[Row]:
             "moto server in this process, loopback; a fresh key per call on both sides",
         ),
         Row(
+            MISS_NO_FSYNC,
+            MISS_TARGET,
+            medians["unsynced"] * 1e3,
+            medians["raw"] * 1e3,
+            "ms/op",
+            f"the default fsync=True costs {medians['ours'] / medians['unsynced']:.2f}x this",
+        ),
+        Row(
             REQUESTS,
             REQUESTS_TARGET,
             per_miss,
@@ -113,6 +126,18 @@ def run_miss(sizes: Sizes, s3: S3Server | None, missing: str) -> list[Row]:
             note="counted by the server: " + ", ".join(f"{m} {p}" for m, p in log),
         ),
     ]
+
+
+def _missing_reader(cached: CachedStore, keys: list[str]) -> Callable[[], bytes]:
+    """Each call reads the next key of `keys`, which `cached` has never seen: a miss."""
+    remaining = iter(keys)
+
+    def read() -> bytes:
+        with cached.open(next(remaining), "rb") as handle:
+            result: bytes = handle.read()
+            return result
+
+    return read
 
 
 class _CountingStore(MemoryStore):
