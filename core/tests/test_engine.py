@@ -39,6 +39,8 @@ class CountingStore(MemoryStore):
         self.fail_writes: Exception | None = None
         self.gate: threading.Event | None = None  # open_read waits on it when set
         self.entered = threading.Semaphore(0)  # released when a fetch reaches the gate
+        self.put_gate: threading.Event | None = None  # put_stream waits on it when set
+        self.put_entered = threading.Semaphore(0)
 
     def open_read(self, key: str) -> EntryReader:
         self.calls["open_read"] += 1
@@ -53,6 +55,10 @@ class CountingStore(MemoryStore):
 
     def put_stream(self, key: str, stream: IO[bytes], *, etag: str | None = None) -> EntryStat:
         self.calls["put_stream"] += 1
+        gate = self.put_gate
+        if gate is not None:
+            self.put_entered.release()
+            assert gate.wait(WAIT), "the test never opened the gate"
         if self.fail_writes is not None:
             stream.read(3)  # a failure midway, after reading some of the stream
             raise self.fail_writes
@@ -345,6 +351,36 @@ def test_a_write_during_a_fetch_leaves_no_stale_local_copy(local, remote) -> Non
     remote.calls.clear()
     assert cs.get("a/b.txt") == b"new version"
     assert remote.remote_calls() == 0
+
+
+def test_a_delete_during_a_fetch_leaves_no_local_copy(local, remote) -> None:
+    cs = CachedStoreFactory(local, remote).build()
+    remote.gate = threading.Event()
+    results: list[bytes] = []
+    reader = threading.Thread(target=lambda: results.append(cs.get("a/b.txt")), daemon=True)
+    reader.start()
+    assert remote.entered.acquire(timeout=WAIT)
+    gate, remote.gate = remote.gate, None
+    assert cs.delete("a/b.txt") is True
+    gate.set()
+    reader.join(WAIT)
+    assert results == [b"hello\nworld\n"]
+    assert "a/b.txt" not in local and "a/b.txt" not in cs
+
+
+def test_overlapping_writes_of_one_key_leave_no_local_copy(local, remote) -> None:
+    cs = CachedStoreFactory(local, remote).build()
+    remote.put_gate = threading.Event()
+    first = threading.Thread(target=cs.put, args=("w/k", b"first"), daemon=True)
+    first.start()
+    assert remote.put_entered.acquire(timeout=WAIT)  # the first write is at the remote
+    gate, remote.put_gate = remote.put_gate, None
+    cs.put("w/k", b"second")  # overtakes it
+    gate.set()
+    first.join(WAIT)
+    assert remote.get("w/k") == b"first"  # the remote kept the last write it received
+    assert "w/k" not in local  # so no local copy can disagree with it
+    assert cs.get("w/k") == b"first"
 
 
 def test_concurrent_reads_of_many_keys_all_succeed(local, remote) -> None:
