@@ -184,6 +184,25 @@ def test_url_connects_and_db_is_honoured(redis_server: RedisServer):
         s.clear()
 
 
+def test_client_settings_are_pinned():
+    import redis
+
+    connection = RedisStore()._client.connection_pool.connection_kwargs
+    assert (connection["socket_connect_timeout"], connection["socket_timeout"]) == (2.0, 5.0)
+    assert connection["health_check_interval"] == 30
+    retry = connection["retry"]
+    assert retry._retries == 3
+    assert (retry._backoff._base, retry._backoff._cap) == (0.05, 1.0)
+    assert {redis.ConnectionError, redis.TimeoutError} <= set(retry._supported_errors)
+
+
+def test_keyword_arguments_override_the_pinned_settings():
+    assert (
+        RedisStore(socket_timeout=0.5)._client.connection_pool.connection_kwargs["socket_timeout"]
+        == 0.5
+    )
+
+
 @pytest.mark.parametrize("ex", [0, -5])
 def test_ex_must_be_positive(ex: float):
     with pytest.raises(ConfigError, match="ex must be a positive"):

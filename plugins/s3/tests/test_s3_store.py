@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from botocore.config import Config
 
 from cached_stores_factory import CachedStoreFactory, MemoryStore
 from cached_stores_factory.errors import ConfigError, KeyNotFoundError, StoreError
@@ -182,6 +183,20 @@ def test_endpoint_and_region_come_from_the_profile(s3: S3Server, aws_env: Path):
     assert s3.client().get_object(Bucket="bucket", Key="via/profile")["Body"].read() == b"yes"
 
 
+def test_client_settings_are_pinned(store: S3Store):
+    config = store._client.meta.config
+    assert config.retries == {"mode": "standard", "total_max_attempts": 5}
+    assert (config.connect_timeout, config.read_timeout) == (5, 60)
+    assert config.request_checksum_calculation == "when_required"
+
+
+def test_a_config_argument_is_merged_over_the_pinned_one(s3: S3Server):
+    with make_store(s3, config=Config(read_timeout=7)) as store:
+        config = store._client.meta.config
+        assert config.read_timeout == 7
+        assert config.retries == {"mode": "standard", "total_max_attempts": 5}
+
+
 def test_unknown_profile_is_a_config_error(aws_env: Path):
     with pytest.raises(ConfigError, match="no_such_profile"):
         S3Store("bucket", s3_profile="no_such_profile")
@@ -217,7 +232,7 @@ def test_unreachable_endpoint_is_a_store_error_without_secrets(aws_env: Path):
         endpoint_url=f"http://127.0.0.1:{free_port()}",
         aws_access_key_id="AKIDEXAMPLE",
         aws_secret_access_key=secret,
-        config=__import__("botocore.config").config.Config(retries={"max_attempts": 1}),
+        config=Config(retries={"mode": "standard", "total_max_attempts": 1}),
     )
     assert secret not in repr(store)
     with pytest.raises(StoreError) as caught:

@@ -15,9 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cached_stores_factory import CachedStoreFactory, MemoryStore
-from cached_stores_factory.errors import ConfigError, KeyNotFoundError, StoreError
+from cached_stores_factory.errors import ConfigError, InvalidKeyError, KeyNotFoundError, StoreError
 from cached_stores_factory.plugins import registry
 from cached_stores_factory.testing.stores import ChunkedStream, StoreConformance
 from cached_stores_factory_tempfile import TempfileStore
@@ -308,3 +310,55 @@ def test_hit_through_the_engine_serves_the_local_file(store: TempfileStore):
         assert second.read() == b"remote bytes"
     assert cached.stats()["remote_reads"] == 1
     assert cached.stats()["hits"] == 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    key=st.text(max_size=40) | st.lists(st.sampled_from(["..", ".", "", "a", "/"])).map("/".join)
+)
+def test_no_key_creates_anything_outside_objects(tmp_path_factory, key: str):
+    base = tmp_path_factory.mktemp("hostile")
+    with TempfileStore("t", root=base / "store") as store:
+        try:
+            store.put(key, b"x")
+        except InvalidKeyError:
+            assert list(store.keys()) == []
+        else:
+            assert store.get(key) == b"x"
+            assert list(store.keys()) == [key]
+        made = {p.relative_to(base).as_posix() for p in base.rglob("*")}
+    allowed = {"store", "store/objects", "store/state"}
+    entry = {f"store/objects/{_entry_name(key)}", f"store/objects/{_entry_name(key)}.meta"}
+    assert made - allowed <= entry
+
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from cached_stores_factory_tempfile import TempfileStore
+
+    store = TempfileStore("t", root=sys.argv[1])
+    payload = bytes([int(sys.argv[2])]) * 300_000
+    for _ in range(15):
+        store.put("shared", payload)
+    """
+)
+
+
+def test_writers_in_several_processes_never_mix(tmp_path: Path):
+    root = tmp_path / "store"
+    with TempfileStore("t", root=root) as store:
+        store.put("shared", b"\x00" * 300_000)
+        writers = [
+            subprocess.Popen([sys.executable, "-c", WRITER, str(root), str(n)]) for n in range(1, 4)
+        ]
+        reads = 0
+        while any(w.poll() is None for w in writers) or reads < 20:
+            data = store.get("shared")
+            assert len(data) == 300_000
+            assert data == data[:1] * 300_000
+            reads += 1
+        assert [w.wait(timeout=60) for w in writers] == [0, 0, 0]
+        assert store.get("shared")[:1] in (b"\x01", b"\x02", b"\x03")
+        assert list(store.keys()) == ["shared"]
+        assert [p for p in objects(store).iterdir() if p.name.startswith(".tmp-")] == []

@@ -199,10 +199,11 @@ class SQLiteLedger:
             try:
                 self._write_uses(db)
                 yield db
+                db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise
-            db.execute("COMMIT")
 
     def _next_seqs(self, db: sqlite3.Connection, count: int) -> range:
         (last,) = db.execute("UPDATE totals SET seq = seq + ? RETURNING seq", (count,)).fetchone()
@@ -252,11 +253,13 @@ class SQLiteLedger:
         count, total = db.execute("SELECT count, bytes FROM totals").fetchone()
         victims = []
         if self._bounds.exceeded(count, total):
-            for key, size in db.execute("SELECT key, size FROM entries ORDER BY used, seq"):
+            oldest_first = db.execute("SELECT key, size FROM entries ORDER BY used, seq")
+            for key, size in oldest_first:
                 victims.append(key)
                 count, total = count - 1, total - size
                 if not self._bounds.exceeded(count, total):
                     break
+            oldest_first.close()
             db.executemany("DELETE FROM entries WHERE key = ?", ((k,) for k in victims))
         return victims
 

@@ -33,10 +33,11 @@ MIN_PART_SIZE = 5 * MiB
 
 # Pinned client settings (botocore's defaults differ by version and by environment):
 # "standard" retry mode (retries throttling, 5xx and connection errors with backoff and a
-# retry quota) with 5 attempts in all; 5 s to connect, 60 s between bytes of a response.
+# retry quota) with 5 attempts in all (botocore's `max_attempts` would count only retries);
+# 5 s to connect, 60 s between bytes of a response.
 # Checksums are sent only where S3 requires them: botocore >= 1.36 sends them on every
 # upload by default, which several S3-compatible servers reject.
-_RETRIES = {"mode": "standard", "max_attempts": 5}
+_RETRIES = {"mode": "standard", "total_max_attempts": 5}
 _CONNECT_TIMEOUT = 5
 _READ_TIMEOUT = 60
 _READ_BUFFER = 256 * 1024
