@@ -109,6 +109,23 @@ def test_tempfile_hits_cost_no_remote_call(tmp_path: Path, remote: CountingRemot
     assert cs.stats()["hits"] == 10
 
 
+def test_rb_returns_the_tempfile_stream_itself(tmp_path: Path, remote: CountingRemote) -> None:
+    class Spy(TempfileStore):
+        def open_read(self, key: str) -> EntryReader:
+            entry = super().open_read(key)
+            self.last = entry.stream
+            return entry
+
+    remote.put("big.bin", b"z" * (1024 * 1024))  # past the store's read-whole size
+    local = Spy("spy", root=tmp_path / "spy")
+    cs = CachedStoreFactory(local, remote).build()
+    for key in ("obj/0.bin", "big.bin"):
+        cs.get(key)
+        handle = cs.open(key, "rb")
+        assert handle is local.last
+        handle.close()
+
+
 def test_tempfile_single_flight(tmp_path: Path, remote: CountingRemote) -> None:
     cs = CachedStoreFactory(tempfile_store(tmp_path), remote).build()
     remote.calls.clear()

@@ -197,6 +197,33 @@ def test_read_only_binary_open_returns_the_local_stream_itself(remote) -> None:
     assert remote.remote_calls() == 0
 
 
+def test_a_hit_validates_its_key_once(remote, monkeypatch) -> None:
+    from cached_stores_factory import _store
+
+    cs = CachedStoreFactory(MemoryStore(), remote).build()  # no subclass: one wrapper
+    cs.get("a/b.txt")
+    calls: list[str] = []
+    real = _store.validate_key
+
+    def counting(key: str) -> str:
+        calls.append(key)
+        return real(key)
+
+    monkeypatch.setattr(_store, "validate_key", counting)
+    cs.open("a/b.txt", "rb").read()
+    assert calls == ["a/b.txt"]
+
+
+def test_a_text_handle_commits_once_when_closed(cs, remote) -> None:
+    handle = cs.open("t.txt", "w")
+    for line in ("one\n", "two\n", "three\n"):
+        handle.write(line)
+    assert cs.stats()["remote_writes"] == 0
+    handle.close()
+    assert cs.stats()["remote_writes"] == 1
+    assert remote.get("t.txt") == b"one\ntwo\nthree\n"
+
+
 def test_a_stale_entry_is_fetched_again(local, remote) -> None:
     cs = CachedStoreFactory(local, remote, StalePolicy()).build()
     for _ in range(3):
