@@ -362,6 +362,21 @@ def test_a_local_store_that_cannot_hold_an_object_still_serves_it(cs, local) -> 
     assert cs.stats()["remote_reads"] == 2  # the failed copy consumed the first stream
 
 
+def test_a_local_store_that_is_down_does_not_take_reads_with_it(remote) -> None:
+    class DownStore(MemoryStore):
+        def open_read(self, key: str) -> EntryReader:
+            raise StoreError("connection refused")
+
+        def stat(self, key: str) -> EntryStat:
+            raise StoreError("connection refused")
+
+    cs = CachedStoreFactory(DownStore(), remote).build()
+    remote.calls.clear()
+    assert run_threads(8, lambda: cs.get("a/b.txt")) == [b"hello\nworld\n"] * 8
+    assert cs.open("a/b.txt", "rb").read() == b"hello\nworld\n"
+    assert remote.calls["open_read"] == cs.stats()["remote_reads"] <= 9
+
+
 def test_a_write_during_a_fetch_leaves_no_stale_local_copy(local, remote) -> None:
     cs = CachedStoreFactory(local, remote).build()
     remote.gate = threading.Event()

@@ -115,7 +115,7 @@ class _Flight:
         self.error: BaseException | None = None
         self.spool: SharedSpool | None = None  # set when the bytes are served but not kept
         self.stat: EntryStat | None = None
-        self.stale = stale  # a write or delete of the key overlapped this fetch
+        self.stale = stale  # a write or delete overlapped this fetch: store nothing locally
 
 
 @attrs.define
@@ -127,6 +127,7 @@ class _Mutation:
 
 
 _MAX_ATTEMPTS = 8
+_LOCAL_FAILURES = (StoreError, OSError)  # a local store that is down, not a missing entry
 
 
 class CachedStore(Store):
@@ -180,6 +181,8 @@ class CachedStore(Store):
             entry = self.local.open_read(key)
         except KeyNotFoundError:
             pass
+        except _LOCAL_FAILURES:
+            pass  # a miss; the fetch logs it and serves the object uncached
         else:
             stat = entry.stat
             if self.policy.is_fresh(key, stat):
@@ -227,8 +230,13 @@ class CachedStore(Store):
             flight.done.set()
 
     def _fetch(self, key: str, flight: _Flight) -> None:
-        if self._fresh_stat(key) is not None:
-            return  # another reader's fetch stored it between our miss and our turn
+        try:
+            if self._fresh_stat(key) is not None:
+                return  # another reader's fetch stored it between our miss and our turn
+        except _LOCAL_FAILURES:
+            # A cache that is down (Redis gone, a disk error) must not take the data with it.
+            log.warning("the local store failed; serving %r uncached", key, exc_info=True)
+            flight.stale = True
         with self._remote_entry(key) as remote_entry:
             stat = remote_entry.stat
             if flight.stale or not self.policy.admits(stat.size):
