@@ -20,12 +20,14 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 EXPECTED_PREFIXES = [
-    "tempfile hit 4 KiB vs raw",
+    "tempfile hit 4 KiB vs raw open",
+    "tempfile hit 4 KiB vs raw, in a fresh",
     "tempfile hit 4 KiB, TTL policy",
     "tempfile hit 4 KiB, LRU policy",
     "tempfile hit 4 KiB vs fsspec",
     "tempfile hit 4 KiB vs diskcache",
-    "tempfile hit 1 MiB vs raw",
+    "tempfile hit 1 MiB vs raw open",
+    "tempfile hit 1 MiB vs raw, in a fresh",
     "tempfile hit 1 MiB vs fsspec",
     "tempfile hit 1 MiB vs diskcache",
     "Redis hit 4 KiB",
