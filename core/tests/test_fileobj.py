@@ -13,7 +13,6 @@ import io
 import os
 import subprocess
 import sys
-import tempfile
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -160,7 +159,11 @@ read_only_ops = st.lists(
 )
 tunings = st.tuples(st.sampled_from([1, 3, 64 * 1024]), st.sampled_from([5, 4 * 1024 * 1024]))
 
-TMP = Path(tempfile.mkdtemp(prefix="csf-fileobj-test-"))
+
+@pytest.fixture(scope="module")
+def reference_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the real-file reference lives; module-scoped, so hypothesis may reuse it."""
+    return tmp_path_factory.mktemp("reference")
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -171,11 +174,15 @@ TMP = Path(tempfile.mkdtemp(prefix="csf-fileobj-test-"))
     tuning=tunings,
 )
 def test_binary_modes_behave_like_bytesio_and_real_files(
-    mode: str, initial: bytes | None, ops: st.DataObject, tuning: tuple[int, int]
+    reference_dir: Path,
+    mode: str,
+    initial: bytes | None,
+    ops: st.DataObject,
+    tuning: tuple[int, int],
 ) -> None:
     operations = ops.draw(read_only_ops if mode in READ_ONLY else binary_ops)
     cs, remote = cached_store()
-    path = TMP / "reference"
+    path = reference_dir / "reference"
     path.unlink(missing_ok=True)
     if initial is not None:
         remote.put(KEY, initial)
