@@ -1,15 +1,20 @@
-"""`python -m benchmarks [--quick] [--out PATH] [--only NAME]`: run, print the table, write JSON."""
+"""`python -m benchmarks [--quick] [--out PATH] [--only SECTION] [--profile]`.
+
+Runs the sections, prints one table and writes the same figures as JSON to --out.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import cProfile
 import datetime
 import faulthandler
 import json
 import logging
 import os
 import platform
+import pstats
 import sys
 import threading
 import time
@@ -42,21 +47,35 @@ def _watchdog(seconds: float) -> threading.Timer:
     return timer
 
 
-def _sections(sizes: Sizes, services: dict[str, Any]) -> list[tuple[str, Callable[[], list[Row]]]]:
+SECTIONS = ("hits", "redis", "s3-miss", "stampede", "streaming", "policies", "coldstart")
+
+
+def _sections(sizes: Sizes, services: dict[str, Any]) -> dict[str, Callable[[], list[Row]]]:
+    """Each section of SECTIONS, ready to run with the servers that started."""
     redis, redis_missing = services["redis"]
     s3, s3_missing = services["s3"]
-    return [
-        ("hits", lambda: hits.run(sizes, s3)),
-        ("redis", lambda: redis_hits.run(sizes, redis, redis_missing)),
-        ("s3-miss", lambda: s3_rows.run_miss(sizes, s3, s3_missing)),
-        ("stampede", lambda: s3_rows.run_stampede(sizes, s3)),
-        ("streaming", lambda: streaming.run(sizes, s3)),
-        ("policies", lambda: policies.run(sizes)),
-        ("coldstart", lambda: coldstart.run(sizes)),
-    ]
+    return {
+        "hits": lambda: hits.run(sizes, s3),
+        "redis": lambda: redis_hits.run(sizes, redis, redis_missing),
+        "s3-miss": lambda: s3_rows.run_miss(sizes, s3, s3_missing),
+        "stampede": lambda: s3_rows.run_stampede(sizes, s3),
+        "streaming": lambda: streaming.run(sizes, s3),
+        "policies": lambda: policies.run(sizes),
+        "coldstart": lambda: coldstart.run(sizes),
+    }
 
 
-def run(sizes: Sizes, only: Sequence[str] = ()) -> list[Row]:
+def _profiled(name: str, section: Callable[[], list[Row]]) -> list[Row]:
+    """Run `section` under cProfile and print where its time went, to stderr."""
+    profile = cProfile.Profile()
+    try:
+        return profile.runcall(section)
+    finally:
+        print(f"--- profile of {name}, by own time ---", file=sys.stderr)
+        pstats.Stats(profile, stream=sys.stderr).sort_stats("tottime").print_stats(30)
+
+
+def run(sizes: Sizes, only: Sequence[str] = (), profile: bool = False) -> list[Row]:
     """Every section's rows; a section that crashes becomes one row that says how."""
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     rows: list[Row] = []
@@ -67,12 +86,14 @@ def run(sizes: Sizes, only: Sequence[str] = ()) -> list[Row]:
                 services[name] = (stack.enter_context(start()), "")
             except ServiceMissing as exc:
                 services[name] = (None, f"{name} server did not start: {exc}")
-        for name, section in _sections(sizes, services):
+        sections = _sections(sizes, services)
+        for name in SECTIONS:
             if only and name not in only:
                 continue
+            section = sections[name]
             started = time.monotonic()
             try:
-                rows.extend(section())
+                rows.extend(_profiled(name, section) if profile else section())
             except Exception as exc:
                 traceback.print_exc()
                 rows.append(Row(f"{name}: error", REPORT, note=f"error: {exc!r}"[:500]))
@@ -124,7 +145,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="tiny sizes: seconds, not minutes")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     parser.add_argument(
-        "--only", action="append", default=[], help="run only this section (repeatable)"
+        "--only",
+        action="append",
+        default=[],
+        choices=SECTIONS,
+        help="run only this section (repeatable)",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="print a cProfile of each section to stderr"
     )
     args = parser.parse_args(argv)
     sizes = Sizes.for_run(args.quick)
@@ -132,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     stamp = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     try:
-        rows = run(sizes, args.only)
+        rows = run(sizes, args.only, args.profile)
     finally:
         watchdog.cancel()
     info = machine()
