@@ -362,3 +362,35 @@ def test_writers_in_several_processes_never_mix(tmp_path: Path):
         assert store.get("shared")[:1] in (b"\x01", b"\x02", b"\x03")
         assert list(store.keys()) == ["shared"]
         assert [p for p in objects(store).iterdir() if p.name.startswith(".tmp-")] == []
+
+
+def test_a_closed_store_raises_instead_of_missing(tmp_path: Path):
+    store = TempfileStore("t", root=tmp_path / "store")
+    store.put("k", b"v")
+    store.close()
+    store.close()
+    for call in (store.get, store.open_read, store.stat):
+        with pytest.raises(StoreError, match="closed"):
+            call("k")
+    with pytest.raises(StoreError, match="closed"):
+        store.put("k", b"v")
+
+
+def test_unreadable_entry_is_a_store_error_not_a_miss(store: TempfileStore):
+    if os.geteuid() == 0:
+        pytest.skip("root reads files whatever their mode")
+    store.put("k", b"v")
+    (objects(store) / _entry_name("k")).chmod(0)
+    with pytest.raises(StoreError):
+        store.get("k")
+
+
+def test_a_filesystem_failure_while_writing_is_a_store_error(store: TempfileStore):
+    store.put("k", b"old")
+    meta = objects(store) / (_entry_name("k") + ".meta")
+    meta.unlink()
+    meta.mkdir()  # the sidecar can no longer be renamed into place
+    with pytest.raises(StoreError, match="directory"):
+        store.put("k", b"new")
+    assert store.get("k") == b"old"
+    assert [p for p in objects(store).iterdir() if p.name.startswith(".tmp-")] == []

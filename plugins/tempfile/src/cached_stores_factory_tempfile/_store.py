@@ -23,6 +23,7 @@ so a sidecar left behind by a crash or by a racing writer is recognised and igno
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import io
@@ -62,6 +63,10 @@ _O_DIRECTORY = getattr(os, "O_DIRECTORY", 0)
 _READ_FLAGS = os.O_RDONLY | _O_NOFOLLOW | _O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_NOFOLLOW | _O_CLOEXEC
 _DIR_FLAGS = os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC
+# open() errors meaning "something other than a regular file is planted here": a symlink
+# (ELOOP under O_NOFOLLOW) or a socket (ENXIO).  They read as a missing entry.
+_NOT_A_FILE = frozenset({errno.ELOOP, errno.ENXIO})
+_CLOSED = -1  # the descriptor of a closed store: any *at() call on it fails with EBADF
 
 
 @functools.lru_cache(maxsize=65536)
@@ -119,11 +124,26 @@ class TempfileStore(Store):
     def __repr__(self) -> str:
         return f"TempfileStore({self.name!r}, root={str(self.root)!r})"
 
+    def _failure(self, exc: OSError) -> StoreError:
+        if self._objects == _CLOSED:
+            return StoreError(f"{self!r} is closed")
+        return StoreError(f"{self!r}: {exc.strerror or exc}")
+
+    @contextlib.contextmanager
+    def _disk(self) -> Iterator[None]:
+        """The filesystem's errors (disk full, permissions, a closed store) as StoreError."""
+        try:
+            yield
+        except OSError as exc:
+            raise self._failure(exc) from None
+
     def state_dir(self) -> Path:
         return self.root / "state"
 
     def close(self) -> None:
+        """Close the directory descriptor; later calls raise StoreError.  Idempotent."""
         self._closer()
+        self._objects = _CLOSED
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -133,7 +153,9 @@ class TempfileStore(Store):
             fd = os.open(_entry_name(key), _READ_FLAGS, dir_fd=self._objects)
         except FileNotFoundError:
             raise KeyNotFoundError(key, repr(self)) from None
-        except OSError as exc:  # ELOOP: a symlink planted where the entry belongs
+        except OSError as exc:
+            if exc.errno not in _NOT_A_FILE:
+                raise self._failure(exc) from None
             log.warning("%r: entry for %r is not a regular file (%s)", self, key, exc.strerror)
             raise KeyNotFoundError(key, repr(self)) from None
         info = os.fstat(fd)
@@ -212,7 +234,7 @@ class TempfileStore(Store):
                 yield meta["key"]
 
     def _names(self) -> list[str]:
-        with os.scandir(self._objects) as entries:
+        with self._disk(), os.scandir(self._objects) as entries:
             return [entry.name for entry in entries]
 
     # -- writing ----------------------------------------------------------------------------
@@ -225,7 +247,7 @@ class TempfileStore(Store):
         os.replace(temp, name, src_dir_fd=self._objects, dst_dir_fd=self._objects)
 
     def _discard(self, temp: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # best effort: the sweep gets what this misses
             os.unlink(temp, dir_fd=self._objects)
 
     def put(self, key: str, data: bytes) -> None:
@@ -238,25 +260,29 @@ class TempfileStore(Store):
         another inode, which `stat()` ignores, and never data without its key.
         """
         name = _entry_name(key)
-        temp, fd = self._create_temp(name)
+        with self._disk():
+            temp, fd = self._create_temp(name)
         try:
             digest = hashlib.sha256()
             with open(fd, "wb") as out:
-                while chunk := stream.read(_CHUNK):
+                while chunk := stream.read(_CHUNK):  # the source's errors stay its own
                     digest.update(chunk)
-                    out.write(chunk)
-                out.flush()
-                if self.fsync:
-                    os.fsync(fd)
-                info = os.fstat(fd)
+                    with self._disk():
+                        out.write(chunk)
+                with self._disk():
+                    out.flush()
+                    if self.fsync:
+                        os.fsync(fd)
+                    info = os.fstat(fd)
             stat = EntryStat(
                 size=info.st_size,
                 modified=info.st_mtime,
                 etag=etag,
                 digest="sha256:" + digest.hexdigest(),
             )
-            self._write_sidecar(name, key, stat, info.st_ino)
-            self._publish(temp, name)
+            with self._disk():
+                self._write_sidecar(name, key, stat, info.st_ino)
+                self._publish(temp, name)
         except BaseException:
             self._discard(temp)
             raise
@@ -283,12 +309,13 @@ class TempfileStore(Store):
     def delete(self, key: str) -> bool:
         """Remove the data file, then its sidecar (a sidecar alone is never listed)."""
         name = _entry_name(key)
-        try:
-            os.unlink(name, dir_fd=self._objects)
-        except FileNotFoundError:
-            return False
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name + _META_SUFFIX, dir_fd=self._objects)
+        with self._disk():
+            try:
+                os.unlink(name, dir_fd=self._objects)
+            except FileNotFoundError:
+                return False
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(name + _META_SUFFIX, dir_fd=self._objects)
         return True
 
     def _sweep_leftovers(self) -> None:
