@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import concurrent.futures.thread  # noqa: F401 - its exit hook must register before ours
 import errno
 import functools
 import io
@@ -200,10 +201,8 @@ def _commit_unclosed_at_exit() -> None:
 
 # threading's exit hooks run before non-daemon threads are joined and before
 # concurrent.futures refuses new work, so an S3 upload that uses a thread pool still works.
-# They run last-registered-first: importing concurrent.futures.thread first puts our hook
-# ahead of its shutdown hook.
-import concurrent.futures.thread  # noqa: E402, F401
-
+# They run last-registered-first: concurrent.futures.thread, imported at the top, registered
+# its shutdown hook before this one, so this one runs first.
 getattr(threading, "_register_atexit", atexit.register)(_commit_unclosed_at_exit)
 
 
