@@ -12,6 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cached_stores_factory import (
     CachedStore,
@@ -641,3 +643,58 @@ def test_tiers_nest(remote) -> None:
     assert remote.get("n/new") == middle.get("n/new") == top.get("n/new")
     outer.delete("n/new")
     assert "n/new" not in remote and "n/new" not in middle and "n/new" not in top
+
+
+# -- coherence ----------------------------------------------------------------------------
+
+engine_ops = st.lists(
+    st.tuples(
+        st.sampled_from(["get", "put", "write", "append", "delete", "invalidate", "clear"]),
+        st.sampled_from(["k/a", "k/b", "k/c", "k/d"]),
+        st.binary(max_size=8),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    ops=engine_ops,
+    depth=st.integers(min_value=1, max_value=5),
+    stale=st.booleans(),
+    nested=st.booleans(),
+)
+def test_reads_always_see_the_last_write(ops: list, depth: int, stale: bool, nested: bool) -> None:
+    """Any sequence of reads, writes, appends and deletes reads back like a dict, and every
+    local copy equals the remote's object: the cache never serves or keeps a stale version.
+    With `nested`, the remote is itself a cached store (memory over memory over memory)."""
+    local, remote, middle = MemoryStore(), MemoryStore(), MemoryStore()
+    policy: CachePolicy = StalePolicy() if stale else DepthPolicy(depth)
+    below: Store = CachedStoreFactory(middle, remote).build() if nested else remote
+    cs = CachedStoreFactory(local, below, policy).build()
+    model: dict[str, bytes] = {}
+    for op, key, data in ops:
+        if op == "get":
+            assert cs.get(key, None) == model.get(key)
+        elif op == "put":
+            cs[key] = data
+            model[key] = data
+        elif op == "write":
+            with cs.open(key, "wb") as fh:
+                fh.write(data)
+            model[key] = data
+        elif op == "append":
+            with cs.open(key, "ab") as fh:
+                fh.write(data)
+            model[key] = model.get(key, b"") + data
+        elif op == "delete":
+            assert cs.delete(key) == (model.pop(key, None) is not None)
+        elif op == "invalidate":
+            cs.invalidate(key)
+        else:
+            cs.clear()
+        assert {k: remote.get(k) for k in remote} == model
+        assert all(local.get(k) == model[k] for k in local)
+        assert all(middle.get(k) == model[k] for k in middle)
+        if not stale:
+            assert len(list(local.keys())) <= depth
