@@ -301,7 +301,7 @@ class S3Store(Store):
                 source: IO[bytes] = stream
             else:
                 source = io.BufferedReader(_Chained(head, stream), MiB)
-            del head
+            del head  # the parts are read from `source`; don't hold this copy meanwhile
             self._client.upload_fileobj(
                 source, self.bucketname, name, ExtraArgs=extra or None, Config=self._transfer
             )
