@@ -113,7 +113,8 @@ class _Chained(io.RawIOBase):
         if self._head:
             count = min(len(buffer), len(self._head))
             buffer[:count] = self._head[:count]
-            self._head = self._head[count:]
+            # Once consumed, drop the view so the head's bytes can be freed mid-upload.
+            self._head = self._head[count:] if count < len(self._head) else memoryview(b"")
             return count
         data = self._stream.read(len(buffer))
         buffer[: len(data)] = data
