@@ -53,8 +53,19 @@ class CacheStats:
 
 
 _FIELDS: Final = tuple(field.name for field in attrs.fields(CacheStats))
-HITS, MISSES, COALESCED, REMOTE_READS, REMOTE_WRITES, EVICTIONS, FROM_REMOTE, FROM_LOCAL = range(
-    len(_FIELDS)
+# Slots in a thread's list of counts, found by name so CacheStats may change its order.
+HITS, MISSES, COALESCED, REMOTE_READS, REMOTE_WRITES, EVICTIONS, FROM_REMOTE, FROM_LOCAL = (
+    _FIELDS.index(name)
+    for name in (
+        "hits",
+        "misses",
+        "coalesced",
+        "remote_reads",
+        "remote_writes",
+        "evictions",
+        "bytes_from_remote",
+        "bytes_from_local",
+    )
 )
 
 
