@@ -446,6 +446,18 @@ def test_stats_count_every_hit_from_many_threads(cs) -> None:
     assert cs.stats()["hits"] == 8 * 500
 
 
+def test_a_dropped_store_is_freed_with_its_counters(remote) -> None:
+    import weakref
+
+    cs = CachedStoreFactory(MemoryStore(), remote).build()
+    cs.get("a/b.txt")
+    cs.get("a/b.txt")
+    refs = [weakref.ref(cs), weakref.ref(cs._tallies)]
+    del cs
+    gc.collect()
+    assert [ref() for ref in refs] == [None, None]
+
+
 # -- write-through ------------------------------------------------------------------------
 
 

@@ -73,19 +73,35 @@ class _Owner:
     """Lives exactly as long as one thread's slot in a threading.local."""
 
 
+class _Totals:
+    """Every thread's counts, and the sum of the threads that ended.
+
+    Kept apart from `_Tallies` because the finalizers hold it: were they to hold the
+    threading.local's owner, it could never be freed while the counting thread lives.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()  # a finalizer may fire on a thread that holds it
+        self.live: dict[int, list[int]] = {}
+        self.retired = [0] * len(_FIELDS)
+
+    def retire(self, counts: list[int]) -> None:
+        with self.lock:
+            if self.live.pop(id(counts), None) is not None:
+                self.retired = [a + b for a, b in zip(self.retired, counts, strict=True)]
+
+
 class _Tallies:
     """Counters kept per thread and summed when read, so counting takes no lock.
 
     Each thread adds to its own list, which no other thread writes, so no increment is lost
-    even without the GIL.  When a thread ends, its counts are folded into `_retired`, so
+    even without the GIL.  When a thread ends, its counts are folded into the retired sum, so
     short-lived threads do not pile up.  A read may miss increments still in flight.
     """
 
     def __init__(self) -> None:
         self._local = threading.local()
-        self._lock = threading.RLock()  # a finalizer may fire on this thread while held
-        self._live: dict[int, list[int]] = {}
-        self._retired = [0] * len(_FIELDS)
+        self._totals = _Totals()
 
     def mine(self) -> list[int]:
         """This thread's counts."""
@@ -100,19 +116,14 @@ class _Tallies:
         owner = _Owner()
         self._local.counts = counts
         self._local.owner = owner
-        with self._lock:
-            self._live[id(counts)] = counts
-        weakref.finalize(owner, self._retire, counts)
+        with self._totals.lock:
+            self._totals.live[id(counts)] = counts
+        weakref.finalize(owner, self._totals.retire, counts)
         return counts
 
-    def _retire(self, counts: list[int]) -> None:
-        with self._lock:
-            if self._live.pop(id(counts), None) is not None:
-                self._retired = [a + b for a, b in zip(self._retired, counts, strict=True)]
-
     def snapshot(self) -> CacheStats:
-        with self._lock:
-            lists = [self._retired, *self._live.values()]
+        with self._totals.lock:
+            lists = [self._totals.retired, *self._totals.live.values()]
         return CacheStats(*(sum(column) for column in zip(*lists, strict=True)))
 
 
