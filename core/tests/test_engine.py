@@ -452,7 +452,7 @@ def test_a_dropped_store_is_freed_with_its_counters(remote) -> None:
     cs = CachedStoreFactory(MemoryStore(), remote).build()
     cs.get("a/b.txt")
     cs.get("a/b.txt")
-    refs = [weakref.ref(cs), weakref.ref(cs._tallies)]
+    refs = [weakref.ref(cs), weakref.ref(cs._counters)]
     del cs
     gc.collect()
     assert [ref() for ref in refs] == [None, None]

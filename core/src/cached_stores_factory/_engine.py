@@ -9,7 +9,6 @@ import logging
 import shutil
 import tempfile
 import threading
-import weakref
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, Final
 
@@ -69,62 +68,29 @@ HITS, MISSES, COALESCED, REMOTE_READS, REMOTE_WRITES, EVICTIONS, FROM_REMOTE, FR
 )
 
 
-class _Owner:
-    """Lives exactly as long as one thread's slot in a threading.local."""
+class _Counters:
+    """The CacheStats counters behind one lock.
 
-
-class _Totals:
-    """Every thread's counts, and the sum of the threads that ended.
-
-    Kept apart from `_Tallies` because the finalizers hold it: were they to hold the
-    threading.local's owner, it could never be freed while the counting thread lives.
+    The lock is held for a few additions, never across I/O: about 0.1 us on a hit that costs
+    10 us or more, and correct without the GIL.
     """
 
     def __init__(self) -> None:
-        self.lock = threading.RLock()  # a finalizer may fire on a thread that holds it
-        self.live: dict[int, list[int]] = {}
-        self.retired = [0] * len(_FIELDS)
+        self._lock = threading.Lock()
+        self._values = [0] * len(_FIELDS)
 
-    def retire(self, counts: list[int]) -> None:
-        with self.lock:
-            if self.live.pop(id(counts), None) is not None:
-                self.retired = [a + b for a, b in zip(self.retired, counts, strict=True)]
+    def add(self, index: int, amount: int = 1) -> None:
+        with self._lock:
+            self._values[index] += amount
 
-
-class _Tallies:
-    """Counters kept per thread and summed when read, so counting takes no lock.
-
-    Each thread adds to its own list, which no other thread writes, so no increment is lost
-    even without the GIL.  When a thread ends, its counts are folded into the retired sum, so
-    short-lived threads do not pile up.  A read may miss increments still in flight.
-    """
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-        self._totals = _Totals()
-
-    def mine(self) -> list[int]:
-        """This thread's counts."""
-        try:
-            counts: list[int] = self._local.counts
-        except AttributeError:
-            counts = self._enlist()
-        return counts
-
-    def _enlist(self) -> list[int]:
-        counts = [0] * len(_FIELDS)
-        owner = _Owner()
-        self._local.counts = counts
-        self._local.owner = owner
-        with self._totals.lock:
-            self._totals.live[id(counts)] = counts
-        weakref.finalize(owner, self._totals.retire, counts)
-        return counts
+    def hit(self, size: int) -> None:
+        with self._lock:
+            self._values[HITS] += 1
+            self._values[FROM_LOCAL] += size
 
     def snapshot(self) -> CacheStats:
-        with self._totals.lock:
-            lists = [self._totals.retired, *self._totals.live.values()]
-        return CacheStats(*(sum(column) for column in zip(*lists, strict=True)))
+        with self._lock:
+            return CacheStats(*self._values)
 
 
 class _Flight:
@@ -156,9 +122,9 @@ class CachedStore(Store):
     """A local store in front of a remote one, kept by a cache policy.
 
     It is itself a Store, so tiers nest: a cached store can be another one's remote.  One
-    instance may be shared by any number of threads.  A hit takes no lock.  A miss takes a
-    short lock to join or start the key's fetch, never held across I/O, so readers of other
-    keys never wait for it.
+    instance may be shared by any number of threads.  A hit takes only the counters' lock, for
+    two additions.  A miss takes a short lock to join or start the key's fetch, never held
+    across I/O, so readers of other keys never wait for it.
     """
 
     def __init__(
@@ -172,7 +138,7 @@ class CachedStore(Store):
         self.remote = remote
         self.policy = policy if policy is not None else CachePolicy()
         self.serializer = serializer if serializer is not None else BytesSerializer()
-        self._tallies = _Tallies()
+        self._counters = _Counters()
         self._lock = threading.Lock()  # guards the two dicts below; never held across I/O
         self._flights: dict[str, _Flight] = {}
         self._mutations: dict[str, _Mutation] = {}
@@ -185,11 +151,11 @@ class CachedStore(Store):
         )
 
     def _count(self, index: int, amount: int = 1) -> None:
-        self._tallies.mine()[index] += amount
+        self._counters.add(index, amount)
 
     def stats(self) -> dict[str, int]:
         """hits, misses, coalesced, remote_reads, remote_writes, evictions, bytes_from_*."""
-        return self._tallies.snapshot().as_dict()
+        return self._counters.snapshot().as_dict()
 
     # -- reading --------------------------------------------------------------------------
 
@@ -198,7 +164,7 @@ class CachedStore(Store):
         return self._read(key)
 
     def _read(self, key: str) -> EntryReader:
-        # The hit path: one local open (which validates the key), two policy calls, no lock.
+        # The hit path: one local open (which validates the key), two policy calls, one count.
         try:
             entry = self.local.open_read(key)
         except KeyNotFoundError:
@@ -209,9 +175,7 @@ class CachedStore(Store):
             stat = entry.stat
             if self.policy.is_fresh(key, stat):
                 self.policy.on_hit(key, stat)
-                counts = self._tallies.mine()
-                counts[HITS] += 1
-                counts[FROM_LOCAL] += stat.size
+                self._counters.hit(stat.size)
                 return entry
             entry.close()
         return self._miss(key)
