@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Protocol
 
 import attrs
+from filelock import FileLock
 
 from cached_stores_factory import Store
 from cached_stores_factory.errors import KeyNotFoundError, StoreError
@@ -34,6 +35,7 @@ log = logging.getLogger("cached_stores_factory.policies")
 
 # Long enough to wait out another process's bind() over a large store.
 BUSY_TIMEOUT_SECONDS = 60.0
+CLOSE_TIMEOUT_MS = 2000
 CACHE_KIB = 2000  # SQLite's default page cache
 SYNC_CACHE_KIB = 256 * 1024  # while bind() rebuilds: enough for ~2 million rows
 
@@ -187,9 +189,12 @@ class SQLiteLedger:
                 isolation_level=None,
                 check_same_thread=False,
             )
-            db.execute("PRAGMA journal_mode = WAL")
+            # Switching a new database to WAL fails at once, without waiting, when another
+            # process does the same: so processes set up the database one at a time.
+            with FileLock(f"{self._path}.lock", timeout=BUSY_TIMEOUT_SECONDS):
+                db.execute("PRAGMA journal_mode = WAL")
+                db.executescript(_SCHEMA)
             db.execute("PRAGMA synchronous = NORMAL")
-            db.executescript(_SCHEMA)
             self._db, self._pid = db, os.getpid()
         return self._db
 
@@ -226,12 +231,17 @@ class SQLiteLedger:
     def _sync(self) -> None:
         """Make the ledger match the store: forget vanished entries, adopt unknown ones.
 
-        The store is listed before the transaction, because listing a large store is slow
-        and other processes wait for the write lock.  So each difference is checked again
-        inside it: rows are committed only after their entry is stored, so a row whose entry
-        is missing now is stale, and an entry that is still there is adopted.
+        The slow part, listing and statting the store, runs before the transaction, since
+        other processes wait for the write lock.  Inside it, a row whose entry is missing
+        now is stale (rows are committed only after their entry is stored) and goes.  An
+        entry that vanished since it was listed is adopted anyway: such a row only makes the
+        cache hold less, until the next bind() drops it.
         """
         present = set(self._store.keys())
+        with self._lock:
+            db = self._connect()
+            known = {key for (key,) in db.execute("SELECT key FROM entries")}
+        candidates = _store_entries(self._store, present - known)
         with self._transaction() as db:
             # A rebuild writes rows in random key order: a page cache that holds the whole
             # ledger makes that 3-4x faster.  It is given back right after.
@@ -239,7 +249,7 @@ class SQLiteLedger:
             known = {key for (key,) in db.execute("SELECT key FROM entries")}
             gone = [key for key in known - present if key not in self._store]
             db.executemany("DELETE FROM entries WHERE key = ?", ((key,) for key in gone))
-            adopted = _store_entries(self._store, present - known)
+            adopted = [entry for entry in candidates if entry[1] not in known]
             rows = zip(adopted, self._next_seqs(db, len(adopted)), strict=True)
             db.executemany(_UPSERT, [(key, size, used, seq) for (used, key, size), seq in rows])
         db.execute(f"PRAGMA cache_size = -{CACHE_KIB}")
@@ -292,6 +302,8 @@ class SQLiteLedger:
         atexit.unregister(self._at_exit)
         if self._db is None or self._pid != os.getpid():
             return
+        # Exiting must not hang behind another process's long rebuild: wait a little only.
+        self._db.execute(f"PRAGMA busy_timeout = {CLOSE_TIMEOUT_MS}")
         try:
             with self._transaction():
                 pass  # writes the buffered uses
