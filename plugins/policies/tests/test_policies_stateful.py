@@ -13,7 +13,6 @@ import io
 import shutil
 import tempfile
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 
@@ -72,15 +71,20 @@ CONFIGS = {
 
 
 class LocalSide:
-    """How a test makes, reopens and ages one kind of local store."""
+    """How a test makes, reopens and ages one kind of local store.
+
+    `openers` cached stores share it, as separate processes would: two tempfile stores on one
+    directory, or one memory store with a state directory seen by two policies (two SQLite
+    connections).  A plain memory store has no shared state, so it gets one opener.
+    """
 
     def __init__(self, kind: str, workdir: Path) -> None:
         self.kind = kind
         self.workdir = workdir
-        self.clock: Callable[[], float]
         self.fake = ManualClock()
-        self.clock = time.time if kind == "tempfile" else self.fake
-        self.store = self.open()
+        self.clock: Callable[[], float] = time.time if kind == "tempfile" else self.fake
+        self.openers = 1 if kind == "memory" else 2
+        self.shared = self.open()
 
     @property
     def lasting(self) -> bool:
@@ -88,107 +92,152 @@ class LocalSide:
         return self.kind != "memory"
 
     def open(self) -> Store:
+        """The store as one more process opens it."""
         if self.kind == "memory":
             return MemoryStore(clock=self.fake)
         if self.kind == "memory+state":
             return StatefulMemoryStore(self.workdir / "state", clock=self.fake)
         return TempfileStore("local", root=self.workdir / "local", fsync=False)
 
-    def reopen(self) -> Store:
-        """The same entries, as a restarted process sees them."""
-        if self.kind == "tempfile":
-            self.store = self.open()
-        return self.store
+    def store_for_opener(self) -> Store:
+        return self.open() if self.kind == "tempfile" else self.shared
 
     def advance(self, seconds: float) -> None:
         if self.kind == "tempfile":
-            age_tempfile_store(self.store, seconds)  # type: ignore[arg-type]
+            age_tempfile_store(self.shared, seconds)  # type: ignore[arg-type]
         else:
             self.fake.advance(seconds)
 
 
+@attrs.define
+class Copy:
+    """The model of one local copy."""
+
+    stored_at: float  # model time, for aging
+    stored: int  # event count when stored: the FIFO order, and LRU's after a lost ledger
+    used: int  # event count of the last use the shared ledger knows of: the LRU order
+    size: int
+
+
 def machine_for(config: Config, local_kind: str) -> type[RuleBasedStateMachine]:
+    side_openers = 1 if local_kind == "memory" else 2
+    openers = st.integers(0, side_openers - 1)
+
     class PolicyMachine(RuleBasedStateMachine):
         def __init__(self) -> None:
             super().__init__()
             self.workdir = Path(tempfile.mkdtemp(prefix="csf-policy-"))
             self.side = LocalSide(local_kind, self.workdir)
             self.remote = MemoryStore()
-            self.cached = self.build()
+            self.caches = self.build_all()
             self.now = 0.0  # the model's clock, in whole steps
+            self.events = 0  # orders stores and uses, as the policies' clock readings do
             self.remote_model: dict[str, bytes] = {}
-            # key -> (stored at, store count), in eviction order (oldest or least used first)
-            self.local_model: OrderedDict[str, tuple[float, int]] = OrderedDict()
-            self.stores = 0
+            self.local_model: dict[str, Copy] = {}
+            # LRU uses each opener made that its ledger has not written yet, oldest first.
+            self.pending: list[dict[str, int]] = [{} for _ in range(side_openers)]
 
-        def build(self) -> CachedStore:
-            policy = config.make(self.side.clock)
-            return CachedStoreFactory(self.side.store, self.remote, policy).build()
+        def build_all(self) -> list[CachedStore]:
+            return [
+                CachedStoreFactory(
+                    self.side.store_for_opener(), self.remote, config.make(self.side.clock)
+                ).build()
+                for _ in range(side_openers)
+            ]
 
         # -- the model ----------------------------------------------------------------------
+
+        def tick(self) -> int:
+            self.events += 1
+            return self.events
 
         def fresh(self, key: str) -> bool:
             aging = config.aging
             return key in self.local_model and (
-                aging is None or self.now - self.local_model[key][0] < aging
+                aging is None or self.now - self.local_model[key].stored_at < aging
             )
 
         def admitted(self, data: bytes) -> bool:
             return config.max_bytes is None or len(data) <= config.max_bytes
 
-        def stored(self, key: str) -> None:
-            self.local_model.pop(key, None)
-            self.stores += 1
-            self.local_model[key] = (self.now, self.stores)
+        def flush(self, who: int) -> None:
+            """The opener's ledger writes its buffered uses: each transaction starts so."""
+            for key, used in self.pending[who].items():
+                if key in self.local_model:
+                    copy = self.local_model[key]
+                    copy.used = max(copy.used, used)
+            self.pending[who].clear()
+
+        def used(self, who: int, key: str) -> None:
+            if config.kind != "lru":
+                return
+            if self.side.lasting:  # the SQLite ledger buffers uses until a transaction
+                self.pending[who].pop(key, None)
+                self.pending[who][key] = self.tick()
+            else:
+                self.local_model[key].used = self.tick()
+
+        def stored(self, who: int, key: str) -> None:
+            self.flush(who)
+            event = self.tick()
+            size = len(self.remote_model[key])
+            self.local_model[key] = Copy(self.now, event, event, size)
             if config.depth is None:
                 return
             while len(self.local_model) > config.depth or (
                 config.max_bytes is not None
-                and sum(len(self.remote_model[k]) for k in self.local_model) > config.max_bytes
+                and sum(copy.size for copy in self.local_model.values()) > config.max_bytes
             ):
-                self.local_model.popitem(last=False)
+                order = "used" if config.kind == "lru" else "stored"
+                victim = min(self.local_model, key=lambda k: getattr(self.local_model[k], order))
+                del self.local_model[victim]
+
+        def dropped(self, who: int, key: str) -> None:
+            self.flush(who)
+            self.local_model.pop(key, None)
 
         # -- rules ----------------------------------------------------------------------------
 
-        @rule(key=st.sampled_from(KEYS), data=st.binary(max_size=30))
-        def write(self, key: str, data: bytes) -> None:
-            writes = self.cached.stats()["remote_writes"]
-            self.cached.put_stream(key, io.BytesIO(data))
-            assert self.cached.stats()["remote_writes"] == writes + 1
+        @rule(who=openers, key=st.sampled_from(KEYS), data=st.binary(max_size=30))
+        def write(self, who: int, key: str, data: bytes) -> None:
+            cached = self.caches[who]
+            writes = cached.stats()["remote_writes"]
+            cached.put_stream(key, io.BytesIO(data))
+            assert cached.stats()["remote_writes"] == writes + 1
             self.remote_model[key] = data
             if self.admitted(data):
-                self.stored(key)
+                self.stored(who, key)
             else:
-                self.local_model.pop(key, None)
+                self.dropped(who, key)
 
-        @rule(key=st.sampled_from(KEYS))
-        def read(self, key: str) -> None:
-            reads = self.cached.stats()["remote_reads"]
+        @rule(who=openers, key=st.sampled_from(KEYS))
+        def read(self, who: int, key: str) -> None:
+            cached = self.caches[who]
+            reads = cached.stats()["remote_reads"]
             if key not in self.remote_model:
                 with pytest.raises(KeyNotFoundError):
-                    self.cached.open_read(key)
+                    cached.open_read(key)
                 return
             hit = self.fresh(key)
-            with self.cached.open_read(key) as entry:
+            with cached.open_read(key) as entry:
                 assert entry.read() == self.remote_model[key]
-            assert self.cached.stats()["remote_reads"] == reads + (0 if hit else 1)
+            assert cached.stats()["remote_reads"] == reads + (0 if hit else 1)
             if hit:
-                if config.kind == "lru":
-                    self.local_model.move_to_end(key)
+                self.used(who, key)
             elif self.admitted(self.remote_model[key]):
-                self.stored(key)
+                self.stored(who, key)
 
-        @rule(key=st.sampled_from(KEYS))
-        def delete(self, key: str) -> None:
+        @rule(who=openers, key=st.sampled_from(KEYS))
+        def delete(self, who: int, key: str) -> None:
             existed = key in self.remote_model or key in self.local_model
-            assert self.cached.delete(key) == existed
+            assert self.caches[who].delete(key) == existed
             self.remote_model.pop(key, None)
-            self.local_model.pop(key, None)
+            self.dropped(who, key)
 
-        @rule(key=st.sampled_from(KEYS))
-        def invalidate(self, key: str) -> None:
-            assert self.cached.invalidate(key) == (key in self.local_model)
-            self.local_model.pop(key, None)
+        @rule(who=openers, key=st.sampled_from(KEYS))
+        def invalidate(self, who: int, key: str) -> None:
+            assert self.caches[who].invalidate(key) == (key in self.local_model)
+            self.dropped(who, key)
 
         @rule(steps=st.integers(1, 3))
         def advance(self, steps: int) -> None:
@@ -196,33 +245,35 @@ def machine_for(config: Config, local_kind: str) -> type[RuleBasedStateMachine]:
             self.side.advance(steps * STEP)
 
         @precondition(lambda self: config.aging is not None)
-        @rule()
-        def purge(self) -> None:
+        @rule(who=openers)
+        def purge(self, who: int) -> None:
             stale = [key for key in self.local_model if not self.fresh(key)]
-            assert self.cached.purge() == len(stale)
+            assert self.caches[who].purge() == len(stale)
             for key in stale:
-                del self.local_model[key]
+                self.dropped(who, key)
 
         @rule()
         def restart(self) -> None:
-            self.cached.close()
-            self.side.reopen()
-            self.cached = self.build()
+            for who, cached in enumerate(self.caches):
+                cached.close()  # writes its buffered uses
+                self.flush(who)
+            self.side.shared = self.side.store_for_opener()
+            self.caches = self.build_all()
             if config.kind == "lru" and not self.side.lasting:
                 # Rebuilt from the store alone: recency is gone, the stored order remains.
-                order = sorted(self.local_model.items(), key=lambda item: item[1][1])
-                self.local_model = OrderedDict(order)
+                for copy in self.local_model.values():
+                    copy.used = copy.stored
 
         # -- invariants -----------------------------------------------------------------------
 
         @invariant()
         def local_store_matches_model(self) -> None:
-            held = set(self.side.store.keys())
+            held = set(self.side.shared.keys())
             assert held == set(self.local_model)
             if config.depth is not None:
                 assert len(held) <= config.depth
             if config.max_bytes is not None:
-                assert sum(self.side.store.stat(k).size for k in held) <= config.max_bytes
+                assert sum(self.side.shared.stat(k).size for k in held) <= config.max_bytes
 
         @invariant()
         def remote_holds_everything_written(self) -> None:
@@ -230,7 +281,8 @@ def machine_for(config: Config, local_kind: str) -> type[RuleBasedStateMachine]:
             assert held == self.remote_model
 
         def teardown(self) -> None:
-            self.cached.close()
+            for cached in self.caches:
+                cached.close()
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     PolicyMachine.__name__ = f"PolicyMachine[{config.kind}/{local_kind}]"
