@@ -3,8 +3,9 @@
 Hypothesis drives reads, writes, deletes, invalidations, purges, clock advances and
 restarts.  The model says which reads are hits (no remote read) and which keys the local
 store holds after every step.  Three local stores: memory (state rebuilt at bind), memory
-with a state directory (the SQLite ledger, fake clock) and the tempfile store (the SQLite
-ledger on disk; a clock advance ages the files).
+with a state directory (the SQLite ledger, manual clock) and the tempfile store (the SQLite
+ledger on disk; a clock advance ages the files).  With a state directory, two cached stores
+share the local store as two processes would, each with its own policy and connection.
 """
 
 from __future__ import annotations
