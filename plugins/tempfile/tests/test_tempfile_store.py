@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import os
@@ -376,12 +377,19 @@ def test_a_closed_store_raises_instead_of_missing(tmp_path: Path):
         store.put("k", b"v")
 
 
-def test_unreadable_entry_is_a_store_error_not_a_miss(store: TempfileStore):
-    if os.geteuid() == 0:
-        pytest.skip("root reads files whatever their mode")
+def test_unreadable_entry_is_a_store_error_not_a_miss(
+    store: TempfileStore, monkeypatch: pytest.MonkeyPatch
+):
     store.put("k", b"v")
-    (objects(store) / _entry_name("k")).chmod(0)
-    with pytest.raises(StoreError):
+    real_open = os.open
+
+    def refused(path: str, flags: int, *args: object, **kwargs: object) -> int:
+        if path == _entry_name("k"):  # what chmod 0 does to anyone but root
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        return real_open(path, flags, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "open", refused)
+    with pytest.raises(StoreError, match="Permission denied"):
         store.get("k")
 
 
