@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 from cached_stores_factory import CachedStoreFactory, EntryStat, MemoryStore, Serializer
 from cached_stores_factory.cli import main
 from cached_stores_factory.errors import ConfigError
+from cached_stores_factory.testing.policies import PolicyConformance
 from cached_stores_factory.testing.serializers import SerializerConformance
 from cached_stores_factory.testing.stores import StoreConformance
 
@@ -21,6 +23,12 @@ class TestSQLiteStore(StoreConformance):
     @pytest.fixture
     def store(self, tmp_path: Path) -> SQLiteStore:
         return SQLiteStore(str(tmp_path / "entries.db"))
+
+
+class TestTTLByPrefix(PolicyConformance):
+    @pytest.fixture
+    def make_policy(self) -> Callable[[], TTLByPrefix]:
+        return lambda: TTLByPrefix(intervals={"a/": 5.0}, default=60.0)
 
 
 class TestGzipJson(SerializerConformance):
