@@ -1,13 +1,15 @@
-"""Pytest fixtures that start real servers on free loopback ports.
+"""Real servers on free loopback ports, as pytest fixtures and as plain context managers.
 
 `redis_server` starts a `redis-server` process per session; `s3_server` starts moto's
 ThreadedMotoServer, reached by boto3 over HTTP, and counts every request it answers.  Where a
 server cannot start, the tests skip with what to install, except under CI=true, where a
-missing service fails the run.
+missing service fails the run.  Outside pytest (benchmarks, demos), `running_redis()` and
+`running_s3()` do the same and raise ServiceUnavailable instead.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -22,7 +24,21 @@ from typing import Any, NoReturn
 import attrs
 import pytest
 
-__all__ = ["RedisServer", "S3Server", "free_port", "redis_server", "s3_server"]
+__all__ = [
+    "RedisServer",
+    "S3Server",
+    "ServiceUnavailable",
+    "free_port",
+    "redis_server",
+    "running_redis",
+    "running_s3",
+    "s3_server",
+    "start_redis",
+]
+
+
+class ServiceUnavailable(RuntimeError):
+    """A server could not be started; the message says what to install."""
 
 
 def free_port() -> int:
@@ -33,10 +49,11 @@ def free_port() -> int:
         return port
 
 
-def _unavailable(what: str, how: str) -> NoReturn:
+def _unavailable(problem: ServiceUnavailable) -> NoReturn:
+    """Under CI=true a missing service fails the run; elsewhere its tests skip."""
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-        pytest.fail(f"{what} is not available and CI=true: {how}")
-    pytest.skip(f"{what} is not available: {how}")
+        pytest.fail(f"{problem} (and CI=true)")
+    pytest.skip(str(problem))
 
 
 @attrs.frozen
@@ -58,10 +75,16 @@ class RedisServer:
 def start_redis(
     port: int | None = None, *, timeout: float = 10.0
 ) -> tuple[subprocess.Popen[bytes], RedisServer]:
-    """Start `redis-server` on 127.0.0.1 with nothing persisted; wait until it answers PING."""
+    """Start `redis-server` on 127.0.0.1 with nothing persisted; wait until it answers PING.
+
+    The caller stops the process; `running_redis()` does it for you.
+    """
     binary = shutil.which("redis-server")
     if binary is None:
-        _unavailable("redis-server", "install it: apt-get install redis-server (make test does)")
+        raise ServiceUnavailable(
+            "redis-server is not available: install it (apt-get install redis-server; "
+            "make test does)"
+        )
     port = port or free_port()
     workdir = tempfile.mkdtemp(prefix="csf-redis-")
     process = subprocess.Popen(
@@ -92,18 +115,34 @@ def start_redis(
         except OSError:
             time.sleep(0.05)
     process.kill()
-    _unavailable("redis-server", f"it did not answer on port {port} within {timeout} s")
+    process.wait(timeout=10)
+    raise ServiceUnavailable(f"redis-server did not answer on port {port} within {timeout} s")
+
+
+@contextlib.contextmanager
+def running_redis(port: int | None = None) -> Iterator[RedisServer]:
+    """A private redis-server for the length of the block, always stopped after."""
+    process, server = start_redis(port)
+    try:
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A real redis-server on a free loopback port, for the whole test session."""
-    process, server = start_redis()
-    try:
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(running_redis())
+        except ServiceUnavailable as problem:
+            _unavailable(problem)
         yield server
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @attrs.define
@@ -164,15 +203,17 @@ def _counting(
     return middleware
 
 
-@pytest.fixture(scope="session")
-def s3_server() -> Iterator[S3Server]:
-    """moto's ThreadedMotoServer on a free loopback port, counting requests."""
+@contextlib.contextmanager
+def running_s3() -> Iterator[S3Server]:
+    """moto's ThreadedMotoServer on a free loopback port, counting every request it answers."""
     try:
         from moto.moto_server import threaded_moto_server as tms
         from moto.moto_server import werkzeug_app
         from werkzeug.serving import make_server
     except ImportError:
-        _unavailable("moto's server mode", 'pip install "moto[server]"')
+        raise ServiceUnavailable(
+            'moto\'s server mode is not available: pip install "moto[server]"'
+        ) from None
 
     port = free_port()
     server = S3Server(f"http://127.0.0.1:{port}")
@@ -198,3 +239,14 @@ def s3_server() -> Iterator[S3Server]:
         yield server
     finally:
         moto.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """moto's S3 server over HTTP on a free loopback port, for the whole test session."""
+    with contextlib.ExitStack() as stack:
+        try:
+            server = stack.enter_context(running_s3())
+        except ServiceUnavailable as problem:
+            _unavailable(problem)
+        yield server
