@@ -5,6 +5,7 @@ Runs the sections, prints one table and writes the same figures as JSON to --out
 
 from __future__ import annotations
 
+import _thread
 import argparse
 import contextlib
 import cProfile
@@ -27,18 +28,22 @@ import attrs
 
 from . import coldstart, hits, policies, redis_hits, s3_rows, streaming
 from ._harness import REPORT, Row, Sizes
-from ._services import STARTED, ServiceMissing, redis_server, s3_server
+from ._services import ServiceUnavailable, kill_children, running_redis, running_s3
 
 # A run that takes longer than this is stuck: stop the servers and exit, never hang.
-WATCHDOG_SECONDS = {True: 240.0, False: 1800.0}
+WATCHDOG_SECONDS = {True: 210.0, False: 1800.0}
+GRACE_SECONDS = 20.0
 
 
 def _watchdog(seconds: float) -> threading.Timer:
+    """Interrupt a stuck run so its servers stop; if that does not end it, kill and exit."""
+
     def expire() -> None:
         print(f"benchmarks: still running after {seconds:.0f} s; giving up", file=sys.stderr)
         faulthandler.dump_traceback(file=sys.stderr)
-        for process in list(STARTED):
-            process.kill()
+        _thread.interrupt_main()  # KeyboardInterrupt: the servers' context managers stop them
+        time.sleep(GRACE_SECONDS)
+        kill_children()
         os._exit(3)
 
     timer = threading.Timer(seconds, expire)
@@ -81,10 +86,10 @@ def run(sizes: Sizes, only: Sequence[str] = (), profile: bool = False) -> list[R
     rows: list[Row] = []
     with contextlib.ExitStack() as stack:
         services: dict[str, Any] = {}
-        for name, start in (("redis", redis_server), ("s3", s3_server)):
+        for name, start in (("redis", running_redis), ("s3", running_s3)):
             try:
                 services[name] = (stack.enter_context(start()), "")
-            except ServiceMissing as exc:
+            except ServiceUnavailable as exc:
                 services[name] = (None, f"{name} server did not start: {exc}")
         sections = _sections(sizes, services)
         for name in SECTIONS:

@@ -1,25 +1,21 @@
-"""The real servers a run needs, started on free loopback ports and always stopped.
+"""The real servers a run needs: the test suite's own, started on free loopback ports.
 
-They reuse the test suite's helpers (cached_stores_factory.testing.servers): the same
-redis-server command line and the same request-counting wrapper around moto's S3 server.
+`running_redis()` and `running_s3()` (cached_stores_factory.testing.servers) start the same
+redis-server command line and the same request-counting moto server as the tests' fixtures,
+and always stop them; a missing binary or package raises ServiceUnavailable, which turns the
+rows that need it into "n/a" rows.
 """
 
 from __future__ import annotations
 
 import contextlib
-import subprocess
-from collections.abc import Iterator
+import os
+import signal
+from pathlib import Path
 
-import pytest
+from cached_stores_factory.testing.servers import ServiceUnavailable, running_redis, running_s3
 
-from cached_stores_factory.testing import servers
-
-# start_redis reports a missing binary through pytest's skip/fail outcomes, which are
-# BaseExceptions: catch them here so a missing service turns into an "n/a" row.
-ServiceMissing = (Exception, pytest.skip.Exception, pytest.fail.Exception)
-
-STARTED: list[subprocess.Popen[bytes]] = []
-"""Server processes still running, for the watchdog to stop if a run overstays its time."""
+__all__ = ["S3_CREDENTIALS", "ServiceUnavailable", "kill_children", "running_redis", "running_s3"]
 
 S3_CREDENTIALS = {
     "region_name": "eu-central-1",
@@ -28,51 +24,15 @@ S3_CREDENTIALS = {
 }
 
 
-@contextlib.contextmanager
-def redis_server() -> Iterator[servers.RedisServer]:
-    """A private redis-server with nothing persisted, for the length of the block."""
-    process, server = servers.start_redis()
-    STARTED.append(process)
-    try:
-        yield server
-    finally:
-        STARTED.remove(process)
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except Exception:
-            process.kill()
-            process.wait(timeout=10)
+def kill_children() -> None:
+    """Kill this process's child processes (a redis-server, a benchmark child): Linux only.
 
-
-@contextlib.contextmanager
-def s3_server() -> Iterator[servers.S3Server]:
-    """moto's S3 HTTP server on a free loopback port, counting every request it answers."""
-    from moto.moto_server import threaded_moto_server as tms
-    from moto.moto_server import werkzeug_app
-    from werkzeug.serving import make_server
-
-    server = servers.S3Server(f"http://127.0.0.1:{servers.free_port()}")
-    host, port = server.endpoint_url.removeprefix("http://").split(":")
-
-    class CountingMotoServer(tms.ThreadedMotoServer):
-        def _server_entry(self) -> None:
-            app = servers._counting(
-                werkzeug_app.DomainDispatcherApplication(werkzeug_app.create_backend_app), server
-            )
-            self._server = make_server(
-                self._ip_address,
-                self._port,
-                app,
-                True,
-                request_handler=werkzeug_app.MotoRequestHandler,
-            )
-            self._server_ready_event.set()
-            self._server.serve_forever()
-
-    moto = CountingMotoServer(ip_address=host, port=int(port), verbose=False)
-    moto.start()
-    try:
-        yield server
-    finally:
-        moto.stop()
+    The last resort of the watchdog, when the servers' own context managers could not run.
+    """
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            # The command name is in parentheses and may hold spaces: split after it.
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if fields[1] == me:
+                os.kill(int(stat.parent.name), signal.SIGKILL)

@@ -53,7 +53,7 @@ def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, dict]:
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=280,  # the harness's own watchdog stops it (and its servers) at 240 s
+        timeout=280,  # the harness's own watchdog stops it (and its servers) by 230 s
     )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(out.read_text())
