@@ -10,6 +10,7 @@ the server) restricted to hashes under the prefix.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import json
@@ -145,7 +146,10 @@ class RedisStore(Store):
     # -- reading ----------------------------------------------------------------------------
 
     @staticmethod
+    @functools.lru_cache(maxsize=4096)
     def _stat(meta: bytes) -> EntryStat:
+        # An entry's metadata repeats byte for byte on every hit until the entry is rewritten,
+        # and EntryStat is frozen: parse each version once (the JSON decode was ~12% of a hit).
         fields = json.loads(meta)
         return EntryStat(
             size=fields["size"],
