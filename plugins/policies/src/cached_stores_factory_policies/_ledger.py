@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Protocol
 
 import attrs
-from filelock import FileLock
 
 from cached_stores_factory import Store
 from cached_stores_factory.errors import KeyNotFoundError, StoreError
@@ -189,6 +188,10 @@ class SQLiteLedger:
                 isolation_level=None,
                 check_same_thread=False,
             )
+            # Imported here, not at the top: the plugin module loads at every start (entry-point
+            # scan) and filelock's import costs more than the rest of the plugin together.
+            from filelock import FileLock
+
             # Switching a new database to WAL fails at once, without waiting, when another
             # process does the same: so processes set up the database one at a time.
             with FileLock(f"{self._path}.lock", timeout=BUSY_TIMEOUT_SECONDS):
