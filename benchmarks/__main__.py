@@ -133,7 +133,7 @@ def table(rows: Sequence[Row]) -> str:
             f"{row.unit} | {ratio} | {row.target} | {met} |"
         )
     lines.append("")
-    lines.extend(f"[{index}] {note}" for index, note in enumerate(notes, 1))
+    lines.extend(f"- [{index}] {note}" for index, note in enumerate(notes, 1))
     return "\n".join(lines)
 
 
