@@ -5,7 +5,6 @@ from __future__ import annotations
 import inspect
 import os
 import re
-import tomllib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,8 @@ def load_config(source: Mapping[str, Any] | str | os.PathLike[str]) -> tuple[str
     """Read a TOML file or take a mapping; return (where it came from, the mapping)."""
     if isinstance(source, Mapping):
         return "config", dict(source)
+    import tomllib  # only a file needs it: a mapping source skips the import
+
     path = Path(source)
     try:
         with path.open("rb") as fh:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import abc
 import json
-import pickle
 from typing import Any
 
 import attrs
@@ -96,19 +95,23 @@ class PickleSerializer(Serializer):
     """Any picklable value.  Refuses to work unless `trusted=True` (see the message below)."""
 
     trusted: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
-    protocol: int = pickle.HIGHEST_PROTOCOL
+    protocol: int = 5  # pickle.HIGHEST_PROTOCOL since Python 3.8
 
     def __attrs_post_init__(self) -> None:
         if not self.trusted:
             raise UnsafeSerializerError(_PICKLE_REFUSAL)
 
     def dumps(self, value: Any) -> bytes:
+        import pickle  # loaded only where pickling is switched on
+
         try:
             return pickle.dumps(value, protocol=self.protocol)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             raise SerializerError(f"value cannot be pickled: {exc}") from exc
 
     def loads(self, data: bytes) -> Any:
+        import pickle
+
         try:
             return pickle.loads(data)  # noqa: S301 - only reachable with trusted=True
         except Exception as exc:
