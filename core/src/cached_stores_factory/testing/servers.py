@@ -19,7 +19,7 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import attrs
 import pytest
@@ -35,6 +35,9 @@ __all__ = [
     "s3_server",
     "start_redis",
 ]
+
+
+_T = TypeVar("_T")
 
 
 class ServiceUnavailable(RuntimeError):
@@ -119,6 +122,16 @@ def start_redis(
     raise ServiceUnavailable(f"redis-server did not answer on port {port} within {timeout} s")
 
 
+def _required(service: contextlib.AbstractContextManager[_T]) -> Iterator[_T]:
+    """Run `service` for a fixture: unavailable means skip, or fail under CI=true."""
+    with contextlib.ExitStack() as stack:
+        try:
+            value = stack.enter_context(service)
+        except ServiceUnavailable as problem:
+            _unavailable(problem)
+        yield value
+
+
 @contextlib.contextmanager
 def running_redis(port: int | None = None) -> Iterator[RedisServer]:
     """A private redis-server for the length of the block, always stopped after."""
@@ -137,12 +150,7 @@ def running_redis(port: int | None = None) -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A real redis-server on a free loopback port, for the whole test session."""
-    with contextlib.ExitStack() as stack:
-        try:
-            server = stack.enter_context(running_redis())
-        except ServiceUnavailable as problem:
-            _unavailable(problem)
-        yield server
+    yield from _required(running_redis())
 
 
 @attrs.define
@@ -244,9 +252,4 @@ def running_s3() -> Iterator[S3Server]:
 @pytest.fixture(scope="session")
 def s3_server() -> Iterator[S3Server]:
     """moto's S3 server over HTTP on a free loopback port, for the whole test session."""
-    with contextlib.ExitStack() as stack:
-        try:
-            server = stack.enter_context(running_s3())
-        except ServiceUnavailable as problem:
-            _unavailable(problem)
-        yield server
+    yield from _required(running_s3())
