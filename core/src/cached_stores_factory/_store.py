@@ -21,7 +21,16 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 # Methods whose first argument is a key.  Store.__init_subclass__ validates it before any
 # subclass code runs, so every store, first- or third-party, gets the same key rules.
-_KEYED_METHODS = ("get", "put", "delete", "stat", "open_read", "put_stream", "__contains__")
+_KEYED_METHODS = (
+    "get",
+    "put",
+    "delete",
+    "stat",
+    "open_read",
+    "open_read_if_changed",
+    "put_stream",
+    "__contains__",
+)
 
 
 @attrs.frozen
@@ -125,6 +134,15 @@ class Store(abc.ABC):
         """Open the entry for streaming.  The default reads it whole through `get`."""
         data = self.get(key)
         return EntryReader(io.BytesIO(data), EntryStat(size=len(data), modified=time.time()))
+
+    def open_read_if_changed(self, key: str, etag: str) -> EntryReader | None:
+        """Open the entry unless its current version still has entity tag `etag`: then None.
+
+        The engine uses it to revalidate an expired local copy without downloading an
+        unchanged object again (S3 answers a GET with `IfNoneMatch` by 304).  The default
+        cannot tell, so it always opens the entry.
+        """
+        return self.open_read(key)
 
     def put_stream(self, key: str, stream: IO[bytes], *, etag: str | None = None) -> EntryStat:
         """Store everything `stream` yields.  The default reads it whole and calls `put`.

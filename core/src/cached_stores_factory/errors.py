@@ -10,12 +10,14 @@ from collections.abc import Iterable
 __all__ = [
     "CSFError",
     "ConfigError",
+    "CorruptEntryError",
     "DuplicatePluginError",
     "InvalidKeyError",
     "KeyNotFoundError",
     "PluginError",
     "PluginLoadError",
     "PluginNotFoundError",
+    "RemoteError",
     "SerializerError",
     "StoreError",
     "UnsafeSerializerError",
@@ -65,6 +67,18 @@ class KeyNotFoundError(CSFError, KeyError):
 
 class StoreError(CSFError):
     """A backend failed.  The backend's message is kept; credentials are never part of it."""
+
+
+class CorruptEntryError(StoreError):
+    """A stored entry's bytes or metadata no longer match what was recorded when it was stored.
+
+    A local store raises it from `open_read`, `get` or a read of the entry's stream; the
+    engine then drops the entry and fetches the object again instead of serving it.
+    """
+
+
+class RemoteError(StoreError):
+    """The remote store failed (refused, reset, timed out, or errors left after retries)."""
 
 
 class SerializerError(CSFError, ValueError):
