@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from cached_stores_factory import (
     CachedStoreFactory,
@@ -173,19 +175,28 @@ def test_a_secret_in_a_constructor_error_is_redacted(monkeypatch: pytest.MonkeyP
     from cached_stores_factory.plugins import Component
 
     registry._components["store", "picky"] = [Component("store", "picky", Picky, "t", None, None)]
+    factory = CachedStoreFactory.from_config(
+        {**MEMORY_PAIR, "remote": {"store": "picky", "password": "${CSF_TEST_PASSWORD}"}},
+        plugins=registry,
+    )
+    assert "hunter2" not in repr(factory)
     with pytest.raises(ConfigError) as info:
-        CachedStoreFactory.from_config(
-            {**MEMORY_PAIR, "remote": {"store": "picky", "password": "${CSF_TEST_PASSWORD}"}},
-            plugins=registry,
-        )
+        factory.build()
     assert "hunter2-s3cr3t" not in str(info.value)
     assert "login refused for password ***" in str(info.value)
     assert info.value.__cause__ is None
 
 
 def test_the_constructor_checks_its_parts() -> None:
-    with pytest.raises(TypeError, match="local_store"):
-        CachedStoreFactory("not a store", MemoryStore())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="local_store") as info:
+        CachedStoreFactory("tempfile", "s3")  # type: ignore[arg-type]
+    assert str(info.value) == (
+        "CachedStoreFactory: local_store must be a Store such as TempfileStore('my_cache'), "
+        "not str 'tempfile'; to name parts as strings, use CachedStoreFactory.from_config() "
+        "or from_toml()"
+    )
+    with pytest.raises(TypeError, match="remote_store must be a Store"):
+        CachedStoreFactory(MemoryStore(), "s3")  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="cache_policy"):
         CachedStoreFactory(MemoryStore(), MemoryStore(), "lru")  # type: ignore[arg-type]
     built = CachedStoreFactory(MemoryStore(), MemoryStore(), CachePolicy()).build()
@@ -204,3 +215,90 @@ def test_a_misspelt_argument_is_reported_with_the_missing_one() -> None:
 def test_a_one_letter_slip_in_a_short_name_is_caught() -> None:
     with pytest.raises(PluginNotFoundError, match="did you mean 's3'"):
         CachedStoreFactory.from_config({**MEMORY_PAIR, "remote": {"store": "s4"}})
+
+
+def test_a_default_fills_an_unset_or_empty_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    def encoding() -> str:
+        config = {**MEMORY_PAIR, "serializer": {"name": "text", "encoding": "${CSF_ENC:-ascii}"}}
+        return CachedStoreFactory.from_config(config).serializer.encoding  # type: ignore[union-attr]
+
+    monkeypatch.delenv("CSF_ENC", raising=False)
+    assert encoding() == "ascii"
+    monkeypatch.setenv("CSF_ENC", "")
+    assert encoding() == "ascii"
+    monkeypatch.setenv("CSF_ENC", "latin-1")
+    assert encoding() == "latin-1"
+
+
+@given(depth=st.integers(min_value=1, max_value=10**12), ttl=st.floats(0.001, 1e9))
+def test_one_reference_takes_the_annotated_number_type(depth: int, ttl: float) -> None:
+    environ = {"CSF_DEPTH": str(depth), "CSF_TTL": repr(ttl)}
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environ.items():
+            patch.setenv(name, value)
+        factory = CachedStoreFactory.from_toml(
+            '[local]\nstore = "memory"\n[remote]\nstore = "memory"\n'
+            '[policy]\nname = "lru"\ndepth = "${CSF_DEPTH}"\nttl = "${CSF_TTL}"\n'
+        )
+    policy = factory.cache_policy
+    assert (policy.depth, policy.ttl) == (depth, ttl)  # type: ignore[union-attr]
+    assert type(policy.depth) is int  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("true", True), ("FALSE", False), ("yes", True), ("off", False), ("1", True), ("0", False)],
+)
+def test_one_reference_takes_a_bool_annotation(tmp_path: Path, text: str, expected: bool) -> None:
+    config = {
+        **MEMORY_PAIR,
+        "local": {
+            "store": "tempfile",
+            "name": "t",
+            "root": str(tmp_path),
+            "fsync": f"${{F:-{text}}}",
+        },
+    }
+    local = CachedStoreFactory.from_config(config).local_store
+    assert local.fsync is expected  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("argument", "value", "message"),
+    [
+        ("depth", "${CSF_V:-deep}", "argument 'depth': 'deep' is not an int"),
+        ("ttl", "${CSF_V:-soon}", "argument 'ttl': 'soon' is not a float"),
+        ("depth", "x${CSF_V:-3}", "argument 'depth': must be an int, not str 'x3'"),
+        ("depth", 0, "argument 'depth': depth must be >= 1, got 0"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_one_line_naming_the_argument(
+    argument: str, value: object, message: str
+) -> None:
+    policy = {"name": "fifo", "depth": 2, argument: value}
+    with pytest.raises(ConfigError) as info:
+        CachedStoreFactory.from_config({**MEMORY_PAIR, "policy": policy})
+    assert str(info.value) == f"config: [policy] policy 'fifo' {message}"
+
+
+def test_a_toml_string_builds_a_factory() -> None:
+    store = CachedStoreFactory.from_toml(
+        'serializer = "json"\n[local]\nstore = "memory"\n[remote]\nstore = "memory"\n'
+    ).build()
+    store["k"] = {"v": 1}
+    assert store["k"] == {"v": 1}
+    with pytest.raises(ConfigError, match=r"<toml>: invalid TOML: .*line 1"):
+        CachedStoreFactory.from_toml("[local\n")
+
+
+def test_reading_a_config_creates_nothing_until_build(tmp_path: Path) -> None:
+    root = tmp_path / "cache"
+    factory = CachedStoreFactory.from_config(
+        {**MEMORY_PAIR, "local": {"store": "tempfile", "name": "c", "root": str(root)}}
+    )
+    assert not root.exists()
+    assert "Recipe" in repr(factory)
+    store = factory.build()
+    assert root.is_dir()
+    assert store.local is factory.local_store  # made once, then kept
+    assert factory.build().local is store.local

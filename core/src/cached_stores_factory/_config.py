@@ -9,10 +9,13 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import attrs
+
+from ._types import argument_hints, convert, type_problem, validator_problem
 from .errors import ConfigError, PluginError, redact
 from .plugins import Kind, PluginRegistry
 
-__all__ = ["ComponentSpec", "load_config", "resolve"]
+__all__ = ["ComponentSpec", "Recipe", "load_config", "parse", "resolve"]
 
 SECTIONS: dict[str, tuple[Kind, str]] = {
     "local": ("store", "store"),
@@ -21,7 +24,7 @@ SECTIONS: dict[str, tuple[Kind, str]] = {
     "serializer": ("serializer", "name"),
 }
 REQUIRED_SECTIONS = ("local", "remote")
-_ENV_REF = re.compile(r"\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)\})")
+_ENV_REF = re.compile(r"\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
 _SECRET_NAME = re.compile(r"pass|secret|token|credential|auth|key", re.IGNORECASE)
 
 ComponentSpec = tuple[Kind, str, dict[str, Any]]
@@ -31,33 +34,55 @@ def load_config(source: Mapping[str, Any] | str | os.PathLike[str]) -> tuple[str
     """Read a TOML file or take a mapping; return (where it came from, the mapping)."""
     if isinstance(source, Mapping):
         return "config", dict(source)
-    import tomllib  # only a file needs it: a mapping source skips the import
-
     path = Path(source)
     try:
-        with path.open("rb") as fh:
-            return str(path), tomllib.load(fh)
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: config file not found") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read config file: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text: {exc.reason}") from None
+    return str(path), parse_toml(text, str(path))
 
 
-def _expand(value: Any, where: str, environ: Mapping[str, str]) -> Any:
-    """Replace ${VAR} in strings by the environment's value; '$$' stands for '$'."""
-    if isinstance(value, str):
+def parse_toml(text: str, source: str) -> dict[str, Any]:
+    """The mapping a TOML text holds; a syntax error names `source` and the line."""
+    import tomllib  # only TOML needs it: a mapping source skips the import
 
-        def substitute(match: re.Match[str]) -> str:
-            if match.group(1) == "$":
-                return "$"
-            name = match.group(2)
-            if name not in environ:
-                raise ConfigError(f"{where}: environment variable {name!r} is not set")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: invalid TOML: {exc}") from None
+
+
+def _substitute(text: str, where: str, environ: Mapping[str, str]) -> str:
+    """Replace ${VAR} and ${VAR:-default} by the environment's value; '$$' stands for '$'."""
+
+    def value(match: re.Match[str]) -> str:
+        if match.group(1) == "$":
+            return "$"
+        name, default = match.group(2), match.group(3)
+        if name in environ and (default is None or environ[name]):
             return environ[name]
+        if default is not None:
+            return default
+        raise ConfigError(f"{where}: environment variable {name!r} is not set")
 
-        return _ENV_REF.sub(substitute, value)
+    return _ENV_REF.sub(value, text)
+
+
+def _expand(value: Any, where: str, environ: Mapping[str, str], hint: Any = Any) -> Any:
+    """Fill environment references in strings, inside lists and tables too.
+
+    A string that is exactly one reference takes the argument's annotated type (int, float,
+    bool), so `depth = "${DEPTH}"` passes an int.
+    """
+    if isinstance(value, str):
+        text = _substitute(value, where, environ)
+        if _ENV_REF.fullmatch(value) and not value.startswith("$$"):
+            return convert(text, hint, where)
+        return text
     if isinstance(value, list):
         return [_expand(item, where, environ) for item in value]
     if isinstance(value, dict):
@@ -109,23 +134,56 @@ def _check_arguments(where: str, factory: Callable[..., Any], arguments: Mapping
         raise ConfigError(f"{where}: {'; '.join(problems)}")
 
 
-def resolve(source: str, registry: PluginRegistry, spec: ComponentSpec, section: str) -> Any:
-    """Build one component, turning every failure into a ConfigError that names its place."""
+@attrs.frozen
+class Recipe:
+    """A component a config names, with its checked arguments: `make()` constructs it.
+
+    A store is made only when the factory builds, so reading a config opens no file and no
+    connection.  The repr shows the place, never the arguments (they may hold secrets).
+    """
+
+    where: str
+    factory: Callable[..., Any] = attrs.field(repr=False)
+    arguments: Mapping[str, Any] = attrs.field(repr=False)
+
+    def make(self) -> Any:
+        try:
+            return self.factory(**self.arguments)
+        except ConfigError as exc:
+            raise ConfigError(f"{self.where}: {exc}") from exc
+        except (TypeError, ValueError) as exc:
+            secrets = [str(v) for k, v in self.arguments.items() if _SECRET_NAME.search(k)]
+            raise ConfigError(f"{self.where}: {redact(str(exc), secrets)}") from None
+
+
+def _check_types(where: str, factory: Callable[..., Any], arguments: Mapping[str, Any]) -> None:
+    hints = argument_hints(factory)
+    for name, value in arguments.items():
+        problem = (
+            type_problem(value, hints[name], secret=bool(_SECRET_NAME.search(name)))
+            if name in hints
+            else None
+        ) or validator_problem(factory, name, value)
+        if problem:
+            raise ConfigError(f"{where} argument {name!r}: {problem}")
+
+
+def resolve(source: str, registry: PluginRegistry, spec: ComponentSpec, section: str) -> Recipe:
+    """Find one component and check its arguments, with no I/O; every failure names its place."""
     kind, name, arguments = spec
     where = f"{source}: [{section}] {kind} {name!r}"
     try:
         component = registry.get(kind, name)
     except PluginError as exc:
         raise type(exc)(f"{source}: [{section}]: {exc}") from exc.__cause__
-    arguments = {k: _expand(v, f"{where} argument {k!r}", os.environ) for k, v in arguments.items()}
     _check_arguments(where, component.factory, arguments)
-    try:
-        return component.factory(**arguments)
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
-    except (TypeError, ValueError) as exc:
-        secrets = [str(v) for k, v in arguments.items() if _SECRET_NAME.search(k)]
-        raise ConfigError(f"{where}: {redact(str(exc), secrets)}") from None
+    hints = argument_hints(component.factory)
+    arguments = {
+        k: _expand(v, f"{where} argument {k!r}", os.environ, hints.get(k, Any))
+        for k, v in arguments.items()
+    }
+    _check_types(where, component.factory, arguments)
+    return Recipe(where, component.factory, arguments)
 
 
 def parse(source: str, config: Mapping[str, Any]) -> dict[str, ComponentSpec | None]:

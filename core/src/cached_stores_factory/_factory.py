@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Mapping
 from typing import Any, Self
 
 import attrs
 
-from ._config import load_config, parse, resolve
+from ._config import Recipe, load_config, parse, parse_toml, resolve
 from ._engine import CachedStore
 from ._policy import CachePolicy
 from ._serializer import Serializer
@@ -25,21 +26,75 @@ def _serializer_from_name(value: Serializer | str | None) -> Serializer | None:
     return value
 
 
-@attrs.frozen
-class CachedStoreFactory:
-    """The parts of a cached store.  `build()` makes one; `from_config()` names the parts."""
+_EXAMPLES = {
+    "local_store": "TempfileStore('my_cache')",
+    "remote_store": "S3Store(bucketname='my_bucket')",
+    "cache_policy": "TTLCache(interval=60.0)",
+    "serializer": "JsonSerializer() or 'json'",
+}
 
-    local_store: Store = attrs.field(validator=attrs.validators.instance_of(Store))  # type: ignore[type-abstract]
-    remote_store: Store = attrs.field(validator=attrs.validators.instance_of(Store))  # type: ignore[type-abstract]
+
+def _part(role: str, base: type, *, optional: bool = False, recipe: bool = False) -> Any:
+    """A validator whose message says what to pass instead, with no attrs internals."""
+
+    def check(instance: object, attribute: object, value: object) -> None:
+        if isinstance(value, base) or (optional and value is None):
+            return
+        if recipe and isinstance(value, Recipe):
+            return
+        raise TypeError(
+            f"CachedStoreFactory: {role} must be a {base.__name__} such as {_EXAMPLES[role]}, "
+            f"not {type(value).__name__} {value!r}; to name parts as strings, use "
+            "CachedStoreFactory.from_config() or from_toml()"
+        )
+
+    return check
+
+
+@attrs.frozen(repr=False)
+class CachedStoreFactory:
+    """The parts of a cached store.  `build()` makes one; `from_config()` names the parts.
+
+    A factory read from a config holds its stores as recipes: each store is made (its
+    directory created, its client set up) when `build()` or the attribute first needs it.
+    """
+
+    _local_store: Store | Recipe = attrs.field(validator=_part("local_store", Store, recipe=True))
+    _remote_store: Store | Recipe = attrs.field(validator=_part("remote_store", Store, recipe=True))
     cache_policy: CachePolicy | None = attrs.field(
-        default=None, validator=attrs.validators.optional(attrs.validators.instance_of(CachePolicy))
+        default=None, validator=_part("cache_policy", CachePolicy, optional=True)
     )
     serializer: Serializer | None = attrs.field(
         default=None,
         kw_only=True,
         converter=_serializer_from_name,
-        validator=attrs.validators.optional(attrs.validators.instance_of(Serializer)),  # type: ignore[type-abstract]
+        validator=_part("serializer", Serializer, optional=True),
     )
+    _made: dict[str, Store] = attrs.field(factory=dict, init=False, eq=False)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, eq=False)
+
+    @property
+    def local_store(self) -> Store:
+        return self._store("local", self._local_store)
+
+    @property
+    def remote_store(self) -> Store:
+        return self._store("remote", self._remote_store)
+
+    def _store(self, role: str, part: Store | Recipe) -> Store:
+        if isinstance(part, Store):
+            return part
+        with self._lock:  # one store per recipe, however many threads ask at once
+            if role not in self._made:
+                self._made[role] = part.make()
+            return self._made[role]
+
+    def __repr__(self) -> str:
+        return (
+            f"CachedStoreFactory(local_store={self._local_store!r}, "
+            f"remote_store={self._remote_store!r}, cache_policy={self.cache_policy!r}, "
+            f"serializer={self.serializer!r})"
+        )
 
     def build(self) -> CachedStore:
         """A cached store over these parts, with the policy bound to the local store."""
@@ -56,19 +111,36 @@ class CachedStoreFactory:
 
         Sections: [local] and [remote] (`store = "<name>"`), optional [policy]
         (`name = "<name>"`) and `serializer = "<name>"` (or a [serializer] table).  Other keys
-        are the component's constructor arguments; `${VAR}` in a string reads the environment.
+        are the component's constructor arguments; `${VAR}` and `${VAR:-default}` in a string
+        read the environment.  Every argument is checked against the constructor's
+        annotations here; the stores themselves are made by `build()`, so reading a config
+        touches no file and no server.
         """
         source, mapping = load_config(config)
+        return cls._from_mapping(source, mapping, plugins)
+
+    @classmethod
+    def from_toml(cls, text: str, *, plugins: PluginRegistry | None = None) -> Self:
+        """Like `from_config`, from the text of a TOML document."""
+        return cls._from_mapping("<toml>", parse_toml(text, "<toml>"), plugins)
+
+    @classmethod
+    def _from_mapping(
+        cls, source: str, mapping: dict[str, Any], plugins: PluginRegistry | None
+    ) -> Self:
         specs = parse(source, mapping)
         found = plugins or registry
-        parts = {
+        recipes = {
             section: resolve(source, found, spec, section)
             for section, spec in specs.items()
             if spec is not None
         }
+        policy, serializer = recipes.get("policy"), recipes.get("serializer")
+        # Policies and serializers hold settings only (a policy opens its state in bind(),
+        # at build), so they are made now and their own checks run at once.
         return cls(
-            parts["local"],
-            parts["remote"],
-            parts.get("policy"),
-            serializer=parts.get("serializer"),
+            recipes["local"],
+            recipes["remote"],
+            policy.make() if policy is not None else None,
+            serializer=serializer.make() if serializer is not None else None,
         )

@@ -151,6 +151,9 @@ class S3Store(Store):
         *,
         multipart_threshold: int = 8 * MiB,
         multipart_chunksize: int = 8 * MiB,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | None = None,
+        aws_session_token: str | None = None,
         **client_kwargs: Any,
     ) -> None:
         if not isinstance(bucketname, str) or not bucketname:
@@ -168,10 +171,13 @@ class S3Store(Store):
         self.prefix = prefix
         self.profile = s3_profile
         self.multipart_threshold = multipart_threshold
-        self._secrets = (
-            client_kwargs.get("aws_secret_access_key"),
-            client_kwargs.get("aws_session_token"),
-        )
+        self._secrets = (aws_secret_access_key, aws_session_token)
+        credentials = {
+            "aws_access_key_id": aws_access_key_id,
+            "aws_secret_access_key": aws_secret_access_key,
+            "aws_session_token": aws_session_token,
+        }
+        client_kwargs.update({k: v for k, v in credentials.items() if v is not None})
         self._client_error = botocore.exceptions.ClientError
         self._errors: tuple[type[BaseException], ...] = (
             botocore.exceptions.BotoCoreError,
