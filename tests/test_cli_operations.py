@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-
 CSF = [sys.executable, "-m", "cached_stores_factory.cli"]
 
 
