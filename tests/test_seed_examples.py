@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from cached_stores_factory.testing.servers import S3Server, start_redis
+from cached_stores_factory.testing.servers import RedisCluster, S3Server, start_redis
 
 pytestmark = [pytest.mark.s3, pytest.mark.redis]
 
@@ -256,6 +256,33 @@ def test_example_2_cache_in_redis(
         assert 0 < redis_6379.pttl(entry) <= 300_000
     finally:
         redis_6379.delete(entry)
+
+
+def test_example_2_on_a_redis_cluster(
+    s3: Any, s3_server: S3Server, seed_env: dict[str, str], redis_cluster: RedisCluster
+):
+    import redis
+
+    seed_line = "RedisStore(host='localhost',port=6379, ex=5*60)"
+    assert seed_line in EXAMPLE_2
+    on_cluster = EXAMPLE_2.replace(
+        seed_line, f"RedisStore(host='localhost',port={redis_cluster.port}, ex=5*60, cluster=True)"
+    )
+    make_bucket(s3, "my_bucket", {KEY: ORIGINAL})
+    s3_server.requests.clear()
+    client = redis.RedisCluster(host=redis_cluster.host, port=redis_cluster.port)
+    entry = b"csf:" + KEY.encode()
+    try:
+        facts = run_example(on_cluster, seed_env)
+
+        assert facts["res"] == facts["second"] == ORIGINAL.decode()
+        assert s3_server.count("GET", f"/my_bucket/{KEY}") == 1
+        assert read_object(s3, "my_bucket", KEY) == ORIGINAL + MY_DATA
+        assert client.hget(entry, "d") == ORIGINAL + MY_DATA
+        assert 0 < client.pttl(entry) <= 300_000
+    finally:
+        client.delete(entry)
+        client.close()
 
 
 def test_example_3_fifo_cache_in_a_frequent_access_bucket(

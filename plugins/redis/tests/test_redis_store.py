@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from cached_stores_factory.errors import ConfigError, StoreError
 from cached_stores_factory.plugins import registry
-from cached_stores_factory.testing.servers import RedisServer, free_port, start_redis
+from cached_stores_factory.testing.servers import (
+    RedisCluster,
+    RedisServer,
+    free_port,
+    running_redis_cluster,
+    start_redis,
+    stop_process,
+)
 from cached_stores_factory.testing.stores import StoreConformance
 from cached_stores_factory_redis import RedisStore
 
@@ -249,3 +258,196 @@ def test_a_rejected_password_is_a_store_error_without_it():
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+# -- Redis Cluster ---------------------------------------------------------------------------
+
+
+class TestRedisClusterStoreConformance(StoreConformance):
+    @pytest.fixture
+    def store(self, redis_cluster: RedisCluster) -> Iterator[RedisStore]:
+        with RedisStore(
+            redis_cluster.host, redis_cluster.port, cluster=True, prefix=unique_prefix()
+        ) as store:
+            yield store
+            store.clear()
+
+
+def cluster_command_counts(cluster: RedisCluster) -> dict[str, int]:
+    """Calls per command summed over the nodes since the last CONFIG RESETSTAT."""
+    totals: dict[str, int] = {}
+    for node in cluster.nodes:
+        for name, count in command_counts(node).items():
+            totals[name] = totals.get(name, 0) + count
+    return {k: v for k, v in totals.items() if k not in ("cluster|slots", "cluster|nodes")}
+
+
+def test_cluster_entries_spread_over_every_primary_and_keys_scans_them_all(
+    redis_cluster: RedisCluster,
+):
+    prefix = unique_prefix()
+    with RedisStore(url=redis_cluster.url, cluster=True, prefix=prefix) as store:
+        assert store.cluster
+        assert "cluster=True" in repr(store)
+        written = {f"dir/{n}": f"value {n}".encode() for n in range(60)}
+        for key, data in written.items():
+            store.put(key, data)
+        held = [int(reply(node, "DBSIZE")[1:]) for node in redis_cluster.nodes]
+        assert all(count > 0 for count in held), held  # every primary holds some
+        assert sorted(store.keys()) == sorted(written)
+        assert sorted(store.keys("dir/1")) == sorted(k for k in written if k.startswith("dir/1"))
+        assert store.get("dir/7") == b"value 7"
+        assert store.clear() == 60
+        assert list(store.keys()) == []
+
+
+def test_a_cluster_hit_is_one_round_trip(redis_cluster: RedisCluster):
+    with RedisStore(
+        redis_cluster.host, redis_cluster.port, cluster=True, prefix=unique_prefix()
+    ) as store:
+        store.put("k", b"value")
+        redis_cluster.command("CONFIG", "RESETSTAT")
+        with store.open_read("k") as entry:
+            assert entry.read() == b"value"
+            assert entry.stat.digest is not None
+        assert cluster_command_counts(redis_cluster) == {"hmget": 1}
+        store.clear()
+
+
+def test_a_cluster_write_is_one_transaction_with_its_expiry(redis_cluster: RedisCluster):
+    prefix = unique_prefix()
+    with RedisStore(
+        redis_cluster.host, redis_cluster.port, ex=60, cluster=True, prefix=prefix
+    ) as store:
+        store.put_stream("a/b", io.BytesIO(b"data"), etag='"e"')
+        ttls = [node.command("PTTL", prefix + "a/b") for node in redis_cluster.nodes]
+        # The node that owns the key answers with the TTL; the others redirect (MOVED).
+        owned = [int(t[1:]) for t in ttls if t.startswith(b":")]
+        assert len(owned) == 1 and 0 < owned[0] <= 60_000, ttls
+        assert store.stat("a/b").etag == '"e"'
+        store.clear()
+
+
+def test_cluster_refuses_a_database_number(redis_cluster: RedisCluster):
+    with pytest.raises(ConfigError, match="only db 0"):
+        RedisStore(redis_cluster.host, redis_cluster.port, db=2, cluster=True)
+    with pytest.raises(ConfigError, match="only db 0"):
+        RedisStore(url=f"redis://{redis_cluster.host}:{redis_cluster.port}/3", cluster=True)
+
+
+def test_an_unreachable_cluster_is_a_store_error_without_the_password():
+    port = free_port()
+    with pytest.raises(StoreError) as caught:
+        RedisStore(url=f"redis://:{SECRET}@127.0.0.1:{port}", cluster=True)
+    assert f"127.0.0.1:{port}" in str(caught.value)
+    assert SECRET not in str(caught.value)
+
+
+# -- TLS ---------------------------------------------------------------------------------------
+
+
+def make_tls_files(directory: Path) -> dict[str, Path]:
+    """A self-signed CA and a server certificate it signed, for 127.0.0.1."""
+    files = {name: directory / name for name in ("ca.crt", "ca.key", "server.crt", "server.key")}
+    csr = directory / "server.csr"
+    extensions = directory / "san.ext"
+    extensions.write_text("subjectAltName=IP:127.0.0.1\n")
+
+    def openssl(*args: str | Path) -> None:
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=60)
+
+    openssl(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=csf test CA",
+        "-keyout",
+        files["ca.key"],
+        "-out",
+        files["ca.crt"],
+    )
+    openssl(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=127.0.0.1",
+        "-keyout",
+        files["server.key"],
+        "-out",
+        csr,
+    )
+    openssl(
+        "x509",
+        "-req",
+        "-in",
+        csr,
+        "-CA",
+        files["ca.crt"],
+        "-CAkey",
+        files["ca.key"],
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        extensions,
+        "-out",
+        files["server.crt"],
+    )
+    return files
+
+
+@pytest.fixture(scope="module")
+def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    """A redis-server with a TLS port (certificate signed by a test CA); yields (port, CA file)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not available to make a test CA")
+    files = make_tls_files(tmp_path_factory.mktemp("tls"))
+    tls_port = free_port()
+    process, _ = start_redis(
+        options=(
+            "--tls-port", str(tls_port),
+            "--tls-cert-file", str(files["server.crt"]),
+            "--tls-key-file", str(files["server.key"]),
+            "--tls-ca-cert-file", str(files["ca.crt"]),
+            "--tls-auth-clients", "no",
+        )
+    )  # fmt: skip
+    try:
+        yield tls_port, files["ca.crt"]
+    finally:
+        stop_process(process)
+
+
+def test_tls_with_a_ca_file(tls_redis: tuple[int, Path]):
+    port, ca_file = tls_redis
+    with RedisStore(
+        url=f"rediss://127.0.0.1:{port}/0", ssl_ca_certs=str(ca_file), prefix=unique_prefix()
+    ) as store:
+        store.put("k", b"over tls")
+        assert store.get("k") == b"over tls"
+        store.clear()
+
+
+def test_tls_refuses_a_server_the_ca_did_not_sign(tls_redis: tuple[int, Path]):
+    port, _ = tls_redis
+    store = RedisStore(url=f"rediss://127.0.0.1:{port}/0", prefix=unique_prefix())
+    with pytest.raises(StoreError, match="certificate verify failed"):
+        store.get("k")
+
+
+def test_running_redis_cluster_starts_three_primaries_and_stops_them():
+    with running_redis_cluster() as cluster:
+        assert len(cluster.nodes) == 3
+        assert all(node.port + 10000 < 65536 for node in cluster.nodes)  # the bus ports exist
+        slots = [reply(node, "CLUSTER", "INFO") for node in cluster.nodes]
+        assert all("cluster_slots_assigned:16384" in info for info in slots)
+    for node in cluster.nodes:
+        with pytest.raises(OSError):
+            node.command("PING")

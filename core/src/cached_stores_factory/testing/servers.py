@@ -1,16 +1,19 @@
 """Real servers on free loopback ports, as pytest fixtures and as plain context managers.
 
-`redis_server` starts a `redis-server` process per session; `s3_server` starts moto's
-ThreadedMotoServer, reached by boto3 over HTTP, and counts every request it answers.  Where a
-server cannot start, the tests skip with what to install, except under CI=true, where a
-missing service fails the run.  Outside pytest (benchmarks, demos), `running_redis()` and
-`running_s3()` do the same and raise ServiceUnavailable instead.
+`redis_server` starts a `redis-server` process per session; `redis_cluster` a 3-node Redis
+Cluster (`redis-server --cluster-enabled yes`, joined by `redis-cli --cluster create`);
+`s3_server` starts moto's ThreadedMotoServer, reached by boto3 over HTTP, and counts every
+request it answers.  Where a server cannot start, the tests skip with what to install,
+except under CI=true, where a missing service fails the run.  Outside pytest (benchmarks,
+demos), `running_redis()`, `running_redis_cluster()` and `running_s3()` do the same and
+raise ServiceUnavailable instead.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -18,22 +21,27 @@ import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NoReturn, TypeVar
 
 import attrs
 import pytest
 
 __all__ = [
+    "RedisCluster",
     "RedisServer",
     "S3Server",
     "ServiceUnavailable",
+    "free_cluster_port",
     "free_port",
+    "redis_cluster",
     "redis_server",
     "running_redis",
+    "running_redis_cluster",
     "running_s3",
     "s3_server",
     "start_redis",
+    "stop_process",
 ]
 
 
@@ -75,19 +83,24 @@ class RedisServer:
             return sock.recv(65536)
 
 
+def _redis_binary(name: str) -> str:
+    binary = shutil.which(name)
+    if binary is None:
+        raise ServiceUnavailable(
+            f"{name} is not available: install it (apt-get install redis-server; make test does)"
+        )
+    return binary
+
+
 def start_redis(
-    port: int | None = None, *, timeout: float = 10.0
+    port: int | None = None, *, timeout: float = 10.0, options: Sequence[str] = ()
 ) -> tuple[subprocess.Popen[bytes], RedisServer]:
     """Start `redis-server` on 127.0.0.1 with nothing persisted; wait until it answers PING.
 
-    The caller stops the process; `running_redis()` does it for you.
+    `options` are more `redis-server` arguments.  The caller stops the process;
+    `running_redis()` does it for you.
     """
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise ServiceUnavailable(
-            "redis-server is not available: install it (apt-get install redis-server; "
-            "make test does)"
-        )
+    binary = _redis_binary("redis-server")
     port = port or free_port()
     workdir = tempfile.mkdtemp(prefix="csf-redis-")
     process = subprocess.Popen(
@@ -105,6 +118,7 @@ def start_redis(
             workdir,
             "--protected-mode",
             "yes",
+            *options,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -117,9 +131,18 @@ def start_redis(
                 return process, server
         except OSError:
             time.sleep(0.05)
-    process.kill()
-    process.wait(timeout=10)
+    stop_process(process)
     raise ServiceUnavailable(f"redis-server did not answer on port {port} within {timeout} s")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate, and kill if it has not exited after 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
 
 
 def _required(service: contextlib.AbstractContextManager[_T]) -> Iterator[_T]:
@@ -139,18 +162,114 @@ def running_redis(port: int | None = None) -> Iterator[RedisServer]:
     try:
         yield server
     finally:
-        process.terminate()
+        stop_process(process)
+
+
+# A cluster node also listens on its port + 10000 (the cluster bus), so nodes take ports
+# from a range whose bus ports exist too.
+_CLUSTER_PORTS = range(20000, 55535)
+
+
+def free_cluster_port() -> int:
+    """A port below 55535 that is free on 127.0.0.1, and so is the port 10000 above it."""
+    for _ in range(100):
+        port = random.choice(_CLUSTER_PORTS)
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+            with socket.socket() as first, socket.socket() as bus:
+                first.bind(("127.0.0.1", port))
+                bus.bind(("127.0.0.1", port + 10000))
+        except OSError:
+            continue
+        return port
+    raise ServiceUnavailable("found no free pair of ports (port, port + 10000) on 127.0.0.1")
+
+
+@attrs.frozen
+class RedisCluster:
+    """A Redis Cluster of primaries on loopback, each holding a share of the 16384 slots."""
+
+    nodes: tuple[RedisServer, ...]
+
+    @property
+    def host(self) -> str:
+        return self.nodes[0].host
+
+    @property
+    def port(self) -> int:
+        """Any node's port reaches the whole cluster; this is the first one's."""
+        return self.nodes[0].port
+
+    @property
+    def url(self) -> str:
+        return self.nodes[0].url
+
+    def command(self, *args: str) -> list[bytes]:
+        """Send one inline command to every node; their raw replies, in node order."""
+        return [node.command(*args) for node in self.nodes]
+
+
+def _cluster_ok(cluster: RedisCluster) -> bool:
+    try:
+        return all(b"cluster_state:ok" in reply for reply in cluster.command("CLUSTER", "INFO"))
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def running_redis_cluster(nodes: int = 3, *, timeout: float = 30.0) -> Iterator[RedisCluster]:
+    """A private Redis Cluster of `nodes` primaries (no replicas), stopped after the block."""
+    cli = _redis_binary("redis-cli")
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        servers = []
+        for _ in range(nodes):
+            process, server = start_redis(
+                free_cluster_port(),
+                options=("--cluster-enabled", "yes", "--cluster-node-timeout", "5000"),
+            )
+            processes.append(process)
+            servers.append(server)
+        cluster = RedisCluster(tuple(servers))
+        created = subprocess.run(
+            [
+                cli,
+                "--cluster",
+                "create",
+                *(f"{node.host}:{node.port}" for node in servers),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+        if created.returncode != 0:
+            raise ServiceUnavailable(
+                f"redis-cli --cluster create failed: {created.stdout.decode()[-500:]}"
+                f"{created.stderr.decode()[-500:]}"
+            )
+        deadline = time.monotonic() + timeout
+        while not _cluster_ok(cluster):
+            if time.monotonic() > deadline:
+                raise ServiceUnavailable(f"the Redis Cluster was not ready within {timeout} s")
+            time.sleep(0.05)
+        yield cluster
+    finally:
+        for process in processes:
+            stop_process(process)
 
 
 @pytest.fixture(scope="session")
 def redis_server() -> Iterator[RedisServer]:
     """A real redis-server on a free loopback port, for the whole test session."""
     yield from _required(running_redis())
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A real 3-node Redis Cluster on free loopback ports, for the whole test session."""
+    yield from _required(running_redis_cluster())
 
 
 @attrs.define

@@ -5,6 +5,10 @@ metadata: size, stored time, digest, etag).  A hit is one HMGET; a write is one 
 transaction (HSET both fields, then PEXPIRE or PERSIST), so readers see the old entry or the
 new one and never an entry without its expiry.  Listing uses SCAN (never KEYS, which blocks
 the server) restricted to hashes under the prefix.
+
+With `cluster=True` the same layout runs on Redis Cluster through redis-py's RedisCluster:
+an entry is one key, so its data and metadata share a hash slot and a hit stays one round
+trip to the node that owns it; listing scans every primary.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import time
 from collections.abc import Iterator
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from cached_stores_factory import EntryReader, EntryStat, Store, validate_key
 from cached_stores_factory.errors import (
@@ -27,7 +32,7 @@ from cached_stores_factory.errors import (
     redact,
 )
 
-__all__ = ["DEFAULT_MAX_VALUE_BYTES", "RedisStore"]
+__all__ = ["DEFAULT_MAX_VALUE_BYTES", "RedisStore", "connect"]
 
 DEFAULT_MAX_VALUE_BYTES = 64 * 1024 * 1024
 """Values above this are refused: a large value blocks the single-threaded server while it
@@ -49,6 +54,56 @@ _BACKOFF_CAP = 1.0
 _HEALTH_CHECK_INTERVAL = 30
 
 
+def connect(
+    *,
+    host: str = "localhost",
+    port: int = 6379,
+    db: int = 0,
+    password: str | None = None,
+    url: str | None = None,
+    cluster: bool = False,
+    **kwargs: Any,
+) -> Any:
+    """A redis-py client (`Redis`, or `RedisCluster` when `cluster`) with the pinned settings.
+
+    `url` wins over host, port, db and password.  `kwargs` go to redis-py and override the
+    pinned timeouts and retries.  A cluster has only db 0.  Returns Any: redis-py's
+    annotations mix its sync and async return types.
+    """
+    import redis
+    from redis.backoff import ExponentialWithJitterBackoff
+    from redis.retry import Retry
+
+    retry = Retry(ExponentialWithJitterBackoff(_BACKOFF_CAP, _BACKOFF_BASE), _RETRIES)
+    options: dict[str, Any] = {
+        "socket_connect_timeout": _CONNECT_TIMEOUT,
+        "socket_timeout": _COMMAND_TIMEOUT,
+        "health_check_interval": _HEALTH_CHECK_INTERVAL,
+    }
+    if not cluster:
+        options.update(retry=retry, retry_on_error=[redis.ConnectionError, redis.TimeoutError])
+        options.update(kwargs)
+        if url is not None:
+            return redis.Redis.from_url(url, **options)
+        return redis.Redis(host=host, port=port, db=db, password=password, **options)
+    if db != 0 or (url is not None and urlsplit(url).path.strip("/") not in ("", "0")):
+        raise ConfigError("Redis Cluster has only db 0: leave db unset and the URL without one")
+    # The cluster client retries itself (following MOVED and ASK too): it takes `retry` as
+    # its own argument and refuses it among the nodes' connection options.
+    options.update(retry=retry)
+    options.update(kwargs)
+    try:
+        if url is not None:
+            return redis.RedisCluster.from_url(url, **options)
+        return redis.RedisCluster(host=host, port=port, password=password, **options)
+    except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
+        parts = urlsplit(url) if url is not None else None
+        address = f"{parts.hostname}:{parts.port}" if parts is not None else f"{host}:{port}"
+        secrets = (password, url, parts.password if parts is not None else None)
+        message = redact(f"{type(exc).__name__}: {exc}", secrets)
+        raise StoreError(f"Redis Cluster at {address}: {message}") from None
+
+
 def _glob_escape(text: bytes) -> bytes:
     """Escape SCAN MATCH's pattern characters, so a prefix matches only itself."""
     for char in (b"\\", b"*", b"?", b"[", b"]"):
@@ -60,9 +115,10 @@ class RedisStore(Store):
     """Entries in Redis under `prefix`, each expiring after `ex` seconds when given.
 
     Connect with `host`/`port`/`db`/`password`, or with a `url` (redis://, rediss://,
-    unix://), which wins when given.  Other keyword arguments go to `redis.Redis` and override
-    the pinned timeouts and retries.  Several caches share a server by using different
-    prefixes, none of which may begin another.  `max_value_bytes` bounds one entry.
+    unix://), which wins when given.  `cluster=True` speaks to a Redis Cluster through any of
+    its nodes.  Other keyword arguments go to redis-py (`ssl_ca_certs` for TLS, for example)
+    and override the pinned timeouts and retries.  Several caches share a server by using
+    different prefixes, none of which may begin another.  `max_value_bytes` bounds one entry.
     """
 
     def __init__(  # noqa: PLR0917 - the seed's positional order: host, port, ex
@@ -75,6 +131,7 @@ class RedisStore(Store):
         url: str | None = None,
         prefix: str = "csf:",
         *,
+        cluster: bool = False,
         max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES,
         **kwargs: Any,
     ) -> None:
@@ -83,33 +140,33 @@ class RedisStore(Store):
         if not isinstance(prefix, str):
             raise ConfigError(f"RedisStore prefix must be a str, not {type(prefix).__name__}")
         import redis
-        from redis.backoff import ExponentialWithJitterBackoff
-        from redis.retry import Retry
 
-        options: dict[str, Any] = {
-            "socket_connect_timeout": _CONNECT_TIMEOUT,
-            "socket_timeout": _COMMAND_TIMEOUT,
-            "retry": Retry(ExponentialWithJitterBackoff(_BACKOFF_CAP, _BACKOFF_BASE), _RETRIES),
-            "retry_on_error": [redis.ConnectionError, redis.TimeoutError],
-            "health_check_interval": _HEALTH_CHECK_INTERVAL,
-            **kwargs,
-        }
-        # Any: redis-py's annotations mix its sync and async return types.
-        self._client: Any
-        if url is not None:
-            self._client = redis.Redis.from_url(url, **options)
+        self.cluster = cluster
+        self._client: Any = connect(
+            host=host, port=port, db=db, password=password, url=url, cluster=cluster, **kwargs
+        )
+        if cluster:  # named by the node it was reached through
+            parts = urlsplit(url) if url is not None else None
+            self.host: str = parts.hostname or host if parts is not None else host
+            self.port: int | None = parts.port or port if parts is not None else port
+            self.db: int = 0
+            connection = self._client.nodes_manager.connection_kwargs
         else:
-            self._client = redis.Redis(host=host, port=port, db=db, password=password, **options)
-        connection = self._client.connection_pool.connection_kwargs
-        self.host: str = connection.get("host", connection.get("path", host))
-        self.port: int | None = connection.get("port")
-        self.db: int = connection.get("db", db)
+            connection = self._client.connection_pool.connection_kwargs
+            self.host = connection.get("host", connection.get("path", host))
+            self.port = connection.get("port")
+            self.db = connection.get("db", db)
         self.ex = ex
         self.prefix = prefix
         self.max_value_bytes = max_value_bytes
         self._prefix = prefix.encode("utf-8")
         self._secrets = (password, connection.get("password"), url)
-        self._errors = redis.RedisError
+        self._errors = (redis.RedisError, redis.exceptions.RedisClusterException)
+
+    @property
+    def redis_client(self) -> Any:
+        """The redis-py client (`Redis` or `RedisCluster`): policies keep shared state there."""
+        return self._client
 
     @property
     def native_expiry(self) -> float | None:  # type: ignore[override]
@@ -120,12 +177,14 @@ class RedisStore(Store):
     def where(self) -> str:
         """host:port (or the socket path) and db, for messages: never credentials."""
         address = self.host if self.port is None else f"{self.host}:{self.port}"
+        if self.cluster:
+            return f"Redis Cluster at {address}"
         return f"Redis at {address} db {self.db}"
 
     def __repr__(self) -> str:
         return (
             f"RedisStore(host={self.host!r}, port={self.port!r}, db={self.db!r}, "
-            f"prefix={self.prefix!r}, ex={self.ex!r})"
+            f"prefix={self.prefix!r}, ex={self.ex!r}" + (", cluster=True)" if self.cluster else ")")
         )
 
     @contextlib.contextmanager
@@ -185,7 +244,7 @@ class RedisStore(Store):
             return bool(self._client.exists(self._name(key)))  # type: ignore[arg-type]
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        """SCAN for hashes under the prefix; SCAN may repeat a key, so repeats are dropped."""
+        """SCAN for hashes under the prefix (on every primary of a cluster); repeats are dropped."""
         pattern = _glob_escape(self._name(prefix) if prefix else self._prefix) + b"*"
         seen: set[str] = set()
         with self._talking():
