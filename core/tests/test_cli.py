@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import argparse
+import fcntl
 import io
 import json
+import os
+import pty
+import re
+import struct
 import subprocess
 import sys
+import termios
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
-from cached_stores_factory.cli import main
+from cached_stores_factory import CachedStoreFactory
+from cached_stores_factory.cli import _parser, main
+from cached_stores_factory.plugins import registry
 
 ROW_KEYS = {"kind", "name", "distribution", "version", "error"}
 
@@ -128,3 +138,115 @@ def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     assert out.returncode != 0
     assert "Traceback" in out.stderr
     assert "invalid TOML" in out.stderr
+
+
+def test_options_are_accepted_after_the_subcommand(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = str(config_file(tmp_path))
+    assert main(["check", "-c", path]) == 0
+    assert main(["check", "--config", path, "--quiet"]) == 0
+    assert main(["--debug", "check", "-c", path]) == 0
+    assert "local store answers: MemoryStore" in capsys.readouterr().out
+
+
+def test_version_names_core_and_each_installed_plugin(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"csf {version('cached-stores-factory-core')} (cached-stores-factory-core)"
+    plugins = {r.name: r for r in registry.plugins() if r.name != "builtins"}
+    assert len(lines) == 1 + len(plugins)
+    for line, record in zip(lines[1:], sorted(plugins.values(), key=lambda r: r.name), strict=True):
+        assert line.startswith(f"plugin {record.name} {record.version} ({record.distribution})")
+
+
+def subcommands() -> list[str]:
+    actions = [a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return sorted(actions[0].choices)
+
+
+@pytest.mark.parametrize("command", subcommands())
+def test_every_subcommand_has_a_description_and_an_example(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    usage, description, *_ = text.split("\n\n")
+    assert usage.startswith(f"usage: csf {command} ")
+    assert description.endswith(".") and len(description.split()) >= 4
+    example = text.split("example:\n")[1].strip()
+    assert example.startswith(f"csf {command}")
+
+
+def test_a_closed_pipe_ends_quietly_with_exit_0() -> None:
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before csf writes a byte
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "cached_stores_factory.cli", "plugins", "--json"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+        )
+    finally:
+        os.close(write_end)
+    assert (out.returncode, out.stderr) == (0, b"")
+
+
+def test_piping_into_head_ends_quietly_with_exit_0(tmp_path: Path) -> None:
+    path = config_file(tmp_path)
+    source = tmp_path / "many"
+    source.write_bytes(b"line\n" * 200_000)  # far more than a pipe buffers
+    csf = [sys.executable, "-m", "cached_stores_factory.cli", "-c", str(path)]
+    subprocess.run([*csf, "put", "k", str(source)], check=True)
+    for command in (["cat", "k"], ["plugins", "--json"]):
+        with subprocess.Popen(
+            [*csf, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        ) as producer:
+            head = subprocess.run(["head", "-1"], stdin=producer.stdout, capture_output=True)
+            assert producer.stdout is not None
+            producer.stdout.close()
+            assert producer.wait(timeout=60) == 0
+            assert producer.stderr is not None
+            assert producer.stderr.read() == b""
+        assert head.stdout in (b"line\n", b"[\n")
+
+
+def test_put_draws_a_progress_bar_in_a_terminal(tmp_path: Path) -> None:
+    """`csf put` of 50 MiB with stderr on a real pseudo-terminal, and no --progress."""
+    path = config_file(tmp_path)
+    source = tmp_path / "fifty"
+    with source.open("wb") as out:
+        for _ in range(50):
+            out.write(os.urandom(1024 * 1024))
+    main_fd, terminal_fd = pty.openpty()
+    # A new pseudo-terminal is 0 columns wide; give it a real terminal's size.
+    fcntl.ioctl(terminal_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    with subprocess.Popen(
+        [sys.executable, "-m", "cached_stores_factory.cli", "put", "big", str(source)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=terminal_fd,
+        env={**os.environ, "CSF_CONFIG": str(path)},
+    ) as process:
+        os.close(terminal_fd)
+        screen = b""
+        while True:
+            try:
+                chunk = os.read(main_fd, 65536)
+            except OSError:  # EIO: the terminal's last writer closed it
+                break
+            if not chunk:
+                break
+            screen += chunk
+        assert process.wait(timeout=120) == 0
+    os.close(main_fd)
+    redraws = [part.strip() for part in screen.decode().split("\r") if part.strip()]
+    assert re.match(r"big: +0%\| +\| 0\.00/50\.0M \[", redraws[0]), redraws[0]
+    assert re.match(r"big: 100%\|█+\| 50\.0M/50\.0M \[", redraws[-1]), redraws[-1]
+    remote = CachedStoreFactory.from_config(path).remote_store
+    assert remote.get("big") == source.read_bytes()

@@ -1,4 +1,9 @@
-"""The `csf` command: list plugins, check a config, read and write entries, show stats."""
+"""The `csf` command: operate a cached store from the shell.
+
+argparse, not click: it is in the standard library, costs no import time, and a parent parser
+shared by the top level and every subcommand lets options come before or after the
+subcommand.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,26 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Sequence
-from itertools import islice
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from importlib import metadata
 from typing import Any, BinaryIO
 
 from ._engine import CachedStore
 from ._factory import CachedStoreFactory
-from .errors import ConfigError, CSFError
-from .plugins import PluginRegistry, registry
+from ._progress import Meter, MeteredStore
+from .errors import ConfigError, CSFError, KeyNotFoundError
+from .plugins import BUILTINS, PluginRegistry, registry
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+CORE_DISTRIBUTION = "cached-stores-factory-core"
+LS_BAR_KEYS = 1000  # `ls` draws a bar from this many keys: each may cost a remote stat
+
+
+# -- plugins and versions ---------------------------------------------------------------------
 
 
 def _plugin_rows(plugins: PluginRegistry) -> list[dict[str, Any]]:
@@ -48,56 +61,228 @@ def _plugin_rows(plugins: PluginRegistry) -> list[dict[str, Any]]:
     return rows
 
 
+def _print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    table = [[str(cell if cell is not None else "-") for cell in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(headers)]
+    for line in [list(headers), *table]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+
+
 def _cmd_plugins(args: argparse.Namespace) -> int:
     rows = _plugin_rows(registry)
     if args.json:
         print(json.dumps(rows, indent=2))
-        return EXIT_OK
-    headers = ("kind", "name", "distribution", "version", "error")
-    table = [[str(row[h] if row[h] is not None else "-") for h in headers] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(headers)]
-    for line in [list(headers), *table]:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
-        )
+    else:
+        headers = ("kind", "name", "distribution", "version", "error")
+        _print_table(headers, ([row[h] for h in headers] for row in rows))
     return EXIT_OK
 
 
-def _build(args: argparse.Namespace) -> CachedStore:
+def _versions() -> str:
+    """core's version, then each installed plugin's, one a line."""
+    lines = [f"csf {metadata.version(CORE_DISTRIBUTION)} ({CORE_DISTRIBUTION})"]
+    for record in registry.plugins():
+        if record.name == BUILTINS:
+            continue
+        state = " [disabled]" if record.disabled else " [failed to load]" if record.error else ""
+        lines.append(
+            f"plugin {record.name} {record.version or '?'} "
+            f"({record.distribution or 'unknown distribution'}){state}"
+        )
+    return "\n".join(lines)
+
+
+class _VersionAction(argparse.Action):
+    """`--version`: the plugins are loaded only when it is asked for."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest=argparse.SUPPRESS, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        print(_versions())
+        parser.exit()
+
+
+# -- building the store -----------------------------------------------------------------------
+
+
+def _meter(args: argparse.Namespace) -> Meter:
+    return Meter(not args.quiet and (args.progress or sys.stderr.isatty()))
+
+
+def _build(args: argparse.Namespace, *, metered: bool = False) -> CachedStore:
+    """The configured cached store; `metered` draws a bar for each large remote transfer."""
     config = args.config or os.environ.get("CSF_CONFIG")
     if not config:
         raise ConfigError("no config: pass -c/--config PATH or set CSF_CONFIG")
-    return CachedStoreFactory.from_config(config).build()
+    factory = CachedStoreFactory.from_config(config)
+    if not metered:
+        return factory.build()
+    remote = MeteredStore(factory.remote_store, _meter(args))
+    return CachedStore(factory.local_store, remote, factory.cache_policy, factory.serializer)
+
+
+def _note(args: argparse.Namespace, message: str) -> None:
+    """A message for the operator, on stderr; --quiet drops it."""
+    if not args.quiet:
+        print(message, file=sys.stderr)
+
+
+# -- subcommands ------------------------------------------------------------------------------
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
     store = _build(args)
     print(f"config ok: {store!r}")
     for role, part in (("local", store.local), ("remote", store.remote)):
-        list(islice(part.keys(), 1))  # one listing call proves the store answers
+        next(iter(part.keys()), None)  # one listing call proves the store answers
         print(f"{role} store answers: {type(part).__name__}")
     return EXIT_OK
 
 
 def _cmd_cat(args: argparse.Namespace) -> int:
-    store = _build(args)
-    with store.open(args.key, "rb") as source:
-        shutil.copyfileobj(source, sys.stdout.buffer)
-    sys.stdout.buffer.flush()
+    store = _build(args, metered=True)
+    with store.open_read(args.key) as entry:
+        shutil.copyfileobj(entry.stream, sys.stdout.buffer)
     return EXIT_OK
 
 
 def _cmd_put(args: argparse.Namespace) -> int:
-    store = _build(args)
+    store = _build(args, metered=True)
     use_stdin = args.file in (None, "-")
     source: BinaryIO = sys.stdin.buffer if use_stdin else open(args.file, "rb")  # noqa: SIM115
     try:
-        with store.open(args.key, "wb") as target:
-            shutil.copyfileobj(source, target)
+        store.put_stream(args.key, source)
     finally:
         if not use_stdin:
             source.close()
     return EXIT_OK
+
+
+def _stored_at(modified: float) -> str:
+    return datetime.fromtimestamp(modified, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _ls_rows(store: CachedStore, prefix: str, meter: Meter) -> Iterator[dict[str, Any]]:
+    """One row per key of either store: a local copy's stat and freshness, else the remote's."""
+    local, remote = set(store.local.keys(prefix)), set(store.remote.keys(prefix))
+    keys = sorted(local | remote)
+    with meter.bar("listing", len(keys), unit="key", at_least=LS_BAR_KEYS) as advance:
+        for key in keys:
+            advance(1)
+            state = None
+            try:
+                stat = store.local.stat(key) if key in local else None
+            except KeyNotFoundError:  # dropped since the listing
+                stat, local = None, local - {key}
+            if stat is not None:
+                state = "fresh" if store.policy.is_fresh(key, stat) else "stale"
+            else:
+                try:
+                    stat = store.remote.stat(key)
+                except KeyNotFoundError:
+                    continue
+            yield {
+                "key": key,
+                "size": stat.size,
+                "stored": _stored_at(stat.modified),
+                "state": state,
+                "local": key in local,
+                "remote": key in remote,
+            }
+
+
+def _cmd_ls(args: argparse.Namespace) -> int:
+    store = _build(args)
+    rows = list(_ls_rows(store, args.prefix, _meter(args)))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return EXIT_OK
+    where = {(True, True): "local+remote", (True, False): "local", (False, True): "remote"}
+    _print_table(
+        ("key", "size", "stored", "state", "where"),
+        (
+            (r["key"], r["size"], r["stored"], r["state"], where[r["local"], r["remote"]])
+            for r in rows
+        ),
+    )
+    return EXIT_OK
+
+
+def _each_key(
+    args: argparse.Namespace, keys: Sequence[str], action: Callable[[str], bool], missing: str
+) -> int:
+    """Run `action` on every key; a key it finds nothing for is reported, and fails the run."""
+    failed = 0
+    for key in keys:
+        if not action(key):
+            print(f"csf: {args.command}: {missing} {key!r}", file=sys.stderr)
+            failed += 1
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _cmd_rm(args: argparse.Namespace) -> int:
+    store = _build(args)
+    return _each_key(args, args.keys, store.delete, "no entry for key")
+
+
+def _cmd_invalidate(args: argparse.Namespace) -> int:
+    store = _build(args)
+    for key in args.keys:
+        if not store.invalidate(key):
+            _note(args, f"csf: invalidate: no local copy of {key!r}")
+    return EXIT_OK
+
+
+def _cmd_purge(args: argparse.Namespace) -> int:
+    store = _build(args)
+    removed = store.clear() if args.all else store.purge()
+    _note(args, f"removed {removed} local {'copy' if removed == 1 else 'copies'}")
+    return EXIT_OK
+
+
+def _keys_to_warm(args: argparse.Namespace) -> list[str]:
+    keys = list(args.keys)
+    if args.from_file:
+        if args.from_file == "-":
+            lines = sys.stdin.read().splitlines()
+        else:
+            with open(args.from_file, encoding="utf-8") as listing:
+                lines = listing.read().splitlines()
+        keys += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    if not keys:
+        raise ConfigError("warm needs KEYs or --from FILE")
+    return keys
+
+
+def _cmd_warm(args: argparse.Namespace) -> int:
+    keys = _keys_to_warm(args)
+    store = _build(args)
+
+    def fetch(key: str) -> BaseException | None:
+        try:
+            store.open_read(key).close()  # a miss fetches into the local store
+        except (CSFError, OSError, KeyError) as exc:
+            return exc
+        return None
+
+    failed = 0
+    with (
+        ThreadPoolExecutor(max_workers=args.jobs) as pool,
+        _meter(args).bar("warming", len(keys), unit="key", at_least=1) as advance,
+    ):
+        for key, error in zip(keys, pool.map(fetch, keys), strict=True):
+            advance(1)
+            if error is not None:
+                failed += 1
+                print(f"csf: warm: {key!r}: {error}", file=sys.stderr)
+    stats = store.stats()
+    _note(
+        args,
+        f"warmed {len(keys) - failed} of {len(keys)} keys: {stats['remote_reads']} fetched "
+        f"({stats['bytes_from_remote']} bytes), {stats['hits']} already fresh",
+    )
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
@@ -119,47 +304,180 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# -- the parser -------------------------------------------------------------------------------
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """Options every level accepts.  SUPPRESS keeps a subcommand from resetting a value given
+    before it; `main` fills the defaults afterwards."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("common options")
+    group.add_argument(
+        "-c", "--config", default=argparse.SUPPRESS, help="TOML config file (default: $CSF_CONFIG)"
+    )
+    group.add_argument(
+        "--progress",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="draw progress bars even when stderr is not a terminal",
+    )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="no progress bars and no notes on stderr",
+    )
+    group.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks"
+    )
+    return common
+
+
+_DEFAULTS = {"config": None, "progress": False, "quiet": False, "debug": False}
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="csf", description=__doc__)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
-    parser.add_argument("-c", "--config", help="TOML config file (default: $CSF_CONFIG)")
-    sub = parser.add_subparsers(dest="command", required=True)
+    common = _common_options()
+    parser = argparse.ArgumentParser(
+        prog="csf",
+        description=__doc__.split("\n\n")[0] if __doc__ else None,
+        parents=[common],
+        epilog="Run 'csf COMMAND --help' for a command's options and an example.",
+    )
+    parser.add_argument(
+        "--version", action=_VersionAction, help="print core's and each plugin's version"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    plugins = sub.add_parser("plugins", help="list installed stores, policies and serializers")
-    plugins.add_argument("--json", action="store_true", help="print JSON")
-    plugins.set_defaults(run=_cmd_plugins)
+    def command(
+        name: str, run: Callable[[argparse.Namespace], int], summary: str, example: str
+    ) -> argparse.ArgumentParser:
+        parsed = sub.add_parser(
+            name,
+            parents=[common],
+            help=summary,
+            description=summary[0].upper() + summary[1:] + ".",
+            epilog=f"example:\n  {example}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        parsed.set_defaults(run=run)
+        return parsed
 
-    check = sub.add_parser("check", help="build the configured cached store and reach each store")
-    check.set_defaults(run=_cmd_check)
+    def json_option(parsed: argparse.ArgumentParser) -> None:
+        parsed.add_argument("--json", action="store_true", help="print JSON")
 
-    cat = sub.add_parser("cat", help="write an entry to stdout, through the cache")
-    cat.add_argument("key")
-    cat.set_defaults(run=_cmd_cat)
-
-    put = sub.add_parser("put", help="write an entry from FILE or stdin, through to the remote")
+    json_option(
+        command(
+            "plugins",
+            _cmd_plugins,
+            "list installed stores, policies and serializers, and plugins that failed",
+            "csf plugins --json",
+        )
+    )
+    command(
+        "check",
+        _cmd_check,
+        "check the config's names and argument types, build the store, reach both stores",
+        "csf check -c cache.toml",
+    )
+    command(
+        "cat",
+        _cmd_cat,
+        "write an entry to stdout, read through the cache",
+        "csf cat reports/q1.csv",
+    ).add_argument("key")
+    put = command(
+        "put",
+        _cmd_put,
+        "write an entry from FILE or stdin, through to the remote",
+        "csf put reports/q1.csv ./q1.csv",
+    )
     put.add_argument("key")
     put.add_argument("file", nargs="?", help="a file, or - for stdin (the default)")
-    put.set_defaults(run=_cmd_put)
-
-    stats = sub.add_parser("stats", help="read KEYs through the cache, then show the counters")
+    ls = command(
+        "ls",
+        _cmd_ls,
+        "list entries under PREFIX: size, stored time, fresh or stale, local or remote",
+        "csf ls reports/ --json",
+    )
+    ls.add_argument("prefix", nargs="?", default="", help="a key prefix (default: every key)")
+    json_option(ls)
+    command(
+        "rm", _cmd_rm, "delete entries from the remote and the local store", "csf rm old/a old/b"
+    ).add_argument("keys", nargs="+", metavar="KEY")
+    command(
+        "invalidate",
+        _cmd_invalidate,
+        "drop local copies only; the next read fetches from the remote",
+        "csf invalidate reports/q1.csv",
+    ).add_argument("keys", nargs="+", metavar="KEY")
+    command(
+        "purge",
+        _cmd_purge,
+        "drop the local copies the policy says are stale (--all: every local copy)",
+        "csf purge --all",
+    ).add_argument("--all", action="store_true", help="drop every local copy, fresh or not")
+    warm = command(
+        "warm",
+        _cmd_warm,
+        "fetch entries into the local store ahead of use, several at a time",
+        "csf warm --from keys.txt --jobs 8",
+    )
+    warm.add_argument("keys", nargs="*", metavar="KEY")
+    warm.add_argument(
+        "--from",
+        dest="from_file",
+        metavar="FILE",
+        help="read keys from FILE, one a line (- for stdin; # starts a comment)",
+    )
+    warm.add_argument(
+        "-j", "--jobs", type=_positive, default=4, help="fetches at once (default: 4)"
+    )
+    stats = command(
+        "stats",
+        _cmd_stats,
+        "read KEYs through the cache, then show the counters",
+        "csf stats reports/q1.csv --json",
+    )
     stats.add_argument("keys", nargs="*", metavar="KEY")
-    stats.add_argument("--json", action="store_true", help="print JSON")
-    stats.set_defaults(run=_cmd_stats)
+    json_option(stats)
     return parser
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe: point stdout at /dev/null so the exit-time flush cannot fail."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
+    for name, default in _DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
     run: Callable[[argparse.Namespace], int] = args.run
     try:
-        return run(args)
+        code = run(args)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`csf ls | head`): stop quietly, as other Unix tools do.
+        _quiet_stdout()
+        return EXIT_OK
     except (ConfigError, CSFError, OSError, KeyError) as exc:
         if args.debug:
             raise
-        code = EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
         print(f"csf: error: {exc}", file=sys.stderr)
-        return code
+        return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
+    return code
 
 
 if __name__ == "__main__":
