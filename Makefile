@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PACKAGES := -e ./core -e ./plugins/tempfile -e ./plugins/policies -e ./plugins/redis -e ./plugins/s3 -e ".[all]" \
+PACKAGES := -e ./core -e ./plugins/tempfile -e ./plugins/policies -e ./plugins/redis -e ./plugins/s3 -e ./plugins/fsspec -e ".[all]" \
 	-e ./examples/plugin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
@@ -39,7 +39,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy core/src plugins/tempfile/src plugins/redis/src plugins/s3/src plugins/policies/src \
-		examples/plugin/src
+		plugins/fsspec/src examples/plugin/src
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .
