@@ -26,7 +26,7 @@ from typing import Any
 
 import attrs
 
-from . import coldstart, hits, policies, redis_hits, s3_rows, streaming
+from . import coldstart, fsspec_rows, hits, policies, redis_hits, s3_rows, streaming
 from ._harness import REPORT, Row, Sizes
 from ._services import ServiceUnavailable, kill_children, running_redis, running_s3
 
@@ -52,7 +52,16 @@ def _watchdog(seconds: float) -> threading.Timer:
     return timer
 
 
-SECTIONS = ("hits", "redis", "s3-miss", "stampede", "streaming", "policies", "coldstart")
+SECTIONS = (
+    "hits",
+    "redis",
+    "s3-miss",
+    "stampede",
+    "streaming",
+    "policies",
+    "coldstart",
+    "fsspec",
+)
 
 
 def _sections(sizes: Sizes, services: dict[str, Any]) -> dict[str, Callable[[], list[Row]]]:
@@ -67,6 +76,7 @@ def _sections(sizes: Sizes, services: dict[str, Any]) -> dict[str, Callable[[], 
         "streaming": lambda: streaming.run(sizes, s3),
         "policies": lambda: policies.run(sizes),
         "coldstart": lambda: coldstart.run(sizes),
+        "fsspec": lambda: fsspec_rows.run(sizes, s3, s3_missing),
     }
 
 

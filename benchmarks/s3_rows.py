@@ -28,10 +28,10 @@ STAMPEDE_TARGET = Target("value", "==", 1, "fetches")
 THREADS = 32
 
 
-def s3_store(s3: S3Server) -> Store:
+def s3_store(s3: S3Server, bucket: str = BUCKET) -> Store:
     """The project's S3 store on the benchmark endpoint; PartMissing until it exists."""
     store: Store = part("S3Store")(
-        bucketname=BUCKET,
+        bucketname=bucket,
         s3_region=S3_CREDENTIALS["region_name"],
         endpoint_url=s3.endpoint_url,
         aws_access_key_id=S3_CREDENTIALS["aws_access_key_id"],

@@ -42,6 +42,7 @@ EXPECTED_PREFIXES = [
     "FIFO hit at",
     "cold start: import + build",
     "cold start: of boto3",
+    "fsspec hit 4 KiB: csf:// vs simplecache",
 ]
 
 

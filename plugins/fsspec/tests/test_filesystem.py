@@ -120,7 +120,7 @@ def test_wrapped_stores_are_never_shared_by_fsspecs_instance_cache() -> None:
 
 
 def test_exactly_one_of_config_and_store() -> None:
-    with pytest.raises(ValueError, match="exactly one of config= .* and store="):
+    with pytest.raises(ValueError, match=r"exactly one of config= .* and store="):
         CachedStoreFileSystem(skip_instance_cache=True)
     with pytest.raises(ValueError, match="exactly one"):
         CachedStoreFileSystem(

@@ -273,16 +273,37 @@ def redis_cluster() -> Iterator[RedisCluster]:
 
 
 @attrs.define
+class _Response:
+    method: str
+    path: str
+    size: int = 0  # body bytes sent so far
+
+
+@attrs.define
 class S3Server:
     """moto's S3 HTTP server, with a log of every request it answered."""
 
     endpoint_url: str
     requests: list[tuple[str, str]] = attrs.field(factory=list)
+    _responses: list[_Response] = attrs.field(factory=list)
     _lock: threading.Lock = attrs.field(factory=threading.Lock)
 
-    def record(self, method: str, path: str) -> None:
+    def record(self, method: str, path: str) -> _Response:
+        """Log one request; its response's bytes add up in the record this returns."""
+        response = _Response(method, path)
         with self._lock:
             self.requests.append((method, path))
+            self._responses.append(response)
+        return response
+
+    def bytes_sent(self, method: str | None = None, path_contains: str = "") -> int:
+        """Response body bytes of the requests that matched, as `count` matches them."""
+        with self._lock:
+            return sum(
+                response.size
+                for response in self._responses
+                if (method is None or response.method == method) and path_contains in response.path
+            )
 
     def count(self, method: str | None = None, path_contains: str = "") -> int:
         """How many requests matched `method` (any if None) with `path_contains` in the path."""
@@ -302,6 +323,7 @@ class S3Server:
             pass
         with self._lock:
             self.requests.clear()
+            self._responses.clear()
 
     def client(self, **kwargs: Any) -> Any:
         """A boto3 S3 client for this endpoint, with dummy credentials."""
@@ -322,12 +344,25 @@ def _counting(
 ) -> Callable[..., Iterable[bytes]]:
     def middleware(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if not path.startswith("/moto-api"):
-            query = environ.get("QUERY_STRING", "")
-            server.record(environ["REQUEST_METHOD"], path + (f"?{query}" if query else ""))
-        return app(environ, start_response)
+        if path.startswith("/moto-api"):
+            return app(environ, start_response)
+        query = environ.get("QUERY_STRING", "")
+        response = server.record(environ["REQUEST_METHOD"], path + (f"?{query}" if query else ""))
+        return _measured(app(environ, start_response), response)
 
     return middleware
+
+
+def _measured(body: Iterable[bytes], response: _Response) -> Iterator[bytes]:
+    """`body`, adding up the bytes it yields in `response`."""
+    try:
+        for chunk in body:
+            response.size += len(chunk)  # one writer: the thread that serves the request
+            yield chunk
+    finally:
+        close = getattr(body, "close", None)
+        if close is not None:
+            close()
 
 
 @contextlib.contextmanager

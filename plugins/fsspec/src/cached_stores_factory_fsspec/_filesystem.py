@@ -16,10 +16,11 @@ import shutil
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
-from cached_stores_factory import CachedStore, CachedStoreFactory, EntryStat, validate_key
-from cached_stores_factory.errors import KeyNotFoundError
 from fsspec import AbstractFileSystem
 from fsspec.spec import _Cached
+
+from cached_stores_factory import CachedStore, CachedStoreFactory, EntryStat, validate_key
+from cached_stores_factory.errors import KeyNotFoundError
 
 __all__ = ["CachedStoreFileSystem"]
 
@@ -173,7 +174,7 @@ class CachedStoreFileSystem(AbstractFileSystem, metaclass=_Instances):  # type: 
         """The entry's etag when the stores know it, else fsspec's default."""
         info = self.info(path)
         etag = info.get("etag")
-        return str(etag) if etag else super().ukey(path)  # type: ignore[no-any-return]
+        return str(etag) if etag else super().ukey(path)
 
     def modified(self, path: str) -> datetime.datetime:
         info = self.info(path)
@@ -194,8 +195,7 @@ class CachedStoreFileSystem(AbstractFileSystem, metaclass=_Instances):  # type: 
     ) -> IO[bytes]:
         if not autocommit:
             raise NotImplementedError(
-                "csf:// writes commit when their file closes; fsspec transactions are not "
-                "supported"
+                "csf:// writes commit when their file closes; fsspec transactions are not supported"
             )
         if mode not in ("rb", "wb", "ab", "xb"):
             raise ValueError(f"csf:// opens files in 'rb', 'wb', 'ab' or 'xb' mode, not {mode!r}")
@@ -277,4 +277,3 @@ class CachedStoreFileSystem(AbstractFileSystem, metaclass=_Instances):  # type: 
 
     def rmdir(self, path: str) -> None:
         """Nothing to do: a directory goes with the last key under it."""
-

@@ -1,0 +1,132 @@
+"""pandas and pyarrow read through csf:// from moto's S3 server, requests counted by the server.
+
+The cache is built from a TOML file, as a user writes it, passed as fsspec storage options.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import fsspec
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from cached_stores_factory.testing.servers import S3Server
+from cached_stores_factory_fsspec import CachedStoreFileSystem
+
+pytestmark = pytest.mark.s3
+
+
+@pytest.fixture
+def bucket(s3_server: S3Server) -> str:
+    name = f"stack-{uuid.uuid4().hex[:12]}"
+    s3_server.client().create_bucket(
+        Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
+    )
+    return name
+
+
+@pytest.fixture
+def config(s3_server: S3Server, bucket: str, tmp_path: Path) -> str:
+    path = tmp_path / "cache.toml"
+    path.write_text(
+        f"""
+[local]
+store = "tempfile"
+name = "stack"
+root = "{tmp_path / "cache"}"
+
+[remote]
+store = "s3"
+bucketname = "{bucket}"
+s3_region = "eu-central-1"
+endpoint_url = "{s3_server.endpoint_url}"
+aws_access_key_id = "testing"
+aws_secret_access_key = "testing"
+
+[policy]
+name = "ttl"
+interval = 3600.0
+"""
+    )
+    return str(path)
+
+
+def frame(rows: int) -> pd.DataFrame:
+    numbers = np.arange(rows)
+    return pd.DataFrame(
+        {"id": numbers, "value": numbers * 0.5, "label": [f"row {i}" for i in numbers]}
+    )
+
+
+def test_pandas_read_csv_through_csf(s3_server: S3Server, bucket: str, config: str) -> None:
+    expected = frame(1000)
+    s3_server.client().put_object(
+        Bucket=bucket, Key="data/x.csv", Body=expected.to_csv(index=False).encode()
+    )
+    options = {"config": config}
+    first = pd.read_csv("csf://data/x.csv", storage_options=options)
+    pd.testing.assert_frame_equal(first, expected)
+    assert s3_server.count("GET", f"/{bucket}/data/x.csv") == 1
+    before = s3_server.count()
+    second = pd.read_csv("csf://data/x.csv", storage_options=options)
+    pd.testing.assert_frame_equal(second, expected)
+    assert s3_server.count() == before  # the second read: no request at all
+
+
+def test_pandas_writes_through_csf(s3_server: S3Server, bucket: str, config: str) -> None:
+    expected = frame(100)
+    expected.to_parquet("csf://out/x.parquet", storage_options={"config": config})
+    body = s3_server.client().get_object(Bucket=bucket, Key="out/x.parquet")["Body"].read()
+    assert pq.read_table(pa.BufferReader(body)).to_pandas().equals(expected)
+    before = s3_server.count()
+    back = pd.read_parquet("csf://out/x.parquet", storage_options={"config": config})
+    pd.testing.assert_frame_equal(back, expected)
+    assert s3_server.count() == before  # write-through left a fresh local copy
+
+
+def test_pandas_read_parquet_and_pyarrow_read_table_with_columns(
+    s3_server: S3Server, bucket: str, config: str
+) -> None:
+    expected = frame(5000)
+    s3_server.client().put_object(
+        Bucket=bucket, Key="data/x.parquet", Body=parquet_bytes(pa.Table.from_pandas(expected))
+    )
+    options = {"config": config}
+    first = pd.read_parquet("csf://data/x.parquet", columns=["value"], storage_options=options)
+    pd.testing.assert_frame_equal(first, expected[["value"]])
+    assert s3_server.count("GET", f"/{bucket}/data/x.parquet") >= 1
+
+    before = s3_server.count()
+    again = pd.read_parquet("csf://data/x.parquet", storage_options=options)
+    pd.testing.assert_frame_equal(again, expected)
+    fs = fsspec.filesystem("csf", config=config)
+    table = pq.read_table("csf://data/x.parquet", filesystem=fs, columns=["id", "label"])
+    assert table.to_pandas().equals(expected[["id", "label"]])
+    assert s3_server.count() == before  # every read after the first: no request at all
+
+
+def parquet_bytes(table: pa.Table, **options: object) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, **options)
+    return bytes(sink.getvalue())
+
+
+def test_the_filesystem_wraps_a_store_built_in_code(
+    s3_server: S3Server, bucket: str, config: str
+) -> None:
+    from cached_stores_factory import CachedStoreFactory
+
+    store = CachedStoreFactory.from_config(config).build()
+    fs = CachedStoreFileSystem(store=store)
+    fs.pipe_file("csf://a/b.txt", b"hello")
+    assert s3_server.client().get_object(Bucket=bucket, Key="a/b.txt")["Body"].read() == b"hello"
+    assert fs.ls("a", detail=False) == ["a/b.txt"]
+    before = s3_server.count()
+    assert fs.cat_file("a/b.txt", 1, 3) == b"el"
+    assert fs.info("a/b.txt")["size"] == 5
+    assert s3_server.count() == before
