@@ -6,11 +6,12 @@ import json
 import subprocess
 import sys
 import textwrap
+from importlib import metadata
 from pathlib import Path
 
 import pytest
 
-from cached_stores_factory import CachedStoreFactory, MemoryStore
+from cached_stores_factory import PLUGIN_API, CachedStoreFactory, MemoryStore, __version__, cli
 from cached_stores_factory.errors import (
     DuplicatePluginError,
     PluginLoadError,
@@ -131,6 +132,162 @@ def test_two_distributions_registering_one_name_are_refused_by_name(site: Path) 
     assert registry.get("store", "memory").name == "memory"
 
 
+def two_stores(*names: str, api: str = "(1, 1)") -> str:
+    return f"""
+    from cached_stores_factory import MemoryStore, hookimpl
+
+    CSF_PLUGIN_API = {api}
+
+    @hookimpl
+    def csf_register_stores(register):
+        for name in {names!r}:
+            register(name, MemoryStore)
+    """
+
+
+def test_two_plugins_with_one_entry_point_name_lose_only_the_name_they_share(site: Path) -> None:
+    install_distribution(site, "csf-one", "csf_one", two_stores("one", "both"), "shared")
+    install_distribution(site, "csf-two", "csf_two", two_stores("two", "both"), "shared")
+    registry = PluginRegistry()
+    assert registry.get("store", "one").distribution == "csf-one"
+    assert registry.get("store", "two").distribution == "csf-two"
+    with pytest.raises(DuplicatePluginError) as info:
+        registry.get("store", "both")
+    assert "csf-one" in str(info.value)
+    assert "csf-two" in str(info.value)
+    shared = [(p.distribution, p.error) for p in registry.plugins() if p.name == "shared"]
+    assert sorted(shared, key=str) == [("csf-one", None), ("csf-two", None)]
+
+
+def test_a_plugin_made_for_another_plugin_api_is_listed_and_refused_by_name(
+    site: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    install_distribution(site, "csf-echo", "csf_echo", ECHO_PLUGIN)
+    install_distribution(site, "csf-future", "csf_future", two_stores("future", api="(2, 3)"))
+    registry = PluginRegistry()
+    assert "future" not in registry.names("store")
+    assert registry.get("store", "echo").name == "echo"
+    [record] = [p for p in registry.plugins() if p.name == "csf_future"]
+    assert "made for plugin API 2 to 3" in str(record.error)
+    assert f"provides plugin API {PLUGIN_API}" in str(record.error)
+    with pytest.raises(PluginLoadError, match=r"csf-future\), which failed to load: .*API 2 to 3"):
+        registry.get("store", "csf_future")
+    with pytest.raises(PluginNotFoundError, match="failed to load: csf_future"):
+        registry.get("store", "future")
+
+    monkeypatch.setattr(cli, "registry", registry)
+    assert cli.main(["plugins", "--json"]) == 0
+    rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert rows["csf_future"]["kind"] is None
+    assert "made for plugin API 2 to 3" in rows["csf_future"]["error"]
+
+
+@pytest.mark.parametrize("declared", ["1", "(1,)", "(1, '2')", "[1, 1]"])
+def test_a_malformed_plugin_api_declaration_is_a_load_error(site: Path, declared: str) -> None:
+    install_distribution(
+        site, "csf-odd", "csf_odd", f"{ECHO_PLUGIN}\nCSF_PLUGIN_API = {declared}\n"
+    )
+    [record] = [p for p in PluginRegistry().plugins() if p.name == "csf_odd"]
+    assert "CSF_PLUGIN_API must be (lowest, highest) ints" in str(record.error)
+
+
+def test_hooks_run_through_pluggy_with_wrappers_and_ordering(site: Path) -> None:
+    (site / "csf_calls.py").write_text("CALLS = []\n")
+    ordered = """
+    import csf_calls
+    from cached_stores_factory import MemoryStore, hookimpl
+
+    @hookimpl({option}=True)
+    def csf_register_stores(register):
+        csf_calls.CALLS.append({name!r})
+        register({name!r}, MemoryStore)
+    """
+    install_distribution(
+        site, "csf-late", "csf_late", ordered.format(option="trylast", name="late")
+    )
+    install_distribution(
+        site, "csf-early", "csf_early", ordered.format(option="tryfirst", name="early")
+    )
+    install_distribution(
+        site,
+        "csf-wrap",
+        "csf_wrap",
+        """
+        import csf_calls
+        from cached_stores_factory import MemoryStore, hookimpl
+
+        @hookimpl(wrapper=True)
+        def csf_register_stores(register):
+            csf_calls.CALLS.append("before")
+            result = yield
+            csf_calls.CALLS.append("after")
+            register("wrapped", MemoryStore)
+            return result
+        """,
+    )
+    registry = PluginRegistry()
+    assert {"early", "late", "wrapped"} <= set(registry.names("store"))
+    assert registry.get("store", "wrapped").distribution == "csf-wrap"
+    import csf_calls  # type: ignore[import-not-found]
+
+    assert csf_calls.CALLS == ["before", "early", "late", "after"]
+
+
+def test_a_wrapper_that_raises_is_recorded_and_the_other_plugins_still_register(
+    site: Path,
+) -> None:
+    install_distribution(site, "csf-echo", "csf_echo", ECHO_PLUGIN)
+    install_distribution(
+        site,
+        "csf-badwrap",
+        "csf_badwrap",
+        """
+        from cached_stores_factory import MemoryStore, hookimpl
+
+        @hookimpl
+        def csf_register_serializers(register):
+            register("never-kept", MemoryStore)
+
+        @hookimpl(wrapper=True)
+        def csf_register_stores(register):
+            register("half-wrapped", MemoryStore)
+            raise OSError("wrapper broke")
+            yield
+        """,
+    )
+    registry = PluginRegistry()
+    assert registry.get("store", "echo").name == "echo"
+    assert "half-wrapped" not in registry.names("store")
+    assert "never-kept" not in registry.names("serializer")
+    with pytest.raises(PluginLoadError, match="wrapper broke"):
+        registry.get("store", "csf_badwrap")
+
+
+def test_a_module_attribute_factory_is_imported_on_first_use(site: Path) -> None:
+    (site / "csf_lazy_impl.py").write_text(
+        "from cached_stores_factory import MemoryStore\nclass LazyStore(MemoryStore):\n    pass\n"
+    )
+    install_distribution(
+        site,
+        "csf-lazy",
+        "csf_lazy",
+        """
+        from cached_stores_factory import hookimpl
+
+        @hookimpl
+        def csf_register_stores(register):
+            register("lazy", "csf_lazy_impl:LazyStore")
+            register("gone", "csf_lazy_impl:NoSuchStore")
+        """,
+    )
+    registry = PluginRegistry()
+    assert {"lazy", "gone"} <= set(registry.names("store"))
+    assert "csf_lazy_impl" not in sys.modules
+    assert registry.get("store", "lazy").factory.__name__ == "LazyStore"
+    with pytest.raises(PluginLoadError, match=r"cannot import csf_lazy_impl:NoSuchStore"):
+        registry.get("store", "gone")
+
+
 def test_disabled_plugins_are_skipped_and_named(site: Path) -> None:
     install_distribution(site, "csf-echo", "csf_echo", ECHO_PLUGIN)
     registry = PluginRegistry(environ={"CSF_DISABLE_PLUGINS": "csf_echo, other"})
@@ -243,3 +400,14 @@ def test_a_core_only_venv_names_the_pip_extra_and_finds_an_installed_plugin(
     )
     assert "ImportError: S3Store ships in a separate distribution" in seed_import.stderr
     assert 'pip install "cached-stores-factory[s3]"' in seed_import.stderr
+
+
+def test_versions_start_with_the_core_and_name_every_plugin_distribution(site: Path) -> None:
+    install_distribution(site, "csf-echo", "csf_echo", ECHO_PLUGIN)
+    versions = PluginRegistry().versions()
+    assert next(iter(versions.items())) == ("cached-stores-factory-core", __version__)
+    assert __version__ == metadata.version("cached-stores-factory-core")
+    assert versions["csf-echo"] == "1.2.3"
+    assert versions["cached-stores-factory-tempfile"] == metadata.version(
+        "cached-stores-factory-tempfile"
+    )

@@ -16,10 +16,12 @@ from ._serializer import (
     TextSerializer,
 )
 from ._store import EntryReader, EntryStat, Store
+from ._version import PLUGIN_API, __version__
 from .hookspecs import hookimpl
 from .stores.memory_store import MemoryStore
 
 __all__ = [
+    "PLUGIN_API",
     "BytesSerializer",
     "CachePolicy",
     "CacheStats",
@@ -33,6 +35,7 @@ __all__ = [
     "Serializer",
     "Store",
     "TextSerializer",
+    "__version__",
     "hookimpl",
     "validate_key",
 ]

@@ -1,41 +1,39 @@
 """Plugin discovery and the component registry.
 
-Plugins are modules named by entry points in the `cached_stores_factory` group.  They are
-imported lazily, on the first lookup, and only once.  A plugin that fails to import or to
-register is recorded, not raised: only a lookup of a name it would have provided fails, with
-the original exception chained.  `CSF_DISABLE_PLUGINS=a,b` skips plugins by entry-point name.
+Plugins are modules named by entry points in the `cached_stores_factory` group.  On the first
+lookup, once, each is imported, checked against the plugin API, registered with one pluggy
+`PluginManager` and called through `pm.hook`, so `tryfirst`, `trylast` and hook wrappers work
+as pluggy documents them.  A plugin that fails to import, targets another plugin API or whose
+hook raises is recorded, not raised: only a lookup of a name it provides fails, with the cause
+chained.  Two plugins registering one name lose that name only.  `CSF_DISABLE_PLUGINS=a,b`
+skips plugins by entry-point name.
 """
 
 from __future__ import annotations
 
-import difflib
+import contextlib
+import functools
+import importlib
+import inspect
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping
-from importlib.metadata import EntryPoint, entry_points, version
-from types import ModuleType
-from typing import Any, Literal
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from importlib.metadata import EntryPoint, entry_points
+from types import ModuleType, SimpleNamespace
+from typing import Any, NamedTuple
 
-import attrs
 import pluggy
 
 from . import _builtins, hookspecs
+from ._reexport import FIRST_PARTY, Kind, install_hint
+from ._version import PLUGIN_API, __version__
 from .errors import DuplicatePluginError, PluginLoadError, PluginNotFoundError
 
-__all__ = [
-    "ENTRY_POINT_GROUP",
-    "Component",
-    "Kind",
-    "PluginRecord",
-    "PluginRegistry",
-    "registry",
-]
+__all__ = ["ENTRY_POINT_GROUP", "Component", "Kind", "PluginRecord", "PluginRegistry", "registry"]
 
 ENTRY_POINT_GROUP = "cached_stores_factory"
 CORE_DISTRIBUTION = "cached-stores-factory-core"
 BUILTINS = "builtins"
-
-Kind = Literal["store", "policy", "serializer"]
 KINDS: tuple[Kind, ...] = ("store", "policy", "serializer")
 _HOOKS: dict[Kind, str] = {
     "store": "csf_register_stores",
@@ -43,44 +41,8 @@ _HOOKS: dict[Kind, str] = {
     "serializer": "csf_register_serializers",
 }
 
-# First-party names that ship outside the core: (kind, name) -> (entry-point name, pip extra).
-# An empty extra means the plain `pip install cached-stores-factory` brings it.
-FIRST_PARTY: dict[tuple[Kind, str], tuple[str, str]] = {
-    ("store", "tempfile"): ("tempfile", ""),
-    ("store", "redis"): ("redis", "redis"),
-    ("store", "s3"): ("s3", "s3"),
-    ("policy", "ttl"): ("policies", ""),
-    ("policy", "fifo"): ("policies", ""),
-    ("policy", "lru"): ("policies", ""),
-}
 
-
-def install_hint(kind: Kind, name: str) -> str | None:
-    """The pip command that installs a first-party component, or None for other names."""
-    if (kind, name) not in FIRST_PARTY:
-        return None
-    extra = FIRST_PARTY[kind, name][1]
-    return (
-        f'pip install "cached-stores-factory[{extra}]"'
-        if extra
-        else "pip install cached-stores-factory"
-    )
-
-
-@attrs.frozen
-class Component:
-    """One registered store, policy or serializer factory, and where it came from."""
-
-    kind: Kind
-    name: str
-    factory: Callable[..., Any]
-    plugin: str
-    distribution: str | None
-    version: str | None
-
-
-@attrs.frozen
-class PluginRecord:
+class PluginRecord(NamedTuple):
     """One plugin module: loaded, broken (with its error) or disabled."""
 
     name: str
@@ -89,10 +51,49 @@ class PluginRecord:
     error: BaseException | None = None
     disabled: bool = False
 
+    @property
+    def key(self) -> str:
+        """Unique, unlike entry-point names: the name pluggy knows the plugin by."""
+        return f"{self.name} ({self.distribution})"
 
-def _disabled_from_env(environ: Mapping[str, str]) -> frozenset[str]:
-    raw = environ.get("CSF_DISABLE_PLUGINS", "")
-    return frozenset(part.strip() for part in raw.split(",") if part.strip())
+
+class Component(NamedTuple):
+    """One registered store, policy or serializer factory, and where it came from."""
+
+    kind: Kind
+    name: str
+    target: Callable[..., Any] | str  # a factory, or "module:attribute" imported on first use
+    plugin: str
+    distribution: str | None
+    version: str | None
+
+    @property
+    def factory(self) -> Callable[..., Any]:
+        if callable(self.target):
+            return self.target
+        module, _, attribute = self.target.partition(":")
+        try:
+            factory: Callable[..., Any] = getattr(importlib.import_module(module), attribute)
+        except Exception as exc:
+            raise PluginLoadError(
+                f"{self.kind} {self.name!r} of plugin {self.plugin!r} "
+                f"({self.distribution or 'unknown distribution'}) cannot import "
+                f"{self.target}: {type(exc).__name__}: {exc}"
+            ) from exc
+        return factory
+
+
+def check_plugin_api(module: ModuleType) -> None:
+    """Refuse a plugin whose `CSF_PLUGIN_API = (lowest, highest)` leaves out this core's API."""
+    declared = getattr(module, "CSF_PLUGIN_API", (1, 1))  # plugins from before the declaration
+    if not (isinstance(declared, tuple) and [type(bound) for bound in declared] == [int, int]):
+        raise PluginLoadError(f"CSF_PLUGIN_API must be (lowest, highest) ints, not {declared!r}")
+    if not declared[0] <= PLUGIN_API <= declared[1]:
+        raise PluginLoadError(
+            f"it is made for plugin API {declared[0]} to {declared[1]}, but "
+            f"{CORE_DISTRIBUTION} {__version__} provides plugin API {PLUGIN_API}; "
+            f"install a release of the plugin made for it"
+        )
 
 
 class PluginRegistry:
@@ -110,7 +111,10 @@ class PluginRegistry:
         self._lock = threading.Lock()
         self._loaded = False
         self._components: dict[tuple[Kind, str], list[Component]] = {}
-        self._plugins: dict[str, PluginRecord] = {}
+        self._plugins: dict[str, PluginRecord] = {}  # by pluggy name: unique, unlike entry points
+        # During one hook call: what was registered, and id(exception) -> the plugin it left.
+        self._pending: list[tuple[PluginRecord, str, Callable[..., Any] | str]] = []
+        self._raised_by: dict[int, str] = {}
 
     # -- loading --------------------------------------------------------------------------
 
@@ -125,15 +129,11 @@ class PluginRegistry:
     def _load(self) -> None:
         manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         manager.add_hookspecs(hookspecs)
-        modules: list[tuple[ModuleType, PluginRecord]] = [
-            (_builtins, PluginRecord(BUILTINS, CORE_DISTRIBUTION, _version(CORE_DISTRIBUTION)))
-        ]
-        disabled = _disabled_from_env(self._environ)
-        seen: set[tuple[str, str]] = set()
+        self._register(manager, PluginRecord(BUILTINS, CORE_DISTRIBUTION, __version__), _builtins)
+        disabled = {
+            name.strip() for name in self._environ.get("CSF_DISABLE_PLUGINS", "").split(",")
+        }
         for entry_point in self._entry_point_source():
-            if (entry_point.name, entry_point.value) in seen:
-                continue  # the same distribution visible twice on sys.path
-            seen.add((entry_point.name, entry_point.value))
             dist = entry_point.dist
             record = PluginRecord(
                 entry_point.name,
@@ -141,56 +141,100 @@ class PluginRegistry:
                 dist.version if dist else None,
                 disabled=entry_point.name in disabled,
             )
+            if record.key in self._plugins:
+                continue  # the same distribution, visible twice on sys.path
+            self._plugins[record.key] = record
             if record.disabled:
-                self._plugins[record.name] = record
                 continue
             try:
                 module = entry_point.load()
+                check_plugin_api(module)
             except Exception as exc:
-                self._plugins[record.name] = attrs.evolve(record, error=exc)
+                self._plugins[record.key] = record._replace(error=exc)
                 continue
-            modules.append((module, record))
-
-        for module, record in modules:
-            try:
-                manager.register(module, name=record.name)
-                manager.check_pending()
-            except Exception as exc:
-                if manager.is_registered(module):
-                    manager.unregister(module)
-                self._plugins[record.name] = attrs.evolve(record, error=exc)
-                continue
-            self._plugins[record.name] = record
-
+            self._register(manager, record, module)
         for kind, hook_name in _HOOKS.items():
-            hook_caller: pluggy.HookCaller = getattr(manager.hook, hook_name)
-            for impl in hook_caller.get_hookimpls():
-                self._collect(kind, impl)
+            self._call(manager, kind, getattr(manager.hook, hook_name))
 
-    def _collect(self, kind: Kind, impl: pluggy.HookImpl) -> None:
-        record = self._plugins[impl.plugin_name]
-        if record.error is not None:
-            return
-        found: list[Component] = []
-
-        def register(name: str, factory: Callable[..., Any]) -> None:
-            if not isinstance(name, str) or not name:
-                raise TypeError(f"a {kind} name must be a non-empty str, not {name!r}")
-            if not callable(factory):
-                raise TypeError(f"the factory for {kind} {name!r} is not callable")
-            found.append(
-                Component(kind, name, factory, record.name, record.distribution, record.version)
-            )
-
+    def _register(
+        self, manager: pluggy.PluginManager, record: PluginRecord, module: object
+    ) -> None:
+        """Register the module's hook implementations with pluggy, each one adapted."""
+        key = self._plugins.setdefault(record.key, record).key
+        hooks = {}
+        for attribute in dir(module):
+            options = manager.parse_hookimpl_opts(module, attribute)
+            if options is not None:
+                adapted = self._adapt(key, getattr(module, attribute))
+                hooks[attribute] = hookspecs.hookimpl(**options)(adapted)
         try:
-            impl.function(register=register)
+            manager.register(SimpleNamespace(**hooks), name=key)
+            manager.check_pending()  # a misspelt hook name
         except Exception as exc:
-            self._plugins[record.name] = attrs.evolve(record, error=exc)
-            for key, components in self._components.items():
-                self._components[key] = [c for c in components if c.plugin != record.name]
-            return
-        for component in found:
-            self._components.setdefault((kind, component.name), []).append(component)
+            manager.unregister(name=key)
+            self._plugins[key] = record._replace(error=exc)
+
+    def _adapt(self, key: str, function: Callable[..., Any]) -> Callable[..., Any]:
+        """`function` as pluggy calls it: its `register` records plugin `key` as the source,
+        and an exception leaving it is blamed on `key` unless a plugin it came through was."""
+        record = self._plugins[key]
+
+        def register(name: str, factory: Callable[..., Any] | str) -> None:
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"a component name must be a non-empty str, not {name!r}")
+            if not (callable(factory) or (isinstance(factory, str) and ":" in factory)):
+                raise TypeError(f"the factory for {name!r} is not callable nor 'module:attribute'")
+            self._pending.append((record, name, factory))
+
+        # pluggy passes the arguments a hook function names; the hooks have one, `register`.
+        if inspect.isgeneratorfunction(function):  # a hook wrapper
+
+            @functools.wraps(function)
+            def adapted_wrapper(*args: object) -> Any:
+                with self._blame(key):
+                    return (yield from function(*[register] * len(args)))
+
+            return adapted_wrapper
+
+        @functools.wraps(function)
+        def adapted(*args: object) -> Any:
+            with self._blame(key):
+                return function(*[register] * len(args))
+
+        return adapted
+
+    @contextlib.contextmanager
+    def _blame(self, key: str) -> Iterator[None]:
+        try:
+            yield
+        except Exception as exc:
+            self._raised_by.setdefault(id(exc), key)
+            raise
+
+    def _call(self, manager: pluggy.PluginManager, kind: Kind, hook: pluggy.HookCaller) -> None:
+        """Call one hook through pluggy; while it raises, drop the plugin to blame and retry."""
+        while True:
+            self._pending.clear()
+            self._raised_by.clear()
+            try:
+                hook(register=None)  # each adapted function passes its own `register`
+                break
+            except Exception as exc:
+                wrappers = [
+                    i.plugin_name for i in hook.get_hookimpls() if i.hookwrapper or i.wrapper
+                ]
+                key = self._raised_by.get(id(exc)) or next(iter(wrappers), None)
+                if key is None:
+                    raise  # not a plugin's exception
+                manager.unregister(name=key)
+                record = self._plugins[key] = self._plugins[key]._replace(error=exc)
+                for found in self._components.values():  # withdraw its earlier hooks' names
+                    found[:] = [c for c in found if (c.plugin, c.distribution) != record[:2]]
+        for record, name, factory in self._pending:
+            component = Component(
+                kind, name, factory, record.name, record.distribution, record.version
+            )
+            self._components.setdefault((kind, name), []).append(component)
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -199,6 +243,7 @@ class PluginRegistry:
         self._ensure_loaded()
         candidates = self._components.get((kind, name), [])
         if len(candidates) == 1:
+            candidates[0].factory  # noqa: B018 - a "module:attribute" that fails, fails here
             return candidates[0]
         if len(candidates) > 1:
             sources = " and ".join(
@@ -212,20 +257,22 @@ class PluginRegistry:
 
     def _not_found(self, kind: Kind, name: str) -> Exception:
         plugin_name = FIRST_PARTY.get((kind, name), (name, ""))[0]
-        record = self._plugins.get(plugin_name)
-        if record is not None and record.disabled:
-            return PluginNotFoundError(
-                f"{kind} {name!r} comes from plugin {plugin_name!r}, which "
-                f"CSF_DISABLE_PLUGINS blocks"
-            )
-        if record is not None and record.error is not None:
-            error = PluginLoadError(
-                f"{kind} {name!r} comes from plugin {plugin_name!r} "
-                f"({record.distribution or 'unknown distribution'}), which failed to load: "
-                f"{type(record.error).__name__}: {record.error}"
-            )
-            error.__cause__ = record.error
-            return error
+        for record in self._plugins.values():
+            if record.name == plugin_name and record.disabled:
+                return PluginNotFoundError(
+                    f"{kind} {name!r} comes from plugin {plugin_name!r}, which "
+                    f"CSF_DISABLE_PLUGINS blocks"
+                )
+            if record.name == plugin_name and record.error is not None:
+                error = PluginLoadError(
+                    f"{kind} {name!r} comes from plugin {plugin_name!r} "
+                    f"({record.distribution or 'unknown distribution'}), which failed to load: "
+                    f"{type(record.error).__name__}: {record.error}"
+                )
+                error.__cause__ = record.error
+                return error
+        import difflib  # only an unknown name needs it
+
         installed = self.names(kind)
         message = f"unknown {kind} {name!r}; installed {kind}s: {', '.join(installed) or 'none'}"
         close = difflib.get_close_matches(name, installed, n=1, cutoff=0.5)
@@ -255,15 +302,13 @@ class PluginRegistry:
         self._ensure_loaded()
         return sorted(self._plugins.values(), key=lambda r: (r.name != BUILTINS, r.name))
 
+    def versions(self) -> dict[str, str | None]:
+        """Core's version, then each plugin distribution's (what `csf --version` prints)."""
+        found = {r.distribution: r.version for r in self.plugins() if r.distribution}
+        return {CORE_DISTRIBUTION: __version__, **found}
+
     def create(self, kind: Kind, name: str, **kwargs: Any) -> Any:
         return self.get(kind, name).factory(**kwargs)
-
-
-def _version(distribution: str) -> str | None:
-    try:
-        return version(distribution)
-    except Exception:
-        return None
 
 
 registry = PluginRegistry()

@@ -14,6 +14,7 @@ from .serializer import GzipJsonSerializer
 from .store import SQLiteStore
 
 __all__ = ["GzipJsonSerializer", "SQLiteStore", "TTLByPrefix"]
+CSF_PLUGIN_API = (1, 1)  # the core plugin API versions this plugin works with
 
 
 @hookimpl

@@ -12,6 +12,7 @@ from ._bounded import FIFOCache, LRUCache
 from ._ttl import TTLCache
 
 __all__ = ["FIFOCache", "LRUCache", "TTLCache"]
+CSF_PLUGIN_API = (1, 1)  # the core plugin API versions this plugin works with
 
 
 @hookimpl

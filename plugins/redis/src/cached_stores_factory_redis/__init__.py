@@ -11,6 +11,7 @@ from cached_stores_factory.hookspecs import Register
 from ._store import DEFAULT_MAX_VALUE_BYTES, RedisStore
 
 __all__ = ["DEFAULT_MAX_VALUE_BYTES", "RedisStore"]
+CSF_PLUGIN_API = (1, 1)  # the core plugin API versions this plugin works with
 
 
 @cached_stores_factory.hookimpl

@@ -11,6 +11,7 @@ from cached_stores_factory.hookspecs import Register
 from ._store import MIN_PART_SIZE, S3Store
 
 __all__ = ["MIN_PART_SIZE", "S3Store"]
+CSF_PLUGIN_API = (1, 1)  # the core plugin API versions this plugin works with
 
 
 @cached_stores_factory.hookimpl

@@ -8,6 +8,7 @@ from cached_stores_factory.hookspecs import Register
 from ._store import TempfileStore
 
 __all__ = ["TempfileStore"]
+CSF_PLUGIN_API = (1, 1)  # the core plugin API versions this plugin works with
 
 
 @cached_stores_factory.hookimpl
