@@ -302,11 +302,6 @@ class PluginRegistry:
         self._ensure_loaded()
         return sorted(self._plugins.values(), key=lambda r: (r.name != BUILTINS, r.name))
 
-    def versions(self) -> dict[str, str | None]:
-        """Core's version, then each plugin distribution's (what `csf --version` prints)."""
-        found = {r.distribution: r.version for r in self.plugins() if r.distribution}
-        return {CORE_DISTRIBUTION: __version__, **found}
-
     def create(self, kind: Kind, name: str, **kwargs: Any) -> Any:
         return self.get(kind, name).factory(**kwargs)
 
