@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml core/pyproject.toml $(wildcard plugins/*/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt $(PACKAGES) \
-		-r requirements/dev.txt -r requirements/bench.txt
+		-r requirements/dev.txt -r requirements/bench.txt -r requirements/docs.txt
 	@touch $@
 
 # The tests start their own redis-server on a free loopback port; they need the binary.
@@ -48,5 +48,10 @@ format: $(STAMP)
 bench: $(STAMP) redis-server
 	$(BIN)/python -m benchmarks $(if $(QUICK),--quick) $(if $(OUT),--out $(OUT))
 
+# The docs site (mkdocs, material theme, API reference from the docstrings) into site/.
+# --strict turns every warning (a broken link, an unknown reference) into a failure.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis site
