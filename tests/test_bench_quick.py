@@ -34,7 +34,7 @@ EXPECTED_PREFIXES = [
     "Redis hit 1 MiB",
     "Redis hit: server commands per hit",
     "S3 miss into tempfile 1 MiB vs",
-    "S3 miss into tempfile 1 MiB, TempfileStore(fsync=False)",
+    "S3 miss into tempfile 1 MiB, TempfileStore(fsync=True)",
     "S3 miss: requests per miss",
     "stampede: 32 threads",
     "streaming ",

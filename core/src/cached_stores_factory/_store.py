@@ -40,7 +40,7 @@ class EntryStat:
     size: int = attrs.field(validator=attrs.validators.ge(0))
     modified: float  # when the store received this version, seconds since the epoch
     etag: str | None = None  # the origin's entity tag, when known (S3's ETag)
-    digest: str | None = None  # "sha256:<hex>" of the content, when the store computed it
+    digest: str | None = None  # "<algorithm>:<hex>" of the content, when the store computed it
 
 
 @attrs.frozen

@@ -12,9 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import redis
 
-from cached_stores_factory.errors import ConfigError, StoreError
+from cached_stores_factory.errors import ConfigError, CorruptEntryError, StoreError
 from cached_stores_factory.plugins import registry
+from cached_stores_factory.testing.faults import RedisControl
 from cached_stores_factory.testing.servers import (
     RedisCluster,
     RedisServer,
@@ -197,18 +199,43 @@ def test_client_settings_are_pinned():
     import redis
 
     connection = RedisStore()._client.connection_pool.connection_kwargs
-    assert (connection["socket_connect_timeout"], connection["socket_timeout"]) == (2.0, 5.0)
+    assert (connection["socket_connect_timeout"], connection["socket_timeout"]) == (0.25, 0.25)
     assert connection["health_check_interval"] == 30
     retry = connection["retry"]
-    assert retry._retries == 3
-    assert (retry._backoff._base, retry._backoff._cap) == (0.05, 1.0)
+    assert retry._retries == 1
+    assert (retry._backoff._base, retry._backoff._cap) == (0.01, 0.05)
     assert {redis.ConnectionError, redis.TimeoutError} <= set(retry._supported_errors)
+
+
+def test_timeouts_and_retries_are_options():
+    store = RedisStore(socket_timeout=2.0, socket_connect_timeout=3.0, retries=4)
+    connection = store._client.connection_pool.connection_kwargs
+    assert (connection["socket_timeout"], connection["socket_connect_timeout"]) == (2.0, 3.0)
+    assert connection["retry"]._retries == 4
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("socket_timeout", 0),
+        ("socket_timeout", "1"),
+        ("socket_connect_timeout", -1),
+        ("retries", -1),
+        ("retries", 1.5),
+        ("retries", True),
+    ],
+)
+def test_bad_timeouts_are_config_errors_naming_the_option(option: str, value: object):
+    with pytest.raises(ConfigError, match=option):
+        RedisStore(**{option: value})  # type: ignore[arg-type]
 
 
 def test_keyword_arguments_override_the_pinned_settings():
     assert (
-        RedisStore(socket_timeout=0.5)._client.connection_pool.connection_kwargs["socket_timeout"]
-        == 0.5
+        RedisStore(health_check_interval=5)._client.connection_pool.connection_kwargs[
+            "health_check_interval"
+        ]
+        == 5
     )
 
 
@@ -451,3 +478,93 @@ def test_running_redis_cluster_starts_three_primaries_and_stops_them():
     for node in cluster.nodes:
         with pytest.raises(OSError):
             node.command("PING")
+
+
+# -- integrity: the value's checksum is checked on every read --------------------------------
+
+
+def raw_client(server: RedisServer) -> redis.Redis:
+    return redis.Redis(server.host, server.port)
+
+
+def test_a_changed_value_is_a_corrupt_entry_never_served(
+    store: RedisStore, redis_server: RedisServer
+):
+    store.put("k", b"the value")
+    raw_client(redis_server).hset(store.prefix + "k", "d", b"the valuE")
+    for read in (store.get, lambda key: store.open_read(key).read()):
+        with pytest.raises(CorruptEntryError, match="does not match its checksum"):
+            read("k")
+    raw_client(redis_server).hset(store.prefix + "k", "d", b"the value, longer")
+    with pytest.raises(CorruptEntryError, match=f"{redis_server.host}:{redis_server.port}"):
+        store.get("k")
+
+
+CORRUPT_METADATA = [
+    b"{not json",
+    b"\xff\xfe\x00",  # not UTF-8
+    b'{"stored": 1.0, "etag": null, "digest": "xxh3-64:00"}',  # no size
+    b'{"size": "5", "stored": 1.0, "etag": null, "digest": "xxh3-64:00"}',
+    b'{"size": -1, "stored": 1.0, "etag": null, "digest": "xxh3-64:00"}',
+    b'{"size": 5, "stored": "yesterday", "etag": null, "digest": "xxh3-64:00"}',
+    b'{"size": 5, "stored": 1.0, "etag": 7, "digest": "xxh3-64:00"}',
+    b'{"size": 5, "stored": 1.0, "etag": null, "digest": "sha256:00"}',  # an older layout
+    b"[1, 2]",
+    b"null",
+]
+
+
+@pytest.mark.parametrize("meta", CORRUPT_METADATA)
+def test_corrupt_metadata_is_a_corrupt_entry_never_a_raw_error(
+    store: RedisStore, redis_server: RedisServer, meta: bytes
+):
+    store.put("k", b"value")
+    raw_client(redis_server).hset(store.prefix + "k", "m", meta)
+    for call in (store.get, store.stat, store.open_read):
+        with pytest.raises(CorruptEntryError, match="metadata"):
+            call("k")
+    store.put("k", b"value")  # rewriting the entry heals it
+    assert store.get("k") == b"value"
+
+
+def test_a_missing_field_is_a_miss(store: RedisStore, redis_server: RedisServer):
+    store.put("k", b"value")
+    raw_client(redis_server).hdel(store.prefix + "k", "m")
+    with pytest.raises(KeyError):
+        store.get("k")
+
+
+# -- outages: a dead or hung server fails fast with StoreError --------------------------------
+
+
+def test_a_hung_server_raises_a_timeout_store_error_and_recovers(redis_control: RedisControl):
+    server = redis_control.server
+    with RedisStore(server.host, server.port, prefix=unique_prefix()) as store:
+        store.put("k", b"v")
+        redis_control.pause()
+        try:
+            for call in (lambda: store.get("k"), lambda: store.put("k", b"w"), store.clear):
+                with pytest.raises(StoreError, match=r"Timeout.*|timed out") as caught:
+                    call()
+                assert f"{server.host}:{server.port}" in str(caught.value)
+        finally:
+            redis_control.resume()
+        assert store.get("k") in (b"v", b"w")  # the paused server ran what it had received
+
+
+def test_a_killed_server_raises_store_error_and_a_restarted_one_serves_again(
+    redis_control: RedisControl,
+):
+    server = redis_control.server
+    with RedisStore(server.host, server.port, prefix=unique_prefix()) as store:
+        store.put("k", b"v")
+        redis_control.kill()
+        for call in (lambda: store.get("k"), lambda: "k" in store, lambda: store.put("k", b"w")):
+            with pytest.raises(StoreError, match=f"{server.host}:{server.port}"):
+                call()
+        redis_control.restart()
+        # The pooled connection died with the old server; the one retry reconnects.
+        with pytest.raises(KeyError):
+            store.get("k")
+        store.put("k", b"w")
+        assert store.get("k") == b"w"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import io
 import json
@@ -16,11 +17,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cached_stores_factory import CachedStoreFactory, MemoryStore
-from cached_stores_factory.errors import ConfigError, InvalidKeyError, KeyNotFoundError, StoreError
+from cached_stores_factory.errors import (
+    ConfigError,
+    CorruptEntryError,
+    InvalidKeyError,
+    KeyNotFoundError,
+    StoreError,
+)
 from cached_stores_factory.plugins import registry
 from cached_stores_factory.testing.stores import ChunkedStream, StoreConformance
 from cached_stores_factory_tempfile import TempfileStore
@@ -155,7 +163,7 @@ def test_metadata_survives_a_new_instance(tmp_path: Path):
         assert list(second.keys()) == ["dir/obj"]
         assert second.stat("dir/obj") == written
         assert written.etag == '"abc123"'
-        assert written.digest == "sha256:" + __import__("hashlib").sha256(b"hello").hexdigest()
+        assert written.digest == "xxh3-64:" + xxhash.xxh3_64_hexdigest(b"hello")
         assert second.get("dir/obj") == b"hello"
 
 
@@ -249,7 +257,9 @@ def test_a_crash_mid_write_leaves_the_old_entry_or_none(tmp_path: Path, had_old:
     assert done.returncode == 17
     leftovers = [p for p in (root / "objects").iterdir() if p.name.startswith(".tmp-")]
     assert len(leftovers) == 1  # the half-written temp file, never at the entry's name
+    # The dead writer's lock went with it, so the next store to open the directory sweeps it.
     with TempfileStore("t", root=root) as store:
+        assert not leftovers[0].exists()
         if had_old:
             assert store.get("k") == b"old version"
             assert list(store.keys()) == ["k"]
@@ -257,11 +267,6 @@ def test_a_crash_mid_write_leaves_the_old_entry_or_none(tmp_path: Path, had_old:
             with pytest.raises(KeyNotFoundError):
                 store.get("k")
             assert list(store.keys()) == []
-    # An orphan older than an hour is swept when a store next opens the directory.
-    old = time.time() - 7200
-    os.utime(leftovers[0], (old, old))
-    TempfileStore("t", root=root).close()
-    assert not leftovers[0].exists()
 
 
 def test_an_old_sidecar_without_its_data_is_swept(tmp_path: Path):
@@ -402,3 +407,184 @@ def test_a_filesystem_failure_while_writing_is_a_store_error(store: TempfileStor
         store.put("k", b"new")
     assert store.get("k") == b"old"
     assert [p for p in objects(store).iterdir() if p.name.startswith(".tmp-")] == []
+
+
+# -- integrity: every read is checked against the checksum in the file's trailer -----------
+
+TRAILER = 20
+SIZES = [0, 1, 4096, 64 * 1024, 64 * 1024 + 1, 300_000]
+
+
+def read_all(store: TempfileStore, key: str) -> bytes:
+    with store.open_read(key) as entry:
+        return entry.read()
+
+
+def flip(path: Path, offset: int) -> None:
+    with path.open("r+b") as handle:
+        handle.seek(offset)
+        byte = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([byte[0] ^ 0x01]))
+
+
+@settings(max_examples=60, deadline=None)
+@given(size=st.sampled_from(SIZES), where=st.floats(0, 1, exclude_max=True))
+def test_any_flipped_bit_is_detected_never_served(tmp_path_factory, size: int, where: float):
+    root = tmp_path_factory.mktemp("flip")
+    with TempfileStore("t", root=root) as store:
+        data = os.urandom(size)
+        store.put("k", data)
+        path = objects(store) / _entry_name("k")
+        flip(path, int(where * (size + TRAILER)))
+        with pytest.raises(CorruptEntryError, match="corrupt"):
+            read_all(store, "k")
+        with pytest.raises(CorruptEntryError):
+            store.get("k")
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("cut", [1, TRAILER, TRAILER + 1, "all-but-one", "empty"])
+def test_a_truncated_entry_is_detected_at_open(store: TempfileStore, size: int, cut: int | str):
+    store.put("k", os.urandom(size))
+    path = objects(store) / _entry_name("k")
+    full = path.stat().st_size
+    keep = {"all-but-one": full - 1, "empty": 0}[cut] if isinstance(cut, str) else full - cut
+    os.truncate(path, max(keep, 0))
+    with pytest.raises(CorruptEntryError, match="trailer"):
+        store.open_read("k")
+
+
+def test_a_large_entry_is_checked_as_it_streams_and_fails_at_its_end(store: TempfileStore):
+    data = os.urandom(1024 * 1024)
+    store.put("k", data)
+    flip(objects(store) / _entry_name("k"), 500_000)
+    with store.open_read("k") as entry:
+        head = entry.read(100_000)  # before the flip is reached nothing can be known
+        assert head == data[:100_000]
+        with pytest.raises(CorruptEntryError):
+            while entry.read(65536):
+                pass
+        with pytest.raises(CorruptEntryError):  # and it stays failed
+            entry.read()
+
+
+def test_a_seek_checks_the_whole_large_entry_first(store: TempfileStore):
+    data = os.urandom(200_000)
+    store.put("good", data)
+    store.put("bad", data)
+    flip(objects(store) / _entry_name("bad"), 150_000)
+    with store.open_read("good") as entry:
+        entry.stream.seek(100_000)
+        assert entry.read() == data[100_000:]
+    with store.open_read("bad") as entry, pytest.raises(CorruptEntryError):
+        entry.stream.seek(10)
+
+
+def test_a_file_without_a_trailer_from_an_older_layout_is_a_corrupt_entry(store: TempfileStore):
+    store.put("k", b"v" * 100)
+    (objects(store) / _entry_name("k")).write_bytes(b"v" * 100)  # data alone, no trailer
+    with pytest.raises(CorruptEntryError):
+        store.get("k")
+
+
+def test_stat_reports_the_data_size_without_the_trailer(store: TempfileStore):
+    store.put_stream("k", io.BytesIO(b"12345"), etag="e")
+    assert store.stat("k").size == 5
+    assert store.stat("k").etag == "e"
+    with store.open_read("k") as entry:
+        assert entry.stat.size == 5
+
+
+# -- leftovers of killed writers ------------------------------------------------------------
+
+
+def test_leftovers_named_like_temp_files_are_swept_at_start_up_without_raising(tmp_path: Path):
+    root = tmp_path / "store"
+    TempfileStore("t", root=root).close()
+    objects_dir = root / "objects"
+    leftover_dir = objects_dir / ".tmp-0123456789abcdef-dir"
+    (leftover_dir / "nested").mkdir(parents=True)
+    (leftover_dir / "nested" / "file").write_bytes(b"x")
+    outside = tmp_path / "outside"
+    outside.write_bytes(b"keep me")
+    (objects_dir / ".tmp-0123456789abcdef-link").symlink_to(outside)
+    (objects_dir / ".tmp-0123456789abcdef-file").write_bytes(b"half")
+    with TempfileStore("t", root=root) as store:
+        store.put("k", b"v")
+        assert store.get("k") == b"v"
+    assert not [p for p in objects_dir.iterdir() if p.name.startswith(".tmp-")]
+    assert outside.read_bytes() == b"keep me"
+
+
+def test_a_live_writers_temp_file_is_not_swept(store: TempfileStore):
+    import fcntl
+
+    temp = objects(store) / ".tmp-0123456789abcdef-live"
+    with temp.open("wb") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # as a writer in another process holds it
+        TempfileStore("t", root=store.root).close()
+        assert temp.exists()
+    TempfileStore("t", root=store.root).close()
+    assert not temp.exists()
+
+
+# -- a read-only or full root is a StoreError, never a raw OSError ---------------------------
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A small tmpfs at `path` (root only); skips where mounting is impossible."""
+    path.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_a_full_root_raises_store_error_and_keeps_the_old_entry(tmp_path: Path):
+    with tmpfs(tmp_path / "small", "1m") as mount, TempfileStore("t", root=mount) as store:
+        store.put("k", b"old")
+        with pytest.raises(StoreError, match="No space left") as caught:
+            store.put_stream("k", ChunkedStream(4 * 1024 * 1024))  # type: ignore[arg-type]
+        assert not isinstance(caught.value, OSError)
+        assert store.get("k") == b"old"
+        assert not [p for p in objects(store).iterdir() if p.name.startswith(".tmp-")]
+        store.put("small", b"fits again")
+        assert store.get("small") == b"fits again"
+
+
+def test_a_read_only_root_opens_serves_and_raises_store_error_on_writes(tmp_path: Path):
+    with tmpfs(tmp_path / "ro", "4m") as mount:
+        with TempfileStore("t", root=mount) as store:
+            store.put("k", b"value")
+            (objects(store) / ".tmp-0123456789abcdef-dead").write_bytes(b"x")
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        with TempfileStore("t", root=mount) as store:  # the sweep cannot unlink: no raise
+            assert store.get("k") == b"value"
+            assert "k" in store
+            for write in (lambda: store.put("k", b"new"), lambda: store.delete("k")):
+                with pytest.raises(StoreError, match="Read-only"):
+                    write()
+            assert store.get("k") == b"value"
+
+
+def test_a_missing_objects_directory_on_a_read_only_root_is_a_store_error(tmp_path: Path):
+    with tmpfs(tmp_path / "ro", "1m") as mount:
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        with pytest.raises(StoreError, match="Read-only"):
+            TempfileStore("t", root=mount)
+
+
+def test_a_root_that_is_a_file_is_a_clear_error(tmp_path: Path):
+    root = tmp_path / "file"
+    root.write_bytes(b"")
+    with pytest.raises(StoreError, match=f"{root}"):
+        TempfileStore("t", root=root)
