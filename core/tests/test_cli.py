@@ -157,7 +157,9 @@ def test_version_names_core_and_each_installed_plugin(
         main(["--version"])
     assert exit_info.value.code == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == f"csf {version('cached-stores-factory-core')} (cached-stores-factory-core)"
+    assert lines[0] == (
+        f"csf {version('cached-stores-factory-core')} (cached-stores-factory-core, plugin API 1)"
+    )
     plugins = {r.name: r for r in registry.plugins() if r.name != "builtins"}
     assert len(lines) == 1 + len(plugins)
     for line, record in zip(lines[1:], sorted(plugins.values(), key=lambda r: r.name), strict=True):

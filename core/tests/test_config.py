@@ -302,3 +302,8 @@ def test_reading_a_config_creates_nothing_until_build(tmp_path: Path) -> None:
     assert root.is_dir()
     assert store.local is factory.local_store  # made once, then kept
     assert factory.build().local is store.local
+
+
+def test_an_unknown_policy_lists_the_installed_policies() -> None:
+    with pytest.raises(PluginNotFoundError, match="unknown policy 'lfu'; installed policies: "):
+        CachedStoreFactory.from_config({**MEMORY_PAIR, "policy": {"name": "lfu"}})

@@ -15,12 +15,12 @@ import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from importlib import metadata
 from typing import Any, BinaryIO
 
 from ._engine import CachedStore
 from ._factory import CachedStoreFactory
 from ._progress import Meter, MeteredStore
+from ._version import PLUGIN_API, __version__
 from .errors import ConfigError, CSFError, KeyNotFoundError
 from .plugins import BUILTINS, PluginRegistry, registry
 
@@ -80,7 +80,7 @@ def _cmd_plugins(args: argparse.Namespace) -> int:
 
 def _versions() -> str:
     """core's version, then each installed plugin's, one a line."""
-    lines = [f"csf {metadata.version(CORE_DISTRIBUTION)} ({CORE_DISTRIBUTION})"]
+    lines = [f"csf {__version__} ({CORE_DISTRIBUTION}, plugin API {PLUGIN_API})"]
     for record in registry.plugins():
         if record.name == BUILTINS:
             continue

@@ -274,7 +274,8 @@ class PluginRegistry:
         import difflib  # only an unknown name needs it
 
         installed = self.names(kind)
-        message = f"unknown {kind} {name!r}; installed {kind}s: {', '.join(installed) or 'none'}"
+        plural = "policies" if kind == "policy" else f"{kind}s"
+        message = f"unknown {kind} {name!r}; installed {plural}: {', '.join(installed) or 'none'}"
         close = difflib.get_close_matches(name, installed, n=1, cutoff=0.5)
         if close:
             message += f"; did you mean {close[0]!r}?"
