@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 QUICK ?=
 
-.PHONY: venv demo test lint format bench docs clean redis-server
+.PHONY: venv demo test lint format bench docs dist clean redis-server
 
 venv: $(STAMP)
 
@@ -53,5 +53,14 @@ bench: $(STAMP) redis-server
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
+# A wheel and an sdist of every distribution: the bundle, the core and each plugins/*/ folder.
+DIST ?= dist
+DISTRIBUTIONS := . core $(patsubst %/pyproject.toml,%,$(wildcard plugins/*/pyproject.toml))
+dist: $(STAMP)
+	rm -rf $(DIST)
+	for project in $(DISTRIBUTIONS); do \
+		$(BIN)/python -m build --no-isolation --outdir $(DIST) $$project || exit 1; \
+	done
+
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis site
+	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis site dist
