@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
-from cached_stores_factory import CachedStoreFactory, CachePolicy
+from cached_stores_factory import CachedStore, CachedStoreFactory, CachePolicy
 from cached_stores_factory.errors import KeyNotFoundError
 from cached_stores_factory.testing.policies import RecordingStore
 from cached_stores_factory_policies import FIFOCache, LRUCache
@@ -50,34 +50,61 @@ def payload(key: str, seed: int, step: int) -> bytes:
     return f"{key}|{seed}|{step};".encode() * (1 + step % 40)
 
 
+def churn(cached: CachedStore, operations: int, seed: int) -> None:
+    """Random reads, writes and deletes of 30 keys; every read must return whole bytes."""
+    rng = random.Random(seed)
+    keys = [f"k{i:02d}" for i in range(30)]
+    for step in range(operations):
+        key = rng.choice(keys)
+        action = rng.random()
+        if action < 0.4:
+            cached.put_stream(key, io.BytesIO(payload(key, seed, step)))
+        elif action < 0.95:
+            try:
+                with cached.open_read(key) as entry:
+                    got = entry.read()
+            except KeyNotFoundError:
+                continue  # never written, or deleted by some process
+            unit = got.split(b";", 1)[0] + b";"
+            assert unit.startswith(key.encode() + b"|"), (key, got[:40])
+            assert got == unit * (len(got) // len(unit)), (key, got[:40])
+        else:
+            cached.delete(key)
+
+
 def churn_worker(root: str, kind: str, depth: int, operations: int, seed: int) -> None:
-    """One process of the multi-process test: random reads, writes and deletes.
+    """One process of the multi-process test over one tempfile cache.
 
     The processes share the local store (`root`/local) and the remote (`root`/remote, a
-    tempfile store with no policy).  Every read must return whole bytes written for that
-    key.  Any exception fails the process, which the test sees in its exit code.
+    tempfile store with no policy).  Any exception fails the process, which the test sees in
+    its exit code.
     """
-    rng = random.Random(seed)
     remote = TempfileStore("remote", root=Path(root) / "remote", fsync=False)
     local = TempfileStore("local", root=Path(root) / "local", fsync=False)
     cached = CachedStoreFactory(local, remote, make_policy(kind, depth)).build()
-    keys = [f"k{i:02d}" for i in range(30)]
     try:
-        for step in range(operations):
-            key = rng.choice(keys)
-            action = rng.random()
-            if action < 0.4:
-                cached.put_stream(key, io.BytesIO(payload(key, seed, step)))
-            elif action < 0.95:
-                try:
-                    with cached.open_read(key) as entry:
-                        got = entry.read()
-                except KeyNotFoundError:
-                    continue  # never written, or deleted by some process
-                unit = got.split(b";", 1)[0] + b";"
-                assert unit.startswith(key.encode() + b"|"), (key, got[:40])
-                assert got == unit * (len(got) // len(unit)), (key, got[:40])
-            else:
-                cached.delete(key)
+        churn(cached, operations, seed)
+    finally:
+        cached.close()
+
+
+def cluster_churn_worker(
+    host: str,
+    port: int,
+    prefix: str,
+    remote_root: str,
+    kind: str,
+    depth: int,
+    operations: int,
+    seed: int,
+) -> None:
+    """One process of the fleet test: a Redis Cluster local store, its ledger in the cluster."""
+    from cached_stores_factory_redis import RedisStore
+
+    remote = TempfileStore("remote", root=Path(remote_root), fsync=False)
+    local = RedisStore(host, port, cluster=True, prefix=prefix)
+    cached = CachedStoreFactory(local, remote, make_policy(kind, depth)).build()
+    try:
+        churn(cached, operations, seed)
     finally:
         cached.close()

@@ -4,15 +4,51 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 import attrs
 
 from cached_stores_factory import CachePolicy, EntryStat, Store
+from cached_stores_factory.errors import ConfigError
 
 from ._ledger import Bounds, Ledger, open_ledger
 from ._ttl import stale_keys
 from ._validators import count_at_least_one, positive_seconds
+
+_LEDGER_SCHEMES = ("redis", "rediss", "unix")
+
+
+def _redis_url(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str) or urlsplit(value).scheme not in _LEDGER_SCHEMES:
+        raise ValueError(
+            f"{attribute.name} must be a redis://, rediss:// or unix:// URL, not "
+            f"{_without_password(value)}"
+        )
+
+
+def _without_password(url: object) -> str:
+    """The URL's repr with any password replaced by ***, for messages."""
+    if isinstance(url, str) and (password := urlsplit(url).password):
+        url = url.replace(f":{password}@", ":***@", 1)
+    return repr(url)
+
+
+def _store_identity(store: Store) -> str:
+    """What names one local store the same way in every process: bucket, prefix or root."""
+    bucket = getattr(store, "bucketname", None)
+    prefix = getattr(store, "prefix", "")
+    root = getattr(store, "root", None)
+    if bucket is not None:
+        return f"s3:{bucket}/{prefix}"
+    if getattr(store, "redis_client", None) is not None:
+        return f"redis:{prefix}"
+    if root is not None:
+        return f"{type(store).__name__}:{root}"
+    return type(store).__name__
+
 
 __all__ = ["FIFOCache", "LRUCache"]
 
@@ -33,6 +69,18 @@ class _BoundedCache(CachePolicy):
     ttl: float | None = attrs.field(
         default=None, validator=attrs.validators.optional(positive_seconds)
     )
+    # Where the ledger lives is not part of the repr (`state` shows it): a URL may hold a
+    # password, and the repr names the policy's behaviour.
+    ledger: str | None = attrs.field(default=None, kw_only=True, validator=_redis_url, repr=False)
+    ledger_cluster: bool = attrs.field(
+        default=False, kw_only=True, validator=attrs.validators.instance_of(bool), repr=False
+    )
+    ledger_key: str | None = attrs.field(
+        default=None,
+        kw_only=True,
+        validator=attrs.validators.optional(attrs.validators.instance_of(str)),
+        repr=False,
+    )
     clock: Callable[[], float] = attrs.field(default=time.time, kw_only=True, repr=False)
     _store: Store | None = attrs.field(default=None, init=False, repr=False)
     _ledger: Ledger | None = attrs.field(default=None, init=False, repr=False)
@@ -46,11 +94,47 @@ class _BoundedCache(CachePolicy):
             raise ValueError(
                 f"{self!r} is already bound to {self._store!r}; use one policy per local store"
             )
-        self._ledger = open_ledger(store, Bounds(self.depth, self.max_bytes), self.name)
+        self._ledger = self._open_ledger(store, Bounds(self.depth, self.max_bytes))
         self._store = store
 
+    def _open_ledger(self, store: Store, bounds: Bounds) -> Ledger:
+        """A Redis ledger when asked for, or when the local store is Redis; else the default."""
+        if self.ledger_cluster and self.ledger is None:
+            raise ConfigError(f"{self.name}: ledger_cluster=True needs ledger='redis://...'")
+        client = getattr(store, "redis_client", None)
+        if self.ledger is None and (store.state_dir() is not None or client is None):
+            return open_ledger(store, bounds, self.name)
+        from ._redis_ledger import RedisLedger
+
+        key = self.ledger_key or f"{self.name}:{_store_identity(store)}"
+        if self.ledger is None:  # the local store's own Redis
+            where = getattr(store, "where", "the local store's Redis")
+            return RedisLedger(store, bounds, client, ledger_key=key, where=where, owned=False)
+        try:
+            from cached_stores_factory_redis import connect
+        except ImportError:
+            raise ConfigError(
+                f"{self.name}: a ledger in Redis needs the redis plugin: "
+                'pip install "cached-stores-factory[redis]"'
+            ) from None
+        parts = urlsplit(self.ledger)
+        kind = "Redis Cluster" if self.ledger_cluster else "Redis"
+        where = f"{kind} at {parts.hostname or parts.path}" + (
+            f":{parts.port}" if parts.port else ""
+        )
+        return RedisLedger(
+            store,
+            bounds,
+            connect(url=self.ledger, cluster=self.ledger_cluster),
+            ledger_key=key,
+            where=where,
+            owned=True,
+            secrets=(parts.password, self.ledger),
+        )
+
     @property
-    def ledger(self) -> Ledger:
+    def state(self) -> Ledger:
+        """The bound ledger: in memory, in SQLite or in Redis."""
         if self._ledger is None:
             raise RuntimeError(f"{self!r} is not bound to a store: build a cached store with it")
         return self._ledger
@@ -64,10 +148,10 @@ class _BoundedCache(CachePolicy):
     def on_insert(self, key: str, stat: EntryStat) -> Sequence[str]:
         if not self.admits(stat.size):  # the size was unknown when it was admitted
             return [key]
-        return self.ledger.insert(key, stat.size, self.clock())
+        return self.state.insert(key, stat.size, self.clock())
 
     def on_delete(self, key: str) -> None:
-        self.ledger.remove(key)
+        self.state.remove(key)
 
     def expired(self) -> list[str]:
         if self.ttl is None or self._store is None:
@@ -98,4 +182,4 @@ class LRUCache(_BoundedCache):
     name: ClassVar[str] = "lru"
 
     def on_hit(self, key: str, stat: EntryStat) -> None:
-        self.ledger.touch(key, self.clock())  # O(1), in memory, no lock, no system call
+        self.state.touch(key, self.clock())  # O(1), in memory, no lock, no system call

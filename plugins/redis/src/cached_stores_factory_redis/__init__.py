@@ -8,9 +8,9 @@ from __future__ import annotations
 import cached_stores_factory
 from cached_stores_factory.hookspecs import Register
 
-from ._store import DEFAULT_MAX_VALUE_BYTES, RedisStore
+from ._store import DEFAULT_MAX_VALUE_BYTES, RedisStore, connect
 
-__all__ = ["DEFAULT_MAX_VALUE_BYTES", "RedisStore"]
+__all__ = ["DEFAULT_MAX_VALUE_BYTES", "RedisStore", "connect"]
 CSF_PLUGIN_API = (1, 1)  # the core plugin API versions this plugin works with
 
 

@@ -1,0 +1,330 @@
+"""RedisLedger: a bounded cache's order, sizes and counts in Redis, shared by a fleet.
+
+Every process and machine whose policy names the same ledger (the same Redis, the same
+`ledger_key`) shares one bound.  Insert-and-evict runs as one Lua script on the server, so
+no two processes ever evict on a stale count.  All of a ledger's keys carry one hash tag,
+`csf-ledger:{<ledger key>}:...`, so on Redis Cluster they sit in one slot and the script
+may touch them all.
+
+The keys: `order` (a sorted set: key -> last use or insert time, oldest first), `sizes`
+(a hash: key -> bytes), `meta` (a hash: `bytes`, the sum of the sizes) and `stats` (a hash
+of counters summed over every process, see `add_stats`).
+
+LRU uses (`touch`) stay in this process's memory and are written by a background thread
+every `FLUSH_SECONDS`, by the next insert or removal (in the same script call) and at
+close, so a hit adds no round trip.  A use only moves a key's time forward (`ZADD XX GT`),
+so a late flush never makes a key look older than another process saw it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from cached_stores_factory import Store
+from cached_stores_factory.errors import StoreError, redact
+
+from ._ledger import Bounds, _store_entries
+
+__all__ = ["FLUSH_SECONDS", "RedisLedger", "ledger_keys"]
+
+log = logging.getLogger("cached_stores_factory.policies")
+
+FLUSH_SECONDS = 0.1
+"""How often buffered LRU uses and counters are written: short, so other processes see
+recent uses, and long enough that a busy process sends one small script call per period."""
+
+# Apply buffered uses: ARGV[first..] are (key, time) pairs.  A use moves a key's time
+# forward only, and never brings back a key that is gone (XX).
+_TOUCH = """
+local function touch(order, first)
+  for i = first, #ARGV, 2 do
+    redis.call('ZADD', order, 'XX', 'GT', ARGV[i + 1], ARGV[i])
+  end
+end
+"""
+
+# Amounts are computed as `0 - x`, never `-x`: Lua writes -0 as "-0", which HINCRBY refuses.
+
+# KEYS: order, sizes, meta.  ARGV: key, size, now, depth, max_bytes (-1: none), then uses.
+_INSERT = (
+    _TOUCH
+    + """
+local order, sizes, meta = KEYS[1], KEYS[2], KEYS[3]
+touch(order, 6)
+local key, size = ARGV[1], tonumber(ARGV[2])
+local depth, max_bytes = tonumber(ARGV[4]), tonumber(ARGV[5])
+local old = tonumber(redis.call('HGET', sizes, key) or '0')
+redis.call('ZADD', order, ARGV[3], key)
+redis.call('HSET', sizes, key, size)
+local total = redis.call('HINCRBY', meta, 'bytes', size - old)
+local count = redis.call('ZCARD', order)
+local victims = {}
+while count > depth or (max_bytes >= 0 and total > max_bytes) do
+  local oldest = redis.call('ZPOPMIN', order)
+  if #oldest == 0 then break end
+  local victim = oldest[1]
+  local victim_size = tonumber(redis.call('HGET', sizes, victim) or '0')
+  redis.call('HDEL', sizes, victim)
+  total = redis.call('HINCRBY', meta, 'bytes', 0 - victim_size)
+  count = count - 1
+  victims[#victims + 1] = victim
+end
+return victims
+"""
+)
+
+# KEYS: order, sizes, meta.  ARGV: n, then n (key, time) pairs: each row goes only if its
+# time is still the one read before the store was checked (else another process stored the
+# key again meanwhile), then uses.
+_REMOVE = (
+    _TOUCH
+    + """
+local order, sizes, meta = KEYS[1], KEYS[2], KEYS[3]
+local n = tonumber(ARGV[1])
+for i = 2, 2 * n, 2 do
+  local key = ARGV[i]
+  local score = redis.call('ZSCORE', order, key)
+  if score and tonumber(score) == tonumber(ARGV[i + 1]) then
+    redis.call('ZREM', order, key)
+    local size = tonumber(redis.call('HGET', sizes, key) or '0')
+    redis.call('HDEL', sizes, key)
+    redis.call('HINCRBY', meta, 'bytes', 0 - size)
+  end
+end
+touch(order, 2 * n + 2)
+"""
+)
+
+# KEYS: order, sizes, meta.  ARGV: (key, size, time) triples of entries the store holds and
+# the ledger does not know: added with their stored time, unless a row appeared meanwhile.
+_ADOPT = """
+local order, sizes, meta = KEYS[1], KEYS[2], KEYS[3]
+for i = 1, #ARGV, 3 do
+  if redis.call('ZADD', order, 'NX', ARGV[i + 2], ARGV[i]) == 1 then
+    redis.call('HSET', sizes, ARGV[i], ARGV[i + 1])
+    redis.call('HINCRBY', meta, 'bytes', ARGV[i + 1])
+  end
+end
+"""
+
+# KEYS: stats, order.  ARGV: n, then n (counter, amount) pairs, then uses.
+_FLUSH = (
+    _TOUCH
+    + """
+local n = tonumber(ARGV[1])
+for i = 2, 2 * n, 2 do
+  redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1])
+end
+touch(KEYS[2], 2 * n + 2)
+"""
+)
+
+
+def ledger_keys(ledger_key: str) -> dict[str, str]:
+    """The Redis keys of one ledger, all in one hash slot."""
+    return {
+        part: f"csf-ledger:{{{ledger_key}}}:{part}" for part in ("order", "sizes", "meta", "stats")
+    }
+
+
+class RedisLedger:
+    """The ledger in Redis (or Redis Cluster), shared by every process that names it.
+
+    `client` is a redis-py client; `owned` says whether closing the ledger closes it (a
+    client borrowed from a RedisStore stays open).  `where` names the server for messages.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        bounds: Bounds,
+        client: Any,
+        *,
+        ledger_key: str,
+        where: str,
+        owned: bool,
+        secrets: tuple[str | None, ...] = (),
+    ) -> None:
+        import redis
+
+        self._store = store
+        self._bounds = bounds
+        self._client = client
+        self._owned = owned
+        self.where = f"{where}, ledger {ledger_key!r}"
+        self._secrets = secrets
+        self._errors = (redis.RedisError, redis.exceptions.RedisClusterException)
+        keys = ledger_keys(ledger_key)
+        self._entry_keys = [keys["order"], keys["sizes"], keys["meta"]]
+        self._stats_key = keys["stats"]
+        self._insert = client.register_script(_INSERT)
+        self._remove = client.register_script(_REMOVE)
+        self._adopt = client.register_script(_ADOPT)
+        self._flush = client.register_script(_FLUSH)
+        self._uses: dict[str, float] = {}  # key -> last use, in order of last use
+        self._counts: dict[str, int] = {}  # counters not yet written
+        self._lock = threading.Lock()  # one script call at a time takes the buffers
+        self._closed = threading.Event()
+        self._sync()
+        self._flusher: threading.Thread | None = None
+        self._start_flusher()
+        ref = weakref.ref(self)
+
+        def restart_in_child() -> None:  # a forked child has no flusher thread
+            ledger = ref()
+            if ledger is not None and not ledger._closed.is_set():
+                ledger._lock = threading.Lock()  # the parent's flusher may have held it
+                ledger._uses.clear()  # the parent writes its own
+                ledger._counts.clear()
+                ledger._start_flusher()
+
+        os.register_at_fork(after_in_child=restart_in_child)
+
+        def at_exit() -> None:
+            ledger = ref()
+            if ledger is not None:
+                ledger.close()
+
+        self._at_exit = at_exit
+        atexit.register(at_exit)
+
+    def __repr__(self) -> str:
+        return f"RedisLedger({self.where})"
+
+    # -- talking to Redis ---------------------------------------------------------------------
+
+    @contextmanager
+    def _talking(self) -> Iterator[None]:
+        try:
+            yield
+        except self._errors as exc:
+            message = redact(f"{type(exc).__name__}: {exc}", self._secrets)
+            raise StoreError(f"policy state at {self.where}: {message}") from None
+
+    def _take_uses(self) -> list[str]:
+        """The buffered uses as script arguments; taken under the lock, so written once."""
+        taken, self._uses = self._uses, {}
+        uses = list(taken.items())  # one atomic copy, while touch() may still add to `taken`
+        return [arg for key, used in uses for arg in (key, repr(used))]
+
+    def _sync(self) -> None:
+        """Make the ledger match the store: forget vanished entries, adopt unknown ones."""
+        order, sizes, _ = self._entry_keys
+        present = set(self._store.keys())
+        with self._talking():
+            known = {key.decode() for key in self._client.hkeys(sizes)}
+            gone = sorted(known - present)
+            times = self._client.zmscore(order, gone) if gone else []
+        really_gone = [
+            (key, used)
+            for key, used in zip(gone, times, strict=True)
+            if used is not None and key not in self._store
+        ]
+        adopted = _store_entries(self._store, present - known)
+        with self._talking():
+            if really_gone:
+                pairs = [arg for key, used in really_gone for arg in (key, repr(used))]
+                self._remove(keys=self._entry_keys, args=[len(really_gone), *pairs])
+            if adopted:
+                triples = [arg for used, key, size in adopted for arg in (key, size, repr(used))]
+                self._adopt(keys=self._entry_keys, args=triples)
+
+    # -- the Ledger protocol ------------------------------------------------------------------
+
+    def insert(self, key: str, size: int, now: float) -> list[str]:
+        max_bytes = -1 if self._bounds.max_bytes is None else self._bounds.max_bytes
+        try:
+            with self._lock, self._talking():
+                uses = self._take_uses()
+                victims = self._insert(
+                    keys=self._entry_keys,
+                    args=[key, size, repr(now), self._bounds.depth, max_bytes, *uses],
+                )
+        except StoreError as exc:
+            # Never exceed the bound because the ledger is unreachable: drop the new copy.
+            log.warning("%s; not caching %r", exc, key)
+            return [key]
+        return [victim.decode() for victim in victims]
+
+    def touch(self, key: str, now: float) -> None:
+        # No lock, no I/O: a hit never waits.  The flusher thread writes it soon.
+        uses = self._uses
+        uses.pop(key, None)
+        uses[key] = now
+
+    def remove(self, key: str) -> None:
+        try:
+            with self._talking():
+                (used,) = self._client.zmscore(self._entry_keys[0], [key])
+            # Another process may have stored the key again since it went: its row stays.
+            if used is None or key in self._store:
+                used_args: list[Any] = [0]
+            else:
+                used_args = [1, key, repr(used)]
+            with self._lock, self._talking():
+                self._remove(keys=self._entry_keys, args=[*used_args, *self._take_uses()])
+        except StoreError as exc:
+            # A row left behind only makes the cache hold less; the next bind() drops it.
+            log.warning("%s; %r stays listed", exc, key)
+
+    def add_stats(self, counts: Mapping[str, int]) -> None:
+        """Add to the fleet-wide counters; written with the next flush."""
+        with self._lock:
+            for name, amount in counts.items():
+                if amount:
+                    self._counts[name] = self._counts.get(name, 0) + amount
+
+    def fleet_stats(self) -> dict[str, int]:
+        """The counters summed over every process that wrote to this ledger."""
+        self.flush()
+        with self._talking():
+            raw = self._client.hgetall(self._stats_key)
+        return {name.decode(): int(value) for name, value in raw.items()}
+
+    def flush(self) -> None:
+        """Write buffered uses and counters now."""
+        with self._lock:
+            if not self._uses and not self._counts:
+                return
+            counts, self._counts = self._counts, {}
+            uses = self._take_uses()
+            pairs = [arg for name, amount in counts.items() for arg in (name, amount)]
+            with self._talking():
+                self._flush(
+                    keys=[self._stats_key, self._entry_keys[0]], args=[len(counts), *pairs, *uses]
+                )
+
+    def _start_flusher(self) -> None:
+        self._flusher = threading.Thread(
+            target=self._flush_periodically, name="csf-ledger-flush", daemon=True
+        )
+        self._flusher.start()
+
+    def _flush_periodically(self) -> None:
+        while not self._closed.wait(FLUSH_SECONDS):
+            try:
+                self.flush()
+            except StoreError as exc:
+                log.warning("%s; recent uses and counts lost", exc)
+
+    def close(self) -> None:
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        atexit.unregister(self._at_exit)
+        flusher = self._flusher
+        if flusher is not None and flusher is not threading.current_thread():
+            flusher.join(timeout=2)
+        try:
+            self.flush()
+        except StoreError as exc:
+            log.warning("%s; recent uses and counts lost", exc)
+        if self._owned:
+            self._client.close()
