@@ -170,7 +170,7 @@ def phase_example_1() -> None:
 
     def write() -> bytes:
         CSFD.write(my_data)
-        CSFD.flush()  # the seed never closes: exit or garbage collection would commit too
+        CSFD.close()  # the seed never closes: garbage collection or exit would commit it
         return res + my_data
 
     table.measure("path/my.file", write, label="written")

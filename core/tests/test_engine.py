@@ -26,7 +26,7 @@ from cached_stores_factory import (
     MemoryStore,
     Store,
 )
-from cached_stores_factory._fileobj import SPOOL_LIMIT
+from cached_stores_factory._spool import SPOOL_LIMIT
 from cached_stores_factory.errors import KeyNotFoundError, SerializerError, StoreError
 
 WAIT = 10.0  # seconds a test waits for other threads before it gives up (never a timing check)
@@ -461,13 +461,13 @@ def test_a_dropped_store_is_freed_with_its_counters(remote) -> None:
 # -- write-through ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("commit", ["flush", "close", "with", "gc"])
+@pytest.mark.parametrize("commit", ["close", "with", "gc"])
 def test_a_write_commits_remote_then_local(cs, remote, local, commit: str) -> None:
     fh = cs.open("w/new.bin", "wb")
     fh.write(b"payload")
-    if commit == "flush":
-        fh.flush()
-    elif commit == "close":
+    fh.flush()
+    assert "w/new.bin" not in remote  # flush uploads nothing
+    if commit == "close":
         fh.close()
     elif commit == "with":
         with fh:
@@ -487,8 +487,6 @@ def test_a_failed_remote_write_raises_leaves_local_alone_and_can_be_retried(
     fh = cs.open("a/b.txt", "wb")
     fh.write(b"new")
     remote.fail_writes = StoreError("remote refused the write")
-    with pytest.raises(StoreError, match="refused"):
-        fh.flush()
     with pytest.raises(StoreError, match="refused"):
         fh.close()
     assert not fh.closed
@@ -753,3 +751,133 @@ def test_threads_hammering_few_keys_leave_no_stale_copy() -> None:
     assert all(value in written for seen in results for value in seen)
     for key in local:
         assert local.get(key) == remote.get(key), key
+
+
+# -- third-party contract tolerance and small failures -------------------------------------
+
+
+class PlainKeyErrorStore(Store):
+    """A store as an author writes it first: a dict, and a plain KeyError for a missing key."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, bytes] = {}
+
+    def get(self, key: str) -> bytes:
+        return self.entries[key]
+
+    def put(self, key: str, data: bytes) -> None:
+        self.entries[key] = bytes(data)
+
+    def delete(self, key: str) -> bool:
+        return self.entries.pop(key, None) is not None
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        return (key for key in list(self.entries) if key.startswith(prefix))
+
+
+def test_a_plain_key_error_from_a_third_party_store_is_a_miss(remote) -> None:
+    local = PlainKeyErrorStore()
+    cs = CachedStoreFactory(local, remote).build()
+    assert cs.get("a/b.txt") == b"hello\nworld\n"  # the local KeyError was a miss
+    assert local.entries["a/b.txt"] == b"hello\nworld\n"
+    with pytest.raises(KeyNotFoundError, match="PlainKeyErrorStore"):
+        local.stat("absent")
+    assert "absent" not in local
+    assert CachedStoreFactory(MemoryStore(), local).build().get("absent", None) is None
+
+
+def test_every_waiter_gets_its_own_error_chained_to_the_cause(cs, remote) -> None:
+    remote.gate = threading.Event()
+    remote.fail_reads = StoreError("the remote is down")
+
+    def opener() -> None:
+        wait_until(lambda: cs.stats()["coalesced"] == 7)
+        remote.gate.set()
+
+    threading.Thread(target=opener, daemon=True).start()
+    errors = run_threads(8, lambda: cs.get("a/b.txt"))
+    assert all(isinstance(error, StoreError) for error in errors)
+    cause = remote.fail_reads
+    waiters = [error for error in errors if error is not cause]
+    assert len(waiters) == 7  # one leader raised the cause itself
+    assert len({id(error) for error in waiters}) == 7
+    assert all(error.__cause__ is cause and str(error) == str(cause) for error in waiters)
+
+
+class FailingInsertPolicy(CachePolicy):
+    def __init__(self) -> None:
+        self.tracked: set[str] = set()
+
+    def on_insert(self, key: str, stat: EntryStat) -> Sequence[str]:
+        raise RuntimeError("the policy's ledger is broken")
+
+    def on_delete(self, key: str) -> None:
+        self.tracked.discard(key)
+
+
+def test_a_policy_whose_on_insert_raises_leaves_no_untracked_copy(local, remote) -> None:
+    cs = CachedStoreFactory(local, remote, FailingInsertPolicy()).build()
+    assert cs.get("a/b.txt") == b"hello\nworld\n"  # the read is still served
+    assert "a/b.txt" not in local
+    cs.put("w", b"written")
+    assert remote.get("w") == b"written"
+    assert "w" not in local
+    assert cs.stats()["remote_writes"] == 1
+
+
+def test_the_spool_of_a_forward_only_stream_is_closed(cs, monkeypatch) -> None:
+    from cached_stores_factory import _engine
+
+    made: list[Any] = []
+    original = _engine.new_spool
+
+    def recording() -> Any:
+        made.append(original())
+        return made[-1]
+
+    monkeypatch.setattr(_engine, "new_spool", recording)
+
+    class ForwardOnly(io.RawIOBase):
+        def __init__(self) -> None:
+            self.left = b"streamed"
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, buffer: Any) -> int:
+            size = min(len(buffer), len(self.left))
+            buffer[:size], self.left = self.left[:size], self.left[size:]
+            return size
+
+    cs.put_stream("f", ForwardOnly())
+    assert cs.get("f") == b"streamed"
+    assert len(made) == 1 and made[0].closed
+
+
+def test_an_entry_evicted_before_its_waiters_open_it_costs_no_second_fetch(local, remote) -> None:
+    """A concurrent insert evicts the new entry between the fetch and its readers."""
+    policy = DepthPolicy(1)
+    cs = CachedStoreFactory(local, remote, policy).build()
+    remote.put("other", b"other")
+    remote.gate = threading.Event()
+    results: list[Any] = []
+
+    def evict_then_open() -> None:
+        wait_until(lambda: cs.stats()["coalesced"] == 3)
+        remote.gate.set()
+
+    threading.Thread(target=evict_then_open, daemon=True).start()
+    original_insert = policy.on_insert
+
+    def insert_and_evict(key: str, stat: EntryStat) -> Sequence[str]:
+        victims = list(original_insert(key, stat))
+        if key == "a/b.txt":
+            remote.gate = None
+            cs.get("other")  # evicts a/b.txt before any waiter opens it
+        return victims
+
+    policy.on_insert = insert_and_evict  # type: ignore[method-assign]
+    results = run_threads(4, lambda: cs.get("a/b.txt"))
+    assert results == [b"hello\nworld\n"] * 4
+    assert "a/b.txt" not in local
+    assert remote.calls["open_read"] == 2  # a/b.txt once, other once

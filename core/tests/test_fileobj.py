@@ -11,9 +11,6 @@ from __future__ import annotations
 import errno
 import io
 import os
-import subprocess
-import sys
-import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,8 +20,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cached_stores_factory import CachedStore, CachedStoreFactory, MemoryStore, _fileobj
-from cached_stores_factory._fileobj import SharedSpool, WriteHandle, parse_mode
+from cached_stores_factory import CachedStore, CachedStoreFactory, MemoryStore, _fileobj, _spool
+from cached_stores_factory._fileobj import WriteHandle, parse_mode
+from cached_stores_factory._spool import SharedSpool
 
 KEY = "dir/file.bin"
 WRITING_MODES = ["r+b", "wb", "w+b", "ab", "a+b", "xb"]
@@ -188,7 +186,7 @@ def test_binary_modes_behave_like_bytesio_and_real_files(
         remote.put(KEY, initial)
         path.write_bytes(initial)
     with mock.patch.object(_fileobj, "CHUNK", tuning[0]):
-        with mock.patch.object(_fileobj, "SPOOL_LIMIT", tuning[1]):
+        with mock.patch.object(_spool, "SPOOL_LIMIT", tuning[1]):
             ours, our_error = open_or_error(lambda: cs.open(KEY, mode))
         real, real_error = open_or_error(lambda: open(path, mode))  # noqa: SIM115
         assert our_error == real_error
@@ -258,7 +256,7 @@ def test_text_modes_behave_like_textiowrapper_over_bytesio(
     if mode == "r":
         ops = [op for op in ops if op[0] not in ("write", "truncate")]  # the local stream
     with mock.patch.object(_fileobj, "CHUNK", tuning[0]):
-        with mock.patch.object(_fileobj, "SPOOL_LIMIT", tuning[1]):
+        with mock.patch.object(_spool, "SPOOL_LIMIT", tuning[1]):
             ours = cs.open(KEY, mode, newline=newline)
         model_bytes = FileLikeBytesIO(raw, mode)
         model = io.TextIOWrapper(model_bytes, encoding="utf-8", newline=newline, write_through=True)
@@ -342,33 +340,3 @@ def test_a_spilled_shared_spool_serves_independent_readers() -> None:
     with pytest.raises(ValueError):
         first.read()
     assert second.seek(0) == 0 and second.read(3) == data[:3]
-
-
-def test_handles_never_closed_commit_at_interpreter_exit(tmp_path: Path) -> None:
-    """The seed's examples never close their handles: the remote must hold the bytes anyway."""
-    script = textwrap.dedent(
-        f"""
-        from cached_stores_factory import CachedStoreFactory, MemoryStore, Store
-
-        class DirStore(MemoryStore):
-            # A remote that outlives the process: one file per key.
-            def put_stream(self, key, stream, *, etag=None):
-                data = stream.read()
-                open({str(tmp_path)!r} + "/" + key, "wb").write(data)
-                return super().put_stream(key, __import__("io").BytesIO(data), etag=etag)
-
-        CS = CachedStoreFactory(MemoryStore(), DirStore()).build()
-        kept = CS.open("kept", "wb")          # referenced by a global until the end
-        kept.write(b"written, never closed")
-        text = CS.open("text", "w")
-        text.write("text, never closed")
-        def scoped():
-            handle = CS.open("scoped", "wb")  # dropped when the function returns
-            handle.write(b"collected")
-        scoped()
-        """
-    )
-    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
-    assert (tmp_path / "kept").read_bytes() == b"written, never closed"
-    assert (tmp_path / "text").read_bytes() == b"text, never closed"
-    assert (tmp_path / "scoped").read_bytes() == b"collected"

@@ -3,21 +3,22 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import errno
 import io
 import logging
 import shutil
-import tempfile
 import threading
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, Final
 
 import attrs
 
-from ._fileobj import SPOOL_LIMIT, SharedSpool, WriteHandle, close_handles, parse_mode
+from ._fileobj import TextHandle, WriteHandle, close_handles, parse_mode
 from ._keys import validate_key
 from ._policy import CachePolicy
 from ._serializer import BytesSerializer, Serializer
+from ._spool import SharedSpool, new_spool
 from ._store import EntryReader, EntryStat, Store
 from .errors import KeyNotFoundError, StoreError
 
@@ -94,16 +95,57 @@ class _Counters:
 
 
 class _Flight:
-    """One fetch of one key, shared by every reader that asked for it meanwhile."""
+    """One fetch of one key, shared by every reader that asked for it meanwhile.
 
-    __slots__ = ("done", "error", "spool", "stale", "stat")
+    Its readers are served from the local entry it stored, or from `spool` when the bytes
+    are not kept.  `pin` is that local entry as the fetch opened it: a reader that finds the
+    entry gone (evicted by a concurrent insert) is served from it, so an eviction never
+    costs a second fetch.  The last reader takes the pin itself, or closes it.
+    """
+
+    __slots__ = ("done", "error", "lock", "pin", "readers", "spool", "stale", "stat")
 
     def __init__(self, *, stale: bool) -> None:
         self.done = threading.Event()
+        self.lock = threading.Lock()  # guards pin, spool and readers once the fetch is done
         self.error: BaseException | None = None
-        self.spool: SharedSpool | None = None  # set when the bytes are served but not kept
-        self.stat: EntryStat | None = None
+        self.pin: EntryReader | None = None
+        self.spool: SharedSpool | None = None
+        self.stat: EntryStat | None = None  # the spool's
         self.stale = stale  # a write or delete overlapped this fetch: store nothing locally
+        self.readers = 1  # not served yet; final once the fetch is done
+
+    def serve_unkept(self, stream: IO[bytes], stat: EntryStat) -> None:
+        self.spool = SharedSpool.fill(stream)
+        self.stat = stat
+
+    def take_pin(self) -> EntryReader | None:
+        """The pinned entry, to the last reader still waiting to be served."""
+        with self.lock:
+            pin = self.pin if self.readers == 1 else None
+            if pin is not None:
+                self.pin = None
+            return pin
+
+    def spool_pin(self) -> None:
+        """Serve the pinned entry from a spool from now on: its local copy is gone."""
+        with self.lock:
+            if self.spool is None:
+                assert self.pin is not None
+                self.spool = SharedSpool.of(self.pin.stream, self.pin.stat.size)
+                self.stat = self.pin.stat
+                self.pin.close()
+                self.pin = None
+
+    def release(self) -> None:
+        """One reader is served (or failed); the last one closes a pin nobody took."""
+        with self.lock:
+            self.readers -= 1
+            pin = self.pin if not self.readers else None
+            if pin is not None:
+                self.pin = None
+        if pin is not None:
+            pin.close()
 
 
 @attrs.define
@@ -114,7 +156,6 @@ class _Mutation:
     contended: bool = False
 
 
-_MAX_ATTEMPTS = 8
 _LOCAL_FAILURES = (StoreError, OSError)  # a local store that is down, not a missing entry
 
 
@@ -142,6 +183,9 @@ class CachedStore(Store):
         self._lock = threading.Lock()  # guards the two dicts below; never held across I/O
         self._flights: dict[str, _Flight] = {}
         self._mutations: dict[str, _Mutation] = {}
+        # When each entry this engine stored reached the local store, for stores that can't
+        # say (their stat reports `modified=None`): an entry is never taken for younger.
+        self._stored_at: dict[str, float] = {}
         self.policy.bind(local)
 
     def __repr__(self) -> str:
@@ -173,6 +217,8 @@ class CachedStore(Store):
             pass  # a miss; the fetch logs it and serves the object uncached
         else:
             stat = entry.stat
+            if stat.modified is None:
+                stat = self._with_stored_time(key, stat)
             if self.policy.is_fresh(key, stat):
                 self.policy.on_hit(key, stat)
                 self._counters.hit(stat.size)
@@ -180,27 +226,32 @@ class CachedStore(Store):
             entry.close()
         return self._miss(key)
 
+    def _with_stored_time(self, key: str, stat: EntryStat) -> EntryStat:
+        stored = self._stored_at.get(key)
+        return stat if stored is None else attrs.evolve(stat, modified=stored)
+
     def _miss(self, key: str) -> EntryReader:
         self._count(MISSES)
-        for _ in range(_MAX_ATTEMPTS):
-            with self._lock:
-                flight = self._flights.get(key)
-                leader = flight is None
-                if flight is None:
-                    flight = self._flights[key] = _Flight(stale=key in self._mutations)
-            if leader:
-                self._lead(key, flight)
+        with self._lock:
+            flight = self._flights.get(key)
+            leader = flight is None
+            if flight is None:
+                flight = self._flights[key] = _Flight(stale=key in self._mutations)
             else:
-                self._count(COALESCED)
-                flight.done.wait()
+                flight.readers += 1
+        if leader:
+            self._lead(key, flight)
+        else:
+            self._count(COALESCED)
+            flight.done.wait()
+        try:
             if flight.error is not None:
-                raise flight.error  # the same error for the leader and every waiter
-            reader = self._serve(key, flight)
-            if reader is not None:
-                return reader
-            # The local copy went (evicted by a concurrent insert) before this reader opened
-            # it: start over, which fetches again only if no other reader did meanwhile.
-        raise StoreError(f"the local store {self.local!r} drops {key!r} as soon as it is stored")
+                if leader:
+                    raise flight.error
+                raise _own_copy(flight.error) from flight.error
+            return self._serve(key, flight)
+        finally:
+            flight.release()
 
     def _lead(self, key: str, flight: _Flight) -> None:
         try:
@@ -217,37 +268,40 @@ class CachedStore(Store):
 
     def _fetch(self, key: str, flight: _Flight) -> None:
         try:
-            if self._fresh_stat(key) is not None:
-                return  # another reader's fetch stored it between our miss and our turn
+            flight.pin = self._fresh_entry(key)
         except _LOCAL_FAILURES:
             # A cache that is down (Redis gone, a disk error) must not take the data with it.
             log.warning("the local store failed; serving %r uncached", key, exc_info=True)
             flight.stale = True
+        if flight.pin is not None:
+            return  # another reader's fetch stored it between our miss and our turn
         with self._remote_entry(key) as remote_entry:
             stat = remote_entry.stat
             if flight.stale or not self.policy.admits(stat.size):
-                flight.spool = SharedSpool.fill(remote_entry.stream)
-                flight.stat = stat
+                flight.serve_unkept(remote_entry.stream, stat)
                 return
             try:
                 local_stat = self.local.put_stream(key, remote_entry.stream, etag=stat.etag)
+                flight.pin = self.local.open_read(key)
             except Exception:
                 # A cache that cannot hold the object (full disk, a Redis value limit) must
                 # not fail the read: fetch it again, for the waiting readers only.
                 log.warning("caching %r locally failed; serving it uncached", key, exc_info=True)
+                with contextlib.suppress(Exception):
+                    self._forget_local(key)
                 local_stat = None
         if local_stat is None:
             with self._remote_entry(key) as remote_entry:
-                flight.spool = SharedSpool.fill(remote_entry.stream)
-                flight.stat = remote_entry.stat
+                flight.serve_unkept(remote_entry.stream, remote_entry.stat)
             return
-        victims = self.policy.on_insert(key, local_stat)
-        if flight.stale or key in victims:
-            # Readers waiting on this fetch still get these bytes, but the local copy goes.
-            # (If it went already, they start over.)
-            with contextlib.suppress(KeyNotFoundError), self.local.open_read(key) as entry:
-                flight.spool = SharedSpool.fill(entry.stream)
-                flight.stat = entry.stat
+        self._stored_at[key] = local_stat.modified if local_stat.modified is not None else 0.0
+        try:
+            victims = self.policy.on_insert(key, local_stat)
+        except Exception:
+            # The policy can't track the copy, so no copy may stay: readers get the pin.
+            log.exception("the policy failed on inserting %r; its local copy is dropped", key)
+            self._forget_local(key)
+            return
         self._evict(victims)
         if flight.stale and key not in victims:
             self._drop_local(key)
@@ -258,20 +312,39 @@ class CachedStore(Store):
         self._count(FROM_REMOTE, entry.stat.size)
         return entry
 
-    def _serve(self, key: str, flight: _Flight) -> EntryReader | None:
-        if flight.spool is not None:
-            assert flight.stat is not None
-            return EntryReader(flight.spool.open(), flight.stat)
+    def _serve(self, key: str, flight: _Flight) -> EntryReader:
+        if flight.spool is None:
+            pin = flight.take_pin()
+            if pin is not None:
+                return pin
+            try:
+                return self.local.open_read(key)
+            except (KeyNotFoundError, *_LOCAL_FAILURES):
+                flight.spool_pin()
+        assert flight.spool is not None and flight.stat is not None
+        return EntryReader(flight.spool.open(), flight.stat)
+
+    def _fresh_entry(self, key: str) -> EntryReader | None:
+        """The local entry opened, if it is there and fresh."""
         try:
-            return self.local.open_read(key)
+            entry = self.local.open_read(key)
         except KeyNotFoundError:
             return None
+        stat = entry.stat
+        if stat.modified is None:
+            stat = self._with_stored_time(key, stat)
+        if self.policy.is_fresh(key, stat):
+            return entry
+        entry.close()
+        return None
 
     def _fresh_stat(self, key: str) -> EntryStat | None:
         try:
             stat = self.local.stat(key)
         except KeyNotFoundError:
             return None
+        if stat.modified is None:
+            stat = self._with_stored_time(key, stat)
         return stat if self.policy.is_fresh(key, stat) else None
 
     def get(self, key: str, default: Any = _MISSING) -> Any:
@@ -336,7 +409,10 @@ class CachedStore(Store):
         logged, not raised: the data is safe in the remote.
         """
         if not stream.seekable():
-            stream = _spooled(stream)
+            with new_spool() as spool:
+                shutil.copyfileobj(stream, spool)
+                spool.seek(0)
+                return self.put_stream(key, spool, etag=etag)
         start = stream.tell()
         with self._mutation(key) as mutation:
             remote_stat = self.remote.put_stream(key, stream, etag=etag)
@@ -351,7 +427,14 @@ class CachedStore(Store):
                 log.warning("caching %r locally failed; the remote holds it", key, exc_info=True)
                 self._drop_local(key)
                 return remote_stat
-            self._evict(self.policy.on_insert(key, local_stat))
+            self._stored_at[key] = local_stat.modified if local_stat.modified is not None else 0.0
+            try:
+                victims = self.policy.on_insert(key, local_stat)
+            except Exception:
+                log.exception("the policy failed on inserting %r; its local copy is dropped", key)
+                self._forget_local(key)
+                return remote_stat
+            self._evict(victims)
             if mutation.contended:
                 self._drop_local(key)
         return remote_stat
@@ -389,13 +472,18 @@ class CachedStore(Store):
         return sum(1 for key in list(keys) if self._drop_local(key))
 
     def _drop_local(self, key: str) -> bool:
-        removed = self.local.delete(key)
+        removed = self._forget_local(key)
         self.policy.on_delete(key)
         return removed
 
+    def _forget_local(self, key: str) -> bool:
+        """Delete the local copy without telling the policy."""
+        self._stored_at.pop(key, None)
+        return self.local.delete(key)
+
     def _evict(self, victims: Iterable[str]) -> None:
         for victim in victims:
-            if self.local.delete(victim):
+            if self._forget_local(victim):
                 self._count(EVICTIONS)
             self.policy.on_delete(victim)
 
@@ -412,8 +500,9 @@ class CachedStore(Store):
         """Open an entry as a file object, with Python's meaning of `mode`.
 
         Read-only binary modes return the local entry's own stream (on a miss, after the
-        fetch).  Writing modes return a WriteHandle that commits on flush and close.  Text
-        modes wrap either in an io.TextIOWrapper (UTF-8 unless `encoding` says otherwise).
+        fetch).  Writing modes return a WriteHandle, committed whole by `close()` or a clean
+        `with` exit and discarded by an exception leaving the `with` block or `discard()`.
+        Text modes wrap either in an io.TextIOWrapper (UTF-8 unless `encoding` says otherwise).
         """
         parsed = parse_mode(mode)
         if parsed.binary and (encoding is not None or errors is not None or newline is not None):
@@ -426,13 +515,11 @@ class CachedStore(Store):
                 raise FileNotFoundError(
                     errno.ENOENT, "No such key in the cached store", key
                 ) from None
-            if parsed.binary:
-                return binary
         else:
             binary = WriteHandle.open(self, validate_key(key), parsed)  # type: ignore[assignment]
-            if parsed.binary:
-                return binary
-        text = io.TextIOWrapper(
+        if parsed.binary:
+            return binary
+        text = (TextHandle if parsed.writing else io.TextIOWrapper)(
             binary,
             encoding=encoding or "utf-8",
             errors=errors,
@@ -450,9 +537,11 @@ class CachedStore(Store):
         self.remote.close()
 
 
-def _spooled(stream: IO[bytes]) -> IO[bytes]:
-    """A seekable copy of a forward-only stream, in memory while small."""
-    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_LIMIT)  # noqa: SIM115
-    shutil.copyfileobj(stream, spool)
-    spool.seek(0)
-    return spool
+def _own_copy(error: BaseException) -> BaseException:
+    """A copy of a fetch's error for one waiting reader, so tracebacks don't pile up."""
+    try:
+        mine = copy.copy(error)
+    except Exception:
+        return StoreError(str(error))
+    mine.__traceback__ = None
+    return mine

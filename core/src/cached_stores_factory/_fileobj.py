@@ -1,21 +1,31 @@
-"""File objects over a cached store: write handles that commit whole, and shared read spools."""
+"""Write handles: file objects over one cached entry that commit whole, or not at all.
+
+The lifecycle, as the user guide's table gives it:
+
+- `close()` and a clean `with` exit commit: remote first, then local, then the policy.
+- An exception leaving the `with` block, or `discard()`, throws the changes away.
+- `flush()` uploads nothing: a commit is always the whole entry, never a partial state.
+- A handle never closed commits when it is garbage-collected or at interpreter exit (after
+  non-daemon threads have finished), as CPython's own files flush then, and only in the
+  process that opened it: a forked child never commits its parent's handles.
+"""
 
 from __future__ import annotations
 
 import atexit
-import concurrent.futures.thread  # noqa: F401 - its exit hook must register before ours
 import errno
 import functools
 import io
 import logging
 import os
-import tempfile
 import threading
 import weakref
+from types import TracebackType
 from typing import IO, TYPE_CHECKING
 
 import attrs
 
+from ._spool import CHUNK, new_spool
 from .errors import KeyNotFoundError
 
 if TYPE_CHECKING:
@@ -23,15 +33,9 @@ if TYPE_CHECKING:
 
     from ._engine import CachedStore
 
-__all__ = ["SPOOL_LIMIT", "OpenMode", "SharedSpool", "WriteHandle", "parse_mode"]
+__all__ = ["OpenMode", "TextHandle", "WriteHandle", "close_handles", "parse_mode"]
 
 log = logging.getLogger("cached_stores_factory")
-
-SPOOL_LIMIT = 4 * 1024 * 1024
-"""Buffered bytes stay in memory up to this size, then spill to an anonymous temporary file."""
-
-CHUNK = 256 * 1024
-"""How much a copy moves at once: large enough to be cheap, small enough to keep memory flat."""
 
 
 @attrs.frozen
@@ -75,147 +79,40 @@ def parse_mode(mode: str) -> OpenMode:
     return OpenMode(kind=kinds.pop(), plus="+" in chars, binary="b" in chars)
 
 
-# -- shared read spools ----------------------------------------------------------------------
-
-
-class SharedSpool:
-    """One object's bytes, read by many readers at once, each at its own position.
-
-    Used when a fetched object is served but not kept locally (the policy refused it, or a
-    concurrent write made it stale): every reader waiting on the fetch gets it without a
-    second fetch.  Small objects stay in memory; larger ones go to an unlinked temporary file
-    read with `os.pread`, so readers never share a file position and memory stays flat.
-    """
-
-    def __init__(self, data: bytes | None, fd: int | None, size: int) -> None:
-        self._data = data
-        self._fd = fd
-        self.size = size
-
-    @classmethod
-    def fill(cls, stream: IO[bytes], limit: int = SPOOL_LIMIT) -> SharedSpool:
-        """Read `stream` to its end into a new spool."""
-        chunks: list[bytes] = []
-        size = 0
-        while size <= limit:
-            chunk = stream.read(CHUNK)
-            if not chunk:
-                return cls(b"".join(chunks), None, size)
-            chunks.append(chunk)
-            size += len(chunk)
-        fd, path = tempfile.mkstemp(prefix="csf-spool-")
-        os.unlink(path)  # anonymous: the space goes back when the last reader lets go
-        spool = cls(None, fd, 0)  # owns the descriptor from here on, even if a read fails
-        with open(fd, "wb", closefd=False) as sink:
-            for chunk in chunks:
-                sink.write(chunk)
-            del chunks
-            while chunk := stream.read(CHUNK):
-                sink.write(chunk)
-                size += len(chunk)
-        spool.size = size
-        return spool
-
-    def open(self) -> IO[bytes]:
-        """A new reader positioned at the start."""
-        if self._data is not None:
-            return io.BytesIO(self._data)  # shares the bytes until someone writes
-        return io.BufferedReader(_SpoolFile(self), CHUNK)
-
-    def pread(self, size: int, offset: int) -> bytes:
-        assert self._fd is not None
-        return os.pread(self._fd, size, offset)
-
-    def __del__(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-
-class _SpoolFile(io.RawIOBase):
-    """A raw, read-only view of a spilled SharedSpool with a position of its own."""
-
-    def __init__(self, spool: SharedSpool) -> None:
-        super().__init__()
-        self._spool: SharedSpool | None = spool  # kept alive by every open reader
-        self._position = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: WriteableBuffer) -> int:
-        if self._spool is None:
-            raise ValueError("I/O operation on closed file.")
-        view = memoryview(buffer).cast("B")
-        data = self._spool.pread(len(view), self._position)
-        view[: len(data)] = data
-        self._position += len(data)
-        return len(data)
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        if self._spool is None:
-            raise ValueError("I/O operation on closed file.")
-        if whence == io.SEEK_END:
-            offset += self._spool.size
-        elif whence == io.SEEK_CUR:
-            offset += self._position
-        elif whence != io.SEEK_SET:
-            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
-        if offset < 0:
-            raise OSError(errno.EINVAL, "Invalid argument")
-        self._position = offset
-        return offset
-
-    def tell(self) -> int:
-        return self._position
-
-    def close(self) -> None:
-        self._spool = None
-        super().close()
-
-
-# -- write handles ---------------------------------------------------------------------------
+# -- handles not closed yet ------------------------------------------------------------------
 
 _unclosed: weakref.WeakSet[WriteHandle] = weakref.WeakSet()
 _unclosed_lock = threading.Lock()
 
 
-def _open_handles(store: CachedStore | None = None) -> list[WriteHandle]:
-    with _unclosed_lock:
-        return [h for h in _unclosed if store is None or h._store is store]
-
-
 def close_handles(store: CachedStore | None, when: str) -> None:
-    """Commit and close every open handle (of `store`, or of every store), logging failures."""
-    for handle in _open_handles(store):
+    """Commit and close every open handle of `store` (None: of every store), logging failures."""
+    with _unclosed_lock:
+        handles = [h for h in _unclosed if store is None or h._store is store]
+    for handle in handles:
         handle._close_quietly(when)
 
 
-def _commit_unclosed_at_exit() -> None:
-    """The seed's examples never close their handles: commit them before the interpreter goes."""
-    close_handles(None, "at interpreter exit")
+def _forget_parent_handles() -> None:
+    """In a forked child: the parent's handles are the parent's to commit."""
+    global _unclosed_lock  # noqa: PLW0603 - the parent may have held it while forking
+    _unclosed_lock = threading.Lock()
+    _unclosed.clear()
 
 
-# threading's exit hooks run before non-daemon threads are joined and before
-# concurrent.futures refuses new work, so an S3 upload that uses a thread pool still works.
-# They run last-registered-first: concurrent.futures.thread, imported at the top, registered
-# its shutdown hook before this one, so this one runs first.
-getattr(threading, "_register_atexit", atexit.register)(_commit_unclosed_at_exit)
+os.register_at_fork(after_in_child=_forget_parent_handles)
+# atexit callbacks run after the interpreter has joined every non-daemon thread, so a worker
+# still writing when the main thread ends finishes its handle before this commits the rest.
+atexit.register(close_handles, None, "at interpreter exit")
 
 
 class WriteHandle(io.BufferedIOBase):
-    """A read-write view of one entry, committed whole: remote first, then local.
+    """A read-write view of one entry, committed whole when it is closed.
 
     The entry's current bytes are copied into a spool lazily, only as far as reads, writes
     and seeks need them, so opening a large object with the default "r+b" and reading a few
-    bytes costs a few bytes.  The spool is in memory up to SPOOL_LIMIT, then a temporary file.
-
-    A commit (flush, close, context exit, garbage collection, interpreter exit) writes the
-    whole entry if anything changed.  If the remote write fails, flush() or close() raises,
-    the local store is unchanged and the handle stays open, so the caller can flush again.
+    bytes costs a few bytes.  If the commit fails, close() raises with the handle still
+    open, the remote and local stores as they were, so the caller can close again or discard.
 
     Where io.BytesIO and a regular file differ, it behaves as the file does: truncate() past
     the end extends with zero bytes, and a seek before the start or a negative truncate
@@ -227,12 +124,13 @@ class WriteHandle(io.BufferedIOBase):
         self._store = store
         self._key = key
         self._mode = mode
-        self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_LIMIT)  # noqa: SIM115
+        self._spool = new_spool()
         self._source = source  # the entry's stream, read forward as far as `_filled`
         self._filled = 0
         # "w" and "x" create or truncate at once, as open() does: closing commits even if
         # nothing was written.  "r" and "a" commit only what changed.
         self._dirty = mode.kind in ("w", "x")
+        self._pid = os.getpid()
         self.name = key
         self.mode = mode.canonical
 
@@ -408,33 +306,54 @@ class WriteHandle(io.BufferedIOBase):
         self._dirty = True
         return size
 
-    # -- committing -------------------------------------------------------------------------
+    # -- the lifecycle ----------------------------------------------------------------------
 
     def flush(self) -> None:
-        """Commit the whole entry if it changed since the last commit."""
+        """Upload nothing: the entry is committed whole by close(), never a partial state."""
         self._check_open()
-        if not self._dirty:
-            return
-        self._fill(None)
-        position = self._spool.tell()
-        self._spool.seek(0)
-        try:
-            self._store.put_stream(self._key, self._spool)
-        finally:
-            self._spool.seek(position)
-        self._dirty = False
 
     def close(self) -> None:
+        """Commit the entry if it changed, then release the handle.
+
+        If the commit raises, the handle stays open and both stores stay as they were.  In
+        a process forked after the handle was opened, nothing is committed.
+        """
         if self.closed:
             return
-        self.flush()  # raises with the handle still open, so it can be flushed again
+        if self._dirty and os.getpid() == self._pid:  # a forked child never commits it
+            self._fill(None)
+            self._spool.seek(0)
+            self._store.put_stream(self._key, self._spool)
+            self._dirty = False
+        self._release()
+
+    def discard(self) -> None:
+        """Throw the handle's changes away and release it: nothing reaches either store."""
+        if not self.closed:
+            self._release()
+
+    def _release(self) -> None:
         self._drop_source()
         self._spool.close()
         super().close()
         with _unclosed_lock:
             _unclosed.discard(self)
 
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """A clean exit commits; an exception discards the changes and propagates unchanged."""
+        if exc_type is None:
+            self.close()
+        else:
+            self.discard()
+
     def _close_quietly(self, when: str) -> None:
+        if self.closed:
+            return
         try:
             self.close()
         except Exception:
@@ -442,3 +361,26 @@ class WriteHandle(io.BufferedIOBase):
 
     def __del__(self) -> None:
         self._close_quietly("on garbage collection")
+
+
+class TextHandle(io.TextIOWrapper):
+    """The text view of a WriteHandle, with the same lifecycle.
+
+    TextIOWrapper's own `__exit__` would close, and so commit, on an exception too.
+    """
+
+    buffer: WriteHandle
+
+    def discard(self) -> None:
+        """Throw the changes away: nothing reaches either store."""
+        self.buffer.discard()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            self.discard()
+        self.close()

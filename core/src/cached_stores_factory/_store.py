@@ -38,7 +38,9 @@ class EntryStat:
     """What a store knows about one entry."""
 
     size: int = attrs.field(validator=attrs.validators.ge(0))
-    modified: float  # when the store received this version, seconds since the epoch
+    # When the store received this version, in seconds since the epoch; None if it can't
+    # say.  Never the time of the read: policies age entries by it.
+    modified: float | None
     etag: str | None = None  # the origin's entity tag, when known (S3's ETag)
     digest: str | None = None  # "<algorithm>:<hex>" of the content, when the store computed it
 
@@ -69,7 +71,13 @@ def _validating_key(method: _F) -> _F:
 
     @functools.wraps(method)
     def wrapper(self: Store, key: str, *args: Any, **kwargs: Any) -> Any:
-        return method(self, validate_key(key), *args, **kwargs)
+        key = validate_key(key)
+        try:
+            return method(self, key, *args, **kwargs)
+        except KeyNotFoundError:
+            raise
+        except KeyError as exc:  # what any author raises first for a missing key
+            raise KeyNotFoundError(key, type(self).__name__) from exc
 
     wrapper.__csf_validated__ = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
@@ -96,8 +104,12 @@ class Store(abc.ABC):
     subclasses too, so implementations may trust them.
 
     A store that knows when it received an entry should report it in `stat().modified`;
-    the TTL policy reads it.  `native_expiry` is the number of seconds after which the
-    store drops an entry by itself (Redis's `ex`), or None.
+    policies age entries by it.  One that can't says None, and the engine then ages the
+    entry from when it stored it (unknown after a restart: expired).  A plain KeyError
+    from a keyed method is taken as KeyNotFoundError.
+
+    `native_expiry` is the number of seconds after which the store drops an entry by itself
+    (Redis's `ex`), or None.
     """
 
     native_expiry: ClassVar[float | None] = None
@@ -131,9 +143,15 @@ class Store(abc.ABC):
     # -- optional, with defaults ------------------------------------------------------------
 
     def open_read(self, key: str) -> EntryReader:
-        """Open the entry for streaming.  The default reads it whole through `get`."""
+        """Open the entry for streaming.  The default reads it whole through `get`.
+
+        Its stat comes from the store's own `stat` if it has one, else it reports the size
+        and no stored time.
+        """
         data = self.get(key)
-        return EntryReader(io.BytesIO(data), EntryStat(size=len(data), modified=time.time()))
+        if type(self).stat is not Store.stat:
+            return EntryReader(io.BytesIO(data), self.stat(key))
+        return EntryReader(io.BytesIO(data), EntryStat(size=len(data), modified=None))
 
     def open_read_if_changed(self, key: str, etag: str) -> EntryReader | None:
         """Open the entry unless its current version still has entity tag `etag`: then None.

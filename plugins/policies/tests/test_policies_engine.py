@@ -5,11 +5,13 @@ from __future__ import annotations
 import io
 import random
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 from policies_testlib import age_tempfile_store
@@ -232,3 +234,86 @@ def test_an_unusable_state_directory_is_a_clear_error(tmp_path: Path) -> None:
     (local.state_dir() / "lru.sqlite3").mkdir()  # not a database
     with pytest.raises(StoreError, match=r"cannot open the lru policy's state at .*lru\.sqlite3"):
         CachedStoreFactory(local, MemoryStore(), LRUCache(3)).build()
+
+
+def test_reads_never_fail_under_churn_and_each_miss_fetches_once() -> None:
+    """8 threads, 12 keys, LRU depth 3, 70% reads: evictions race every miss."""
+    remote = MemoryStore()
+    for index in range(12):
+        remote.put(f"k{index}", f"v{index}".encode())
+    cached = CachedStoreFactory(MemoryStore(), remote, LRUCache(depth=3)).build()
+    failures: list[BaseException] = []
+    per_thread = 2_600  # 8 x 2,600 = 20,800 operations
+
+    def churn(seed: int) -> None:
+        rng = random.Random(seed)
+        for _ in range(per_thread):
+            key = f"k{rng.randrange(12)}"
+            try:
+                if rng.random() < 0.7:
+                    value = cached.get(key)
+                    assert value.startswith(b"v"), value
+                else:
+                    cached.put(key, f"v{rng.randrange(1000)}".encode())
+            except BaseException as exc:
+                failures.append(exc)
+                return
+
+    threads = [threading.Thread(target=churn, args=(seed,)) for seed in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    stats = cached.stats()
+    assert failures == []
+    assert stats["hits"] + stats["misses"] >= 0.6 * 8 * per_thread
+    assert stats["remote_reads"] <= stats["misses"]
+    assert len(list(cached.local.keys())) <= 3
+
+
+class MinimalStore(Store):
+    """Only the four required methods: it can't say when it stored an entry."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, bytes] = {}
+
+    def get(self, key: str) -> bytes:
+        return self.entries[key]
+
+    def put(self, key: str, data: bytes) -> None:
+        self.entries[key] = bytes(data)
+
+    def delete(self, key: str) -> bool:
+        return self.entries.pop(key, None) is not None
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        return (key for key in list(self.entries) if key.startswith(prefix))
+
+
+@pytest.mark.parametrize("policy", [TTLCache(interval=10.0), LRUCache(depth=5, ttl=10.0)])
+def test_ttl_expires_over_a_store_that_cannot_say_when_it_stored(policy: CachePolicy) -> None:
+    now = [time.time()]  # the default put_stream stamps the real clock
+    policy.clock = lambda: now[0]  # type: ignore[method-assign]
+    remote = MemoryStore()
+    remote.put("k", b"v1")
+    local = MinimalStore()
+    cached = CachedStoreFactory(local, remote, policy).build()
+    assert cached.get("k") == b"v1"
+    remote.put("k", b"v2")
+    now[0] += 5
+    assert cached.get("k") == b"v1"  # fresh: the engine knows when it stored it
+    assert cached.stats()["hits"] == 1
+    now[0] += 6
+    assert cached.get("k") == b"v2"  # expired, although the store stamps nothing
+    assert cached.stats()["remote_reads"] == 2
+    # A fresh engine (a restart) can't know the entry's age: it is expired, never "now".
+    restarted = CachedStoreFactory(local, remote, type(policy)(**_args(policy))).build()
+    remote.put("k", b"v3")
+    assert restarted.get("k") == b"v3"
+
+
+def _args(policy: CachePolicy) -> dict[str, Any]:
+    if isinstance(policy, TTLCache):
+        return {"interval": policy.interval}
+    assert isinstance(policy, LRUCache)
+    return {"depth": policy.depth, "ttl": policy.ttl}

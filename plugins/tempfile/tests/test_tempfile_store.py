@@ -375,11 +375,45 @@ def test_a_closed_store_raises_instead_of_missing(tmp_path: Path):
     store.put("k", b"v")
     store.close()
     store.close()
-    for call in (store.get, store.open_read, store.stat):
+    for call in (store.get, store.open_read, store.stat, store.delete, store.__contains__):
         with pytest.raises(StoreError, match="closed"):
             call("k")
     with pytest.raises(StoreError, match="closed"):
         store.put("k", b"v")
+    with pytest.raises(StoreError, match="closed"):
+        list(store.keys())
+
+
+def test_a_root_with_missing_parents_is_created_private(tmp_path: Path):
+    root = tmp_path / "a" / "b" / "store"
+    with TempfileStore("t", root=root) as store:
+        store.put("k", b"v")
+    for directory in (tmp_path / "a", tmp_path / "a" / "b", root):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+
+
+def test_a_delete_between_data_and_sidecar_leaves_nothing_unlisted(
+    store: TempfileStore, monkeypatch: pytest.MonkeyPatch
+):
+    """The data goes first: whatever a racing delete leaves, keys() and the files agree."""
+    store.put("k", b"old")
+    publish = store._publish
+    published: list[str] = []
+
+    def publish_then_delete(temp: str, name: str) -> None:
+        publish(temp, name)
+        published.append(name)
+        if len(published) == 1:
+            store.delete("k")  # another process deletes between the two renames
+
+    monkeypatch.setattr(store, "_publish", publish_then_delete)
+    store.put("k", b"new")
+    monkeypatch.undo()
+    data_files = [p for p in objects(store).iterdir() if p.name == _entry_name("k")]
+    assert list(store.keys()) == (["k"] if data_files else [])  # no invisible entry
+    assert data_files == []  # the delete won; only a sidecar is left, which is never listed
+    store.put("k", b"again")
+    assert list(store.keys()) == ["k"] and store.get("k") == b"again"
 
 
 def test_unreadable_entry_is_a_store_error_not_a_miss(
@@ -405,7 +439,7 @@ def test_a_filesystem_failure_while_writing_is_a_store_error(store: TempfileStor
     meta.mkdir()  # the sidecar can no longer be renamed into place
     with pytest.raises(StoreError, match="directory"):
         store.put("k", b"new")
-    assert store.get("k") == b"old"
+    assert "k" not in store  # a failed write leaves no entry, never a half-described one
     assert [p for p in objects(store).iterdir() if p.name.startswith(".tmp-")] == []
 
 

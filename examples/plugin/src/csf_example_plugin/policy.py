@@ -32,4 +32,5 @@ class TTLByPrefix(CachePolicy):
         return self.intervals[max(matches, key=len)] if matches else self.default
 
     def is_fresh(self, key: str, stat: EntryStat) -> bool:
-        return self.clock() - stat.modified < self.interval_for(key)
+        modified = stat.modified
+        return modified is not None and self.clock() - modified < self.interval_for(key)

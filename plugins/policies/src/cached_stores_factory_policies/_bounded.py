@@ -143,7 +143,10 @@ class _BoundedCache(CachePolicy):
         return self.max_bytes is None or size is None or size <= self.max_bytes
 
     def is_fresh(self, key: str, stat: EntryStat) -> bool:
-        return self.ttl is None or self.clock() - stat.modified < self.ttl
+        if self.ttl is None:
+            return True
+        modified = stat.modified
+        return modified is not None and self.clock() - modified < self.ttl
 
     def on_insert(self, key: str, stat: EntryStat) -> Sequence[str]:
         if not self.admits(stat.size):  # the size was unknown when it was admitted

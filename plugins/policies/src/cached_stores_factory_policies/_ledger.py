@@ -70,7 +70,7 @@ def _store_entries(store: Store, keys: Iterable[str]) -> list[tuple[float, str, 
             stat = store.stat(key)
         except KeyNotFoundError:
             continue
-        entries.append((stat.modified, key, stat.size))
+        entries.append((stat.modified or 0.0, key, stat.size))  # unknown age: the oldest
     entries.sort()
     return entries
 

@@ -26,7 +26,7 @@ def stale_keys(store: Store, now: float, ttl: float) -> list[str]:
             modified = store.stat(key).modified
         except KeyNotFoundError:
             continue  # removed meanwhile
-        if now - modified >= ttl:
+        if modified is None or now - modified >= ttl:  # unknown age counts as stale
             stale.append(key)
     return stale
 
@@ -37,7 +37,8 @@ class TTLCache(CachePolicy):
 
     Stateless by design: freshness is `clock() - stat.modified < interval`, where
     `stat.modified` is the time the local store received the entry (a file's mtime, a memory
-    store's stamp).  So ages survive restarts and agree across processes with no state of
+    store's stamp; for a store that can't say, the engine's own record, and an entry of
+    unknown age is stale).  So ages survive restarts and agree across processes with no state of
     its own, and a hit costs one subtraction.  Stale copies are replaced on their next read
     and removed all at once by `CachedStore.purge()`.
     """
@@ -50,7 +51,8 @@ class TTLCache(CachePolicy):
         self._store = store
 
     def is_fresh(self, key: str, stat: EntryStat) -> bool:
-        return self.clock() - stat.modified < self.interval
+        modified = stat.modified
+        return modified is not None and self.clock() - modified < self.interval
 
     def expired(self) -> list[str]:
         if self._store is None:

@@ -207,6 +207,13 @@ class S3Store(Store):
             multipart_chunksize=multipart_chunksize,
             max_concurrency=4,
         )
+        # Once the interpreter is shutting down, thread pools refuse new work: uploads that
+        # still run then (a handle committed at exit) send their parts one by one.
+        self._transfer_at_exit = TransferConfig(
+            multipart_threshold=multipart_threshold,
+            multipart_chunksize=multipart_chunksize,
+            use_threads=False,
+        )
 
     def __repr__(self) -> str:
         return (
@@ -309,8 +316,13 @@ class S3Store(Store):
             else:
                 source = io.BufferedReader(_Chained(head, stream), MiB)
             del head  # the parts are read from `source`; don't hold this copy meanwhile
+            exiting = not threading.main_thread().is_alive()
             self._client.upload_fileobj(
-                source, self.bucketname, name, ExtraArgs=extra or None, Config=self._transfer
+                source,
+                self.bucketname,
+                name,
+                ExtraArgs=extra or None,
+                Config=self._transfer_at_exit if exiting else self._transfer,
             )
             # The multipart ETag and size come from S3 itself: one HEAD per large upload.
             return self._stat(self._client.head_object(Bucket=self.bucketname, Key=name))

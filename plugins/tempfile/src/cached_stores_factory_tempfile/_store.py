@@ -95,8 +95,16 @@ def _entry_name(key: str) -> str:
 
 
 def _open_private_dir(path: str | Path, *, dir_fd: int | None = None) -> int:
-    """Create (mode 0700) and open a directory we own, refusing symlinks and shared ones."""
+    """Create (mode 0700, with missing parents) and open a directory we own.
+
+    Symlinks and directories that others can write are refused.
+    """
     try:
+        if dir_fd is None:
+            missing = [p for p in Path(path).parents if not p.exists()]
+            for parent in reversed(missing):  # os.makedirs gives only the leaf its mode
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(parent, _DIR_MODE)
         with contextlib.suppress(FileExistsError):
             os.mkdir(path, _DIR_MODE, dir_fd=dir_fd)
         fd = os.open(path, _DIR_FLAGS, dir_fd=dir_fd)
@@ -140,6 +148,8 @@ class TempfileStore(Store):
         finally:
             os.close(root_fd)
         self._closer = weakref.finalize(self, os.close, self._objects)
+        # Not at exit: handles still open then commit through this store, after finalizers.
+        self._closer.atexit = False
         self._sweep_leftovers()
 
     def __repr__(self) -> str:
@@ -245,6 +255,8 @@ class TempfileStore(Store):
             info = os.stat(_entry_name(key), dir_fd=self._objects, follow_symlinks=False)
         except FileNotFoundError:
             return False
+        except OSError as exc:
+            raise self._failure(exc) from None
         return statmod.S_ISREG(info.st_mode)
 
     def _sidecar(self, name: str) -> dict[str, Any] | None:
@@ -286,6 +298,8 @@ class TempfileStore(Store):
                 yield meta["key"]
 
     def _names(self) -> list[str]:
+        if self._objects == _CLOSED:  # scandir(-1) would list the working directory
+            raise StoreError(f"{self!r} is closed")
         with self._disk(), os.scandir(self._objects) as entries:
             return [entry.name for entry in entries]
 
@@ -328,12 +342,15 @@ class TempfileStore(Store):
     def put_stream(self, key: str, stream: IO[bytes], *, etag: str | None = None) -> EntryStat:
         """Copy `stream` to a temp file in chunks (constant memory), then rename it in place.
 
-        The sidecar goes first: a crash between the two renames leaves a sidecar that names
-        another inode, which `stat()` ignores, and never data without its key.
+        The data goes first, then its sidecar: a `delete()` between the two leaves only a
+        sidecar, which is never listed and is swept; a crash between them leaves the data
+        beside an older sidecar, which names another inode and so is ignored by `stat()`, or
+        with none, which is swept.  A write that fails leaves no entry.
         """
         name = _entry_name(key)
         with self._disk():
             temp, fd = self._create_temp(name)
+        written = temp  # what a failure removes
         try:
             checksum = xxhash.xxh3_64()
             size = 0
@@ -357,10 +374,11 @@ class TempfileStore(Store):
                 digest="xxh3-64:" + checksum.hexdigest(),
             )
             with self._disk():
-                self._write_sidecar(name, key, stat, info.st_ino)
                 self._publish(temp, name)
+                written = name
+                self._write_sidecar(name, key, stat, info.st_ino)
         except BaseException:
-            self._discard(temp)
+            self._discard(written)
             raise
         finally:
             os.close(fd)
@@ -403,7 +421,8 @@ class TempfileStore(Store):
 
         Temp files of writers that died go at once (no live writer holds their flock), and
         anything else named like a temp file (a directory, a symlink) too.  Sidecars whose
-        data file is gone (a delete interrupted between its two unlinks) go once an hour
+        data file is gone (a delete interrupted between its two unlinks) and data files
+        without a sidecar (a write interrupted between its two renames) go once an hour
         old, since a younger one may be a write in progress.  On a read-only directory the
         sweep does nothing and says so once.
         """
@@ -417,7 +436,7 @@ class TempfileStore(Store):
             try:
                 if name.startswith(_TEMP_PREFIX):
                     self._sweep_temp(name)
-                elif name.endswith(_META_SUFFIX) and name[: -len(_META_SUFFIX)] not in names:
+                elif _is_orphan(name, names):
                     info = os.stat(name, dir_fd=self._objects, follow_symlinks=False)
                     if info.st_mtime < deadline:
                         os.unlink(name, dir_fd=self._objects)
@@ -445,6 +464,13 @@ class TempfileStore(Store):
             return  # a live writer's file
         finally:
             os.close(fd)
+
+
+def _is_orphan(name: str, names: set[str]) -> bool:
+    """A sidecar without its data file, or a data file without its sidecar."""
+    if name.endswith(_META_SUFFIX):
+        return name[: -len(_META_SUFFIX)] not in names
+    return _ENTRY_NAME.fullmatch(name) is not None and name + _META_SUFFIX not in names
 
 
 class _VerifyingFile(io.RawIOBase):
