@@ -159,7 +159,10 @@ def _cmd_put(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _stored_at(modified: float) -> str:
+def _stored_at(modified: float | None) -> str | None:
+    """UTC time of storage, None for a store that can't say."""
+    if modified is None:
+        return None
     return datetime.fromtimestamp(modified, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -202,7 +205,13 @@ def _cmd_ls(args: argparse.Namespace) -> int:
     _print_table(
         ("key", "size", "stored", "state", "where"),
         (
-            (r["key"], r["size"], r["stored"], r["state"], where[r["local"], r["remote"]])
+            (
+                r["key"],
+                r["size"],
+                r["stored"] or "unknown",
+                r["state"],
+                where[r["local"], r["remote"]],
+            )
             for r in rows
         ),
     )
