@@ -187,7 +187,15 @@ def test_client_settings_are_pinned(store: S3Store):
     config = store._client.meta.config
     assert config.retries == {"mode": "standard", "total_max_attempts": 5}
     assert (config.connect_timeout, config.read_timeout) == (5, 60)
-    assert config.request_checksum_calculation == "when_required"
+    assert config.request_checksum_calculation == "when_supported"
+    assert config.response_checksum_validation == "when_supported"
+
+
+def test_checksums_false_sends_them_only_where_required(s3: S3Server):
+    with make_store(s3, checksums=False) as store:
+        config = store._client.meta.config
+        assert config.request_checksum_calculation == "when_required"
+        assert config.response_checksum_validation == "when_required"
 
 
 def test_a_config_argument_is_merged_over_the_pinned_one(s3: S3Server):

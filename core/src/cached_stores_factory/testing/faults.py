@@ -10,7 +10,7 @@ fixture (`pytest_plugins = ["cached_stores_factory.testing.faults"]`):
   boto3 and an S3 endpoint (`endpoint_url=proxy.endpoint_url`).  It forwards every request
   and logs it; planned faults replace or damage the answers to chosen requests: a 503
   SlowDown, a connection reset, a body cut short under its full Content-Length, a slow first
-  byte.
+  byte, a flipped byte.
 
 Both only ever listen on 127.0.0.1, hold a bounded number of connections and threads, and
 stop when their block ends.
@@ -43,6 +43,7 @@ __all__ = [
     "ProxiedRequest",
     "RedisControl",
     "controlled_redis",
+    "corrupt",
     "fault_proxy",
     "redis_control",
     "reset",
@@ -129,12 +130,13 @@ class Fault:
 
     `kind` is "slow_down" (answer 503 SlowDown without forwarding), "reset" (close the
     connection with a TCP reset, nothing answered), "truncate" (forward, send the headers
-    with the full Content-Length, then `keep` bytes of the body and a reset), or "slow"
-    (wait `delay` seconds before the first byte of the forwarded answer).
+    with the full Content-Length, then `keep` bytes of the body and a reset), "slow" (wait
+    `delay` seconds before the first byte of the forwarded answer) or "corrupt" (forward,
+    with the body's byte at offset `keep` flipped, as a faulty middlebox would).
     """
 
     kind: str = attrs.field(
-        validator=attrs.validators.in_(("slow_down", "reset", "truncate", "slow"))
+        validator=attrs.validators.in_(("slow_down", "reset", "truncate", "slow", "corrupt"))
     )
     keep: int = 0
     delay: float = 0.0
@@ -154,6 +156,10 @@ def truncate(keep: int) -> Fault:
 
 def slow_first_byte(delay: float) -> Fault:
     return Fault("slow", delay=delay)
+
+
+def corrupt(offset: int = 0) -> Fault:
+    return Fault("corrupt", keep=offset)
 
 
 @attrs.frozen
@@ -271,6 +277,10 @@ class _Handler(BaseHTTPRequestHandler):
         proxy._log(ProxiedRequest(method, path, headers, status, fault))
         if fault is not None and fault.kind == "slow":
             time.sleep(fault.delay)
+        if fault is not None and fault.kind == "corrupt" and fault.keep < len(reply_body):
+            damaged = bytearray(reply_body)
+            damaged[fault.keep] ^= 0x01
+            reply_body = bytes(damaged)
         if fault is not None and fault.kind == "truncate":
             self._answer(status, reply_headers, reply_body, keep=fault.keep)
             self._reset()

@@ -4,6 +4,14 @@ A read is one streaming GET: no HEAD first, a missing object is the GET's 404.  
 `multipart_threshold` are one PUT; larger ones go through boto3's multipart upload, reading
 the source in parts so memory stays bounded.  `stat` is one HEAD and exposes the ETag and
 Last-Modified.  boto3 is imported when a store is built, never when the plugin loads.
+
+Faults: every failure left after botocore's retries is a RemoteError naming the bucket.
+Uploads carry a CRC32 checksum and reads validate the object's checksum where it has one,
+so bytes damaged in transit are refused, not cached.  A body that breaks off mid-stream is
+resumed with a ranged GET conditional on the first response's ETag (IfMatch), so two
+versions are never spliced; if that fails too, the read raises RemoteError and never ends
+as if the object were complete.  `open_read_if_changed` is a GET with IfNoneMatch: an
+unchanged object answers 304 with no body.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from cached_stores_factory.errors import (
     ConfigError,
     InvalidKeyError,
     KeyNotFoundError,
-    StoreError,
+    RemoteError,
     redact,
 )
 
@@ -35,14 +43,17 @@ MIN_PART_SIZE = 5 * MiB
 # "standard" retry mode (retries throttling, 5xx and connection errors with backoff and a
 # retry quota) with 5 attempts in all (botocore's `max_attempts` would count only retries);
 # 5 s to connect, 60 s between bytes of a response.
-# Checksums are sent only where S3 requires them: botocore >= 1.36 sends them on every
-# upload by default, which several S3-compatible servers reject.
+# Checksums (CRC32, botocore's default algorithm) on every upload and download that supports
+# them; `checksums=False` sends them only where S3 requires them, for the S3-compatible
+# servers that reject them.
 _RETRIES = {"mode": "standard", "total_max_attempts": 5}
 _CONNECT_TIMEOUT = 5
 _READ_TIMEOUT = 60
 _READ_BUFFER = 256 * 1024
 _ETAG_META = "csf-etag"  # the origin's ETag, when this bucket caches another store
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_NOT_MODIFIED_CODES = frozenset({"304", "NotModified"})
+_RESUMES = 2  # ranged GETs after a body broke off, beyond botocore's retries of each request
 
 # Environment variables that change what a profile means; part of the session cache's key.
 _PROFILE_ENVIRONMENT = ("AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE", "AWS_PROFILE")
@@ -70,27 +81,72 @@ def _s3_client(profile: str | None, region: str | None, **kwargs: Any) -> Any:
 
 
 class _Body(io.RawIOBase):
-    """A botocore StreamingBody as a raw stream, so it can sit in an io.BufferedReader.
+    """A GET's body as a raw stream (for an io.BufferedReader) that resumes where it broke.
 
-    Errors while the body streams become StoreError, like every other failure here.
+    When the body breaks off (a reset, a read timeout, fewer bytes than its Content-Length),
+    the rest is asked for with a ranged GET conditional on the first response's ETag, so a
+    newer version is never spliced onto the old one's head; at most `_RESUMES` times.  What
+    cannot be resumed raises RemoteError.  Every read goes to the body, the last one too:
+    botocore validates the object's checksum on the read that finds the end.
     """
 
-    def __init__(self, body: Any, where: str, errors: tuple[type[BaseException], ...]) -> None:
+    def __init__(self, store: S3Store, key: str, response: dict[str, Any]) -> None:
         super().__init__()
-        self._body = body
-        self._where = where
-        self._errors = errors
+        self._store = store
+        self._key = key
+        self._body = response["Body"]
+        self._size: int = response["ContentLength"]
+        self._etag: str | None = response.get("ETag")
+        self._position = 0
+        self._resumes = 0
+        self._breaks: tuple[type[BaseException], ...] = (*store._errors, OSError)
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer: Any) -> int:
+        while True:
+            try:
+                data = self._body.read(len(buffer))
+            except self._store._checksum_errors as exc:
+                raise self._failure(f"its checksum does not match: {exc}") from None
+            except self._breaks as exc:
+                self._resume(exc)
+                continue
+            if not data and self._position < self._size:
+                self._resume(None)  # ended early without an error
+                continue
+            buffer[: len(data)] = data
+            self._position += len(data)
+            return len(data)
+
+    def _failure(self, what: str) -> RemoteError:
+        return RemoteError(f"{self._store._where(self._key)}: reading the object failed: {what}")
+
+    def _resume(self, cause: BaseException | None) -> None:
+        broke = f"the body broke off after {self._position} of {self._size} bytes"
+        reason = f"{broke} ({self._store._clean(cause)})" if cause is not None else broke
+        if self._resumes >= _RESUMES or self._etag is None:
+            raise self._failure(reason)
+        self._resumes += 1
+        self._body.close()
+        store = self._store
         try:
-            data = self._body.read(len(buffer))
-        except self._errors as exc:
-            raise StoreError(f"{self._where}: reading the object failed: {exc}") from None
-        buffer[: len(data)] = data
-        return len(data)
+            response = store._client.get_object(
+                Bucket=store.bucketname,
+                Key=store._name(self._key),
+                Range=f"bytes={self._position}-",
+                IfMatch=self._etag,
+            )
+        except store._client_error as exc:
+            if exc.response.get("Error", {}).get("Code") == "PreconditionFailed":
+                raise self._failure(
+                    f"{reason}, and the object changed before the rest could be read"
+                ) from None
+            raise self._failure(f"{reason}; resuming failed: {store._clean(exc)}") from None
+        except store._errors as exc:
+            raise self._failure(f"{reason}; resuming failed: {store._clean(exc)}") from None
+        self._body = response["Body"]
 
     def close(self) -> None:
         if not self.closed:
@@ -154,6 +210,7 @@ class S3Store(Store):
         aws_access_key_id: str | None = None,
         aws_secret_access_key: str | None = None,
         aws_session_token: str | None = None,
+        checksums: bool = True,
         **client_kwargs: Any,
     ) -> None:
         if not isinstance(bucketname, str) or not bucketname:
@@ -184,11 +241,16 @@ class S3Store(Store):
             botocore.exceptions.ClientError,
             boto3.exceptions.Boto3Error,
         )
+        self._checksum_errors: tuple[type[BaseException], ...] = (
+            botocore.exceptions.FlexibleChecksumError,
+        )
+        checksum_mode = "when_supported" if checksums else "when_required"
         config = Config(
             retries=_RETRIES,
             connect_timeout=_CONNECT_TIMEOUT,
             read_timeout=_READ_TIMEOUT,
-            request_checksum_calculation="when_required",
+            request_checksum_calculation=checksum_mode,
+            response_checksum_validation=checksum_mode,
         )
         if "config" in client_kwargs:
             config = config.merge(client_kwargs.pop("config"))
@@ -199,7 +261,7 @@ class S3Store(Store):
         except botocore.exceptions.ProfileNotFound as exc:
             raise ConfigError(f"S3Store: {exc}") from None
         except self._errors as exc:
-            raise StoreError(f"S3Store for bucket {bucketname!r}: {self._clean(exc)}") from None
+            raise RemoteError(f"S3Store for bucket {bucketname!r}: {self._clean(exc)}") from None
         self.region: str | None = self._client.meta.region_name
         self.endpoint_url: str = self._client.meta.endpoint_url
         self._transfer = TransferConfig(
@@ -233,20 +295,20 @@ class S3Store(Store):
     def _where(self, key: str = "") -> str:
         return f"s3://{self.bucketname}/{self._name(key)}"
 
-    def _clean(self, exc: BaseException) -> str:
+    def _clean(self, exc: BaseException | None) -> str:
         return redact(str(exc), self._secrets)
 
     @contextlib.contextmanager
     def _calling(self, key: str = "") -> Iterator[None]:
-        """Map a missing object to KeyNotFoundError and every other failure to StoreError."""
+        """Map a missing object to KeyNotFoundError and every other failure to RemoteError."""
         try:
             yield
         except self._client_error as exc:
             if exc.response.get("Error", {}).get("Code") in _MISSING_CODES:
                 raise KeyNotFoundError(key, self._where()) from None
-            raise StoreError(f"{self._where(key)}: {self._clean(exc)}") from None
+            raise RemoteError(f"{self._where(key)}: {self._clean(exc)}") from None
         except self._errors as exc:
-            raise StoreError(f"{self._where(key)}: {self._clean(exc)}") from None
+            raise RemoteError(f"{self._where(key)}: {self._clean(exc)}") from None
 
     @staticmethod
     def _stat(response: dict[str, Any]) -> EntryStat:
@@ -263,7 +325,23 @@ class S3Store(Store):
         """One streaming GET; its 404 is the KeyNotFoundError, so a miss costs one request."""
         with self._calling(key):
             response = self._client.get_object(Bucket=self.bucketname, Key=self._name(key))
-        body = _Body(response["Body"], self._where(key), self._errors)
+        return self._reader(key, response)
+
+    def open_read_if_changed(self, key: str, etag: str) -> EntryReader | None:
+        """One GET with IfNoneMatch: None on S3's 304 (no body sent), else the new version."""
+        with self._calling(key):
+            try:
+                response = self._client.get_object(
+                    Bucket=self.bucketname, Key=self._name(key), IfNoneMatch=etag
+                )
+            except self._client_error as exc:
+                if exc.response.get("Error", {}).get("Code") in _NOT_MODIFIED_CODES:
+                    return None
+                raise
+        return self._reader(key, response)
+
+    def _reader(self, key: str, response: dict[str, Any]) -> EntryReader:
+        body = _Body(self, key, response)
         return EntryReader(io.BufferedReader(body, _READ_BUFFER), self._stat(response))
 
     def get(self, key: str) -> bytes:
@@ -353,5 +431,5 @@ class S3Store(Store):
             )
         if response.get("Errors"):
             first = response["Errors"][0]
-            raise StoreError(f"{self._where(first.get('Key', ''))}: {first.get('Message')}")
+            raise RemoteError(f"{self._where(first.get('Key', ''))}: {first.get('Message')}")
         return len(response.get("Deleted", ()))

@@ -1,0 +1,210 @@
+"""S3Store through the fault proxy: retries stay bounded, damage is refused, never cached."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from botocore.config import Config
+
+from cached_stores_factory import CachedStore
+from cached_stores_factory.errors import RemoteError
+from cached_stores_factory.testing.faults import (
+    FaultProxy,
+    corrupt,
+    reset,
+    slow_down,
+    slow_first_byte,
+    truncate,
+)
+from cached_stores_factory.testing.servers import S3Server
+from cached_stores_factory_s3 import S3Store
+from cached_stores_factory_tempfile import TempfileStore
+
+pytestmark = pytest.mark.s3
+
+REGION = "eu-central-1"
+SECRET = "s3cr3t-k3y-never-shown"
+ATTEMPTS = 5  # the pinned total_max_attempts
+DATA = os.urandom(300_000)
+
+
+@pytest.fixture
+def s3(s3_server: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> S3Server:
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    s3_server.reset()
+    s3_server.client().create_bucket(
+        Bucket="faults", CreateBucketConfiguration={"LocationConstraint": REGION}
+    )
+    return s3_server
+
+
+def proxied(proxy: FaultProxy, **kwargs: object) -> S3Store:
+    return S3Store(
+        "faults",
+        s3_region=REGION,
+        endpoint_url=proxy.endpoint_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key=SECRET,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+@pytest.fixture
+def store(s3: S3Server, fault_proxy: FaultProxy) -> Iterator[S3Store]:
+    with proxied(fault_proxy) as store:
+        store.put("obj", DATA)
+        fault_proxy.clear()
+        yield store
+
+
+def gets(proxy: FaultProxy) -> list[dict[str, str]]:
+    return [r.headers for r in proxy.requests if r.method == "GET"]
+
+
+# -- checksums ---------------------------------------------------------------------------------
+
+
+def test_uploads_carry_a_crc32_checksum(s3: S3Server, fault_proxy: FaultProxy):
+    with proxied(fault_proxy) as store:
+        store.put("small", b"payload")
+    (put,) = [r for r in fault_proxy.requests if r.method == "PUT"]
+    assert "x-amz-checksum-crc32" in put.headers or "crc32" in put.headers.get("x-amz-trailer", "")
+    head = s3.client().head_object(Bucket="faults", Key="small", ChecksumMode="ENABLED")
+    assert head["ChecksumCRC32"]
+
+
+def test_a_body_damaged_in_transit_is_refused_with_remote_error(
+    store: S3Store, fault_proxy: FaultProxy
+):
+    fault_proxy.plan(corrupt(150_000), method="GET")
+    with pytest.raises(RemoteError, match=r"s3://faults/obj.*checksum"):
+        store.get("obj")
+    assert store.get("obj") == DATA  # the next read is clean
+
+
+def test_a_damaged_body_never_becomes_a_local_entry(
+    store: S3Store, fault_proxy: FaultProxy, tmp_path: Path
+):
+    local = TempfileStore("local", root=tmp_path / "local")
+    cached = CachedStore(local, store)
+    fault_proxy.plan(corrupt(150_000), method="GET", times=10)
+    with pytest.raises(RemoteError):
+        cached.get("obj")
+    assert "obj" not in local
+
+
+# -- retries: bounded, then a clear RemoteError ---------------------------------------------
+
+
+def test_slow_down_is_retried_by_botocore(store: S3Store, fault_proxy: FaultProxy):
+    fault_proxy.plan(slow_down(), method="GET", times=2)
+    assert store.get("obj") == DATA
+    assert [r.status for r in fault_proxy.requests] == [503, 503, 200]
+
+
+@pytest.mark.parametrize("fault", [slow_down(), reset()], ids=["503", "reset"])
+def test_retries_run_out_after_five_attempts_with_a_remote_error(
+    s3: S3Server, fault_proxy: FaultProxy, fault: object
+):
+    with proxied(fault_proxy) as store:
+        fault_proxy.plan(fault, times=100)  # type: ignore[arg-type]
+        with pytest.raises(RemoteError) as caught:
+            store.get("obj")
+    assert fault_proxy.count() == ATTEMPTS
+    assert "s3://faults/obj" in str(caught.value)
+    assert SECRET not in str(caught.value)
+    assert caught.value.__cause__ is None
+
+
+def test_a_reset_connection_is_retried(store: S3Store, fault_proxy: FaultProxy):
+    fault_proxy.plan(reset(), method="GET", times=2)
+    assert store.get("obj") == DATA
+    assert fault_proxy.count("GET") == 3
+
+
+def test_a_slow_first_byte_past_the_read_timeout_is_retried(s3: S3Server, fault_proxy: FaultProxy):
+    with proxied(fault_proxy, config=Config(read_timeout=0.3)) as store:
+        store.put("obj", DATA)
+        fault_proxy.clear()
+        fault_proxy.plan(slow_first_byte(1.0), method="GET")
+        assert store.get("obj") == DATA
+    assert fault_proxy.count("GET") == 2
+
+
+# -- a body that breaks off mid-stream ---------------------------------------------------------
+
+
+def test_a_truncated_body_is_resumed_with_if_match_on_the_first_etag(
+    store: S3Store, fault_proxy: FaultProxy
+):
+    etag = store.stat("obj").etag
+    fault_proxy.clear()
+    fault_proxy.plan(truncate(100_000), method="GET")
+    assert store.get("obj") == DATA
+    first, resumed = gets(fault_proxy)
+    assert "range" not in first
+    assert resumed["if-match"] == etag
+    start = int(resumed["range"].removeprefix("bytes=").rstrip("-"))
+    assert 0 < start <= 100_000
+
+
+def test_a_body_that_keeps_breaking_fails_cleanly(store: S3Store, fault_proxy: FaultProxy):
+    fault_proxy.plan(truncate(50_000), method="GET", times=10)
+    with pytest.raises(RemoteError, match="broke off after"):
+        store.get("obj")
+    assert fault_proxy.count("GET") == 3  # the GET and two ranged resumes, then no more
+
+
+def test_a_version_changed_mid_read_is_never_spliced(
+    store: S3Store, fault_proxy: FaultProxy, s3: S3Server
+):
+    fault_proxy.plan(truncate(100_000), method="GET")
+    with store.open_read("obj") as entry:
+        s3.client().put_object(Bucket="faults", Key="obj", Body=b"N" * len(DATA))
+        with pytest.raises(RemoteError, match="changed before the rest could be read"):
+            entry.read()
+    assert gets(fault_proxy)[-1]["if-match"]
+
+
+def test_a_truncated_body_never_becomes_a_short_local_entry(
+    store: S3Store, fault_proxy: FaultProxy, tmp_path: Path
+):
+    local = TempfileStore("local", root=tmp_path / "local")
+    cached = CachedStore(local, store)
+    fault_proxy.plan(truncate(50_000), method="GET", times=100)
+    with pytest.raises(RemoteError):
+        cached.get("obj")
+    assert "obj" not in local
+    fault_proxy.clear()
+    assert cached.get("obj") == DATA
+    assert local.get("obj") == DATA
+
+
+# -- revalidation: a conditional GET --------------------------------------------------------
+
+
+def test_an_unchanged_object_answers_304_with_no_body(
+    store: S3Store, fault_proxy: FaultProxy, s3: S3Server
+):
+    etag = store.stat("obj").etag
+    assert etag is not None
+    sent_before = s3.bytes_sent("GET")
+    assert store.open_read_if_changed("obj", etag) is None
+    assert s3.bytes_sent("GET") == sent_before
+    (request,) = [r for r in fault_proxy.requests if r.method == "GET"]
+    assert (request.status, request.headers["if-none-match"]) == (304, etag)
+
+
+def test_a_changed_object_is_opened_by_the_conditional_read(store: S3Store, s3: S3Server):
+    etag = store.stat("obj").etag
+    assert etag is not None
+    s3.client().put_object(Bucket="faults", Key="obj", Body=b"new version")
+    entry = store.open_read_if_changed("obj", etag)
+    assert entry is not None
+    with entry:
+        assert entry.read() == b"new version"
+        assert entry.stat.etag != etag
