@@ -97,8 +97,15 @@ class CachedStoreFactory:
         )
 
     def build(self) -> CachedStore:
-        """A cached store over these parts, with the policy bound to the local store."""
-        return CachedStore(self.local_store, self.remote_store, self.cache_policy, self.serializer)
+        """A cached store over these parts, with the policy bound to the local store.
+
+        The policy also gets the store's counters, to share with other processes.
+        """
+        cached = CachedStore(
+            self.local_store, self.remote_store, self.cache_policy, self.serializer
+        )
+        cached.policy.share_stats(cached.stats)
+        return cached
 
     @classmethod
     def from_config(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from ._store import EntryStat, Store
 
@@ -26,6 +26,10 @@ class CachePolicy:
       `is_fresh(key, stat)` and `on_hit(key, stat)` on every local hit;
       `on_delete(key)` after the engine removed an entry for any reason;
       `expired()` from `CachedStore.purge()`: keys whose local copies may go now.
+
+    A policy whose state other processes share may also count for the whole fleet: the
+    factory hands it the cached store's counters through `share_stats`, and `fleet_stats`
+    returns their sum over every process (what `csf stats` shows).
     """
 
     clock: Callable[[], float] = staticmethod(time.time)
@@ -54,6 +58,17 @@ class CachePolicy:
     def expired(self) -> Iterable[str]:
         """Keys whose local copies are stale and may be removed now."""
         return ()
+
+    def share_stats(self, snapshot: Callable[[], Mapping[str, int]]) -> None:
+        """`snapshot()` returns this process's counters (CachedStore.stats()).
+
+        A policy with shared state adds what they grew by to that state from time to time
+        and at close, never on the hit path.  The default ignores them.
+        """
+
+    def fleet_stats(self) -> tuple[str, dict[str, int]] | None:
+        """Where shared counters live, and their sums over every process; None if nowhere."""
+        return None
 
     def close(self) -> None:
         """Flush and release persisted state.  Idempotent."""

@@ -304,12 +304,27 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         "local_entries": len(local_keys),
         "local_bytes": sum(store.local.stat(k).size for k in local_keys),
         **store.stats(),
+        "source": "this csf process only",
+        "fleet": None,
     }
+    fleet = store.policy.fleet_stats()  # this process's counts are added first
+    if fleet is not None:
+        where, counts = fleet
+        report["fleet"] = {"source": f"every process sharing the {where}", **counts}
+    store.close()
     if args.json:
         print(json.dumps(report, indent=2))
-    else:
-        for name, value in report.items():
+        return EXIT_OK
+    for name, value in report.items():
+        if name != "fleet":
             print(f"{name:<18} {value}")
+    if report["fleet"] is None:
+        print("fleet              none: the policy shares no counters between processes")
+    else:
+        print(f"fleet              summed over {report['fleet']['source']}")
+        for name, value in report["fleet"].items():
+            if name != "source":
+                print(f"  {name:<16} {value}")
     return EXIT_OK
 
 
@@ -446,7 +461,7 @@ def _parser() -> argparse.ArgumentParser:
     stats = command(
         "stats",
         _cmd_stats,
-        "read KEYs through the cache, then show the counters",
+        "read KEYs through the cache, then show this process's counters and the fleet's",
         "csf stats reports/q1.csv --json",
     )
     stats.add_argument("keys", nargs="*", metavar="KEY")

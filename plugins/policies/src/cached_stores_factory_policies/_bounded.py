@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -160,6 +160,12 @@ class _BoundedCache(CachePolicy):
         if self.ttl is None or self._store is None:
             return []
         return stale_keys(self._store, self.clock(), self.ttl)
+
+    def share_stats(self, snapshot: Callable[[], Mapping[str, int]]) -> None:
+        self.state.share_stats(snapshot)
+
+    def fleet_stats(self) -> tuple[str, dict[str, int]] | None:
+        return self.state.fleet_stats()
 
     def close(self) -> None:
         if self._ledger is not None:

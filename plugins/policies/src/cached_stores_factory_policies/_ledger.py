@@ -18,7 +18,7 @@ import sqlite3
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
@@ -27,6 +27,8 @@ import attrs
 
 from cached_stores_factory import Store
 from cached_stores_factory.errors import KeyNotFoundError, StoreError
+
+from ._fleet import CounterDeltas
 
 __all__ = ["Ledger", "MemoryLedger", "SQLiteLedger", "open_ledger"]
 
@@ -48,6 +50,12 @@ class Ledger(Protocol):
 
     def remove(self, key: str) -> None:
         """The store's entry for `key` is gone."""
+
+    def share_stats(self, snapshot: Callable[[], Mapping[str, int]]) -> None:
+        """Add what `snapshot()`'s counters grow by to counters other processes share."""
+
+    def fleet_stats(self) -> tuple[str, dict[str, int]] | None:
+        """Where the shared counters live and their sums; None for a ledger in process."""
 
     def close(self) -> None:
         """Write what is buffered and release the state.  Idempotent."""
@@ -109,6 +117,12 @@ class MemoryLedger:
         with self._lock:
             self._total -= self._order.pop(key, 0)
 
+    def share_stats(self, snapshot: Callable[[], Mapping[str, int]]) -> None:
+        pass  # nobody to share them with
+
+    def fleet_stats(self) -> None:
+        return None
+
     def close(self) -> None:
         pass
 
@@ -138,6 +152,10 @@ END;
 CREATE TRIGGER IF NOT EXISTS entries_resized AFTER UPDATE OF size ON entries BEGIN
     UPDATE totals SET bytes = bytes - OLD.size + NEW.size;
 END;
+CREATE TABLE IF NOT EXISTS stats (
+    name TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
 PRAGMA user_version = 1;
 COMMIT;
 """
@@ -163,6 +181,7 @@ class SQLiteLedger:
         self._path = path
         self._lock = threading.Lock()
         self._uses: dict[str, float] = {}  # key -> last use, in order of last use
+        self._counts = CounterDeltas()  # this process's counters, not yet written
         self._db: sqlite3.Connection | None = None
         self._pid = -1
         self._sync()
@@ -182,6 +201,7 @@ class SQLiteLedger:
         if self._db is None or self._pid != os.getpid():
             if self._pid not in (-1, os.getpid()):
                 self._uses.clear()  # the parent writes its own buffered uses
+                self._counts.forget()
             db = sqlite3.connect(
                 self._path,
                 timeout=BUSY_TIMEOUT_SECONDS,
@@ -208,6 +228,7 @@ class SQLiteLedger:
             db.execute("BEGIN IMMEDIATE")
             try:
                 self._write_uses(db)
+                self._write_counts(db)
                 yield db
                 db.execute("COMMIT")
             except BaseException:
@@ -230,6 +251,23 @@ class SQLiteLedger:
             "UPDATE entries SET used = ?, seq = ? WHERE key = ? AND used <= ?",
             [(used, seq, key, used) for (key, used), seq in zip(uses, seqs, strict=True)],
         )
+
+    def _write_counts(self, db: sqlite3.Connection) -> None:
+        db.executemany(
+            "INSERT INTO stats VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + ?",
+            [(name, grown, grown) for name, grown in self._counts.take().items()],
+        )
+
+    def share_stats(self, snapshot: Callable[[], Mapping[str, int]]) -> None:
+        """Add what `snapshot()`'s counters grow by to the database's, in every transaction."""
+        with self._lock:
+            self._counts.attach(snapshot)
+
+    def fleet_stats(self) -> tuple[str, dict[str, int]]:
+        """The counters summed over every process that shares this database (this one too)."""
+        with self._transaction() as db:
+            rows = db.execute("SELECT name, value FROM stats").fetchall()
+        return f"SQLite ledger {self._path}", dict(rows)
 
     def _sync(self) -> None:
         """Make the ledger match the store: forget vanished entries, adopt unknown ones.

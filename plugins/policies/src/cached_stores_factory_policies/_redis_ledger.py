@@ -8,7 +8,7 @@ may touch them all.
 
 The keys: `order` (a sorted set: key -> last use or insert time, oldest first), `sizes`
 (a hash: key -> bytes), `meta` (a hash: `bytes`, the sum of the sizes) and `stats` (a hash
-of counters summed over every process, see `add_stats`).
+of the cached stores' counters summed over every process, see `share_stats`).
 
 LRU uses (`touch`) stay in this process's memory and are written by a background thread
 every `FLUSH_SECONDS`, by the next insert or removal (in the same script call) and at
@@ -23,13 +23,14 @@ import logging
 import os
 import threading
 import weakref
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
 from cached_stores_factory import Store
 from cached_stores_factory.errors import StoreError, redact
 
+from ._fleet import CounterDeltas
 from ._ledger import Bounds, _store_entries
 
 __all__ = ["FLUSH_SECONDS", "RedisLedger", "ledger_keys"]
@@ -169,7 +170,7 @@ class RedisLedger:
         self._adopt = client.register_script(_ADOPT)
         self._flush = client.register_script(_FLUSH)
         self._uses: dict[str, float] = {}  # key -> last use, in order of last use
-        self._counts: dict[str, int] = {}  # counters not yet written
+        self._counts = CounterDeltas()  # this process's counters, not yet written
         self._lock = threading.Lock()  # one script call at a time takes the buffers
         self._closed = threading.Event()
         self._sync()
@@ -182,7 +183,7 @@ class RedisLedger:
             if ledger is not None and not ledger._closed.is_set():
                 ledger._lock = threading.Lock()  # the parent's flusher may have held it
                 ledger._uses.clear()  # the parent writes its own
-                ledger._counts.clear()
+                ledger._counts.forget()
                 ledger._start_flusher()
 
         os.register_at_fork(after_in_child=restart_in_child)
@@ -274,26 +275,24 @@ class RedisLedger:
             # A row left behind only makes the cache hold less; the next bind() drops it.
             log.warning("%s; %r stays listed", exc, key)
 
-    def add_stats(self, counts: Mapping[str, int]) -> None:
-        """Add to the fleet-wide counters; written with the next flush."""
+    def share_stats(self, snapshot: Callable[[], Mapping[str, int]]) -> None:
+        """Add what `snapshot()`'s counters grow by to the fleet's, with every flush."""
         with self._lock:
-            for name, amount in counts.items():
-                if amount:
-                    self._counts[name] = self._counts.get(name, 0) + amount
+            self._counts.attach(snapshot)
 
-    def fleet_stats(self) -> dict[str, int]:
-        """The counters summed over every process that wrote to this ledger."""
+    def fleet_stats(self) -> tuple[str, dict[str, int]]:
+        """The counters summed over every process that shares this ledger (this one too)."""
         self.flush()
         with self._talking():
             raw = self._client.hgetall(self._stats_key)
-        return {name.decode(): int(value) for name, value in raw.items()}
+        return self.where, {name.decode(): int(value) for name, value in raw.items()}
 
     def flush(self) -> None:
         """Write buffered uses and counters now."""
         with self._lock:
-            if not self._uses and not self._counts:
+            counts = self._counts.take()
+            if not self._uses and not counts:
                 return
-            counts, self._counts = self._counts, {}
             uses = self._take_uses()
             pairs = [arg for name, amount in counts.items() for arg in (name, amount)]
             with self._talking():
