@@ -156,8 +156,12 @@ class Recipe:
             raise ConfigError(f"{self.where}: {redact(str(exc), secrets)}") from None
 
 
-def _check_types(where: str, factory: Callable[..., Any], arguments: Mapping[str, Any]) -> None:
-    hints = argument_hints(factory)
+def _check_types(
+    where: str,
+    factory: Callable[..., Any],
+    hints: Mapping[str, Any],
+    arguments: Mapping[str, Any],
+) -> None:
     for name, value in arguments.items():
         problem = (
             type_problem(value, hints[name], secret=bool(_SECRET_NAME.search(name)))
@@ -182,7 +186,7 @@ def resolve(source: str, registry: PluginRegistry, spec: ComponentSpec, section:
         k: _expand(v, f"{where} argument {k!r}", os.environ, hints.get(k, Any))
         for k, v in arguments.items()
     }
-    _check_types(where, component.factory, arguments)
+    _check_types(where, component.factory, hints, arguments)
     return Recipe(where, component.factory, arguments)
 
 
