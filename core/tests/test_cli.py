@@ -252,3 +252,20 @@ def test_put_draws_a_progress_bar_in_a_terminal(tmp_path: Path) -> None:
     assert re.match(r"big: 100%\|█+\| 50\.0M/50\.0M \[", redraws[-1]), redraws[-1]
     remote = CachedStoreFactory.from_config(path).remote_store
     assert remote.get("big") == source.read_bytes()
+
+
+def test_ls_of_many_keys_counts_them_on_a_bar_only_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = config_file(tmp_path)
+    remote = CachedStoreFactory.from_config(path).remote_store
+    for n in range(1000):
+        remote.put(f"k/{n:04}", b"x")
+    assert main(["ls", "-c", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.splitlines()) == 1001
+    assert err == ""  # not a terminal, no --progress
+    assert main(["ls", "k/", "-c", str(path), "--progress", "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert len(json.loads(out)) == 1000
+    assert "listing:   0%|          | 0/1000 [" in err
