@@ -1,7 +1,8 @@
 """The plugin hooks.  A plugin implements any of them with `@cached_stores_factory.hookimpl`.
 
 Each hook receives `register(name, factory)`; `factory(**kwargs)` is later called with the
-config section's remaining keys.  The core owns the registry; plugins only call `register`.
+config section's remaining keys.  A factory given as a "module:attribute" string is imported
+when the name is first used.  The core owns the registry; plugins only call `register`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 class Register(Protocol):
-    def __call__(self, name: str, factory: Callable[..., Any]) -> None: ...
+    def __call__(self, name: str, factory: Callable[..., Any] | str) -> None: ...
 
 
 @hookspec

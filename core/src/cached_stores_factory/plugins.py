@@ -29,7 +29,15 @@ from ._reexport import FIRST_PARTY, Kind, install_hint
 from ._version import PLUGIN_API, __version__
 from .errors import DuplicatePluginError, PluginLoadError, PluginNotFoundError
 
-__all__ = ["ENTRY_POINT_GROUP", "Component", "Kind", "PluginRecord", "PluginRegistry", "registry"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Component",
+    "Kind",
+    "PluginRecord",
+    "PluginRegistry",
+    "lazy_exports",
+    "registry",
+]
 
 ENTRY_POINT_GROUP = "cached_stores_factory"
 CORE_DISTRIBUTION = "cached-stores-factory-core"
@@ -94,6 +102,18 @@ def check_plugin_api(module: ModuleType) -> None:
             f"{CORE_DISTRIBUTION} {__version__} provides plugin API {PLUGIN_API}; "
             f"install a release of the plugin made for it"
         )
+
+
+def lazy_exports(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module `__getattr__` (PEP 562) for a plugin's hook module: `names` maps each public
+    name to the submodule that defines it, imported when the name is first used."""
+
+    def __getattr__(name: str) -> Any:
+        if name not in names:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(names[name], package), name)
+
+    return __getattr__
 
 
 class PluginRegistry:

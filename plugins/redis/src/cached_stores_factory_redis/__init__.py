@@ -1,19 +1,25 @@
 """cached-stores-factory plugin 'redis': a store in Redis.
 
-redis-py is imported when a RedisStore is built, never when this plugin is loaded.
+redis-py is imported when a RedisStore is built, the store's module when it is first used;
+neither when this plugin is loaded.
 """
 
 from __future__ import annotations
 
-import cached_stores_factory
-from cached_stores_factory.hookspecs import Register
+from typing import TYPE_CHECKING
 
-from ._store import DEFAULT_MAX_VALUE_BYTES, RedisStore, connect
+from cached_stores_factory import hookimpl
+from cached_stores_factory.hookspecs import Register
+from cached_stores_factory.plugins import lazy_exports
+
+if TYPE_CHECKING:
+    from ._store import DEFAULT_MAX_VALUE_BYTES, RedisStore, connect
 
 __all__ = ["DEFAULT_MAX_VALUE_BYTES", "RedisStore", "connect"]
+__getattr__ = lazy_exports(__name__, dict.fromkeys(__all__, "._store"))
 CSF_PLUGIN_API = (1, 1)  # the core plugin API versions this plugin works with
 
 
-@cached_stores_factory.hookimpl
+@hookimpl
 def csf_register_stores(register: Register) -> None:
-    register("redis", RedisStore)
+    register("redis", "cached_stores_factory_redis:RedisStore")

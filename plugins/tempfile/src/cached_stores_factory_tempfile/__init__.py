@@ -1,16 +1,25 @@
-"""cached-stores-factory plugin 'tempfile': a store of files in a private directory."""
+"""cached-stores-factory plugin 'tempfile': a store of files in a private directory.
+
+The store's module is imported when a config or a caller first uses it, not when the plugin
+loads.
+"""
 
 from __future__ import annotations
 
-import cached_stores_factory
-from cached_stores_factory.hookspecs import Register
+from typing import TYPE_CHECKING
 
-from ._store import TempfileStore
+from cached_stores_factory import hookimpl
+from cached_stores_factory.hookspecs import Register
+from cached_stores_factory.plugins import lazy_exports
+
+if TYPE_CHECKING:
+    from ._store import TempfileStore
 
 __all__ = ["TempfileStore"]
+__getattr__ = lazy_exports(__name__, dict.fromkeys(__all__, "._store"))
 CSF_PLUGIN_API = (1, 1)  # the core plugin API versions this plugin works with
 
 
-@cached_stores_factory.hookimpl
+@hookimpl
 def csf_register_stores(register: Register) -> None:
-    register("tempfile", TempfileStore)
+    register("tempfile", "cached_stores_factory_tempfile:TempfileStore")
