@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -13,21 +12,21 @@ from ._harness import Row, Sizes, Target, median_times, unavailable
 from ._parts import PartMissing, part
 
 FIGURE = "cold start: import + build tempfile/memory store from config vs entry-point scan"
-TARGET = Target("ratio", "<=", 2.0)
+TARGET = Target("ratio", "<=", 1.5)
 HEAVY = ("boto3", "botocore", "redis")
 HEAVY_FIGURE = "cold start: of boto3, botocore, redis, modules imported"
 HEAVY_TARGET = Target("value", "==", 0, "modules")
 
 BUILD = textwrap.dedent(
     """
-    import json, sys
+    import sys
     from cached_stores_factory import CachedStoreFactory
     config = {{
         "local": {{"store": "tempfile", "name": "csf-bench-cold", "root": {root!r}}},
         "remote": {{"store": "memory"}},
     }}
     store = CachedStoreFactory.from_config(config).build()
-    print(json.dumps(sorted(m for m in {heavy!r} if m in sys.modules)))
+    print(",".join(m for m in {heavy!r} if m in sys.modules))  # not json: the harness, not ours
     """
 )
 SCAN = textwrap.dedent(
@@ -75,7 +74,7 @@ def run(sizes: Sizes) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="csf-bench-cold-") as tmp:
         environ = child_environment(os.path.join(tmp, "pycache"))
         build = BUILD.format(root=os.path.join(tmp, "store"), heavy=HEAVY)
-        heavy = json.loads(_python(build, environ))
+        heavy = [name for name in _python(build, environ).strip().split(",") if name]
         medians = median_times(
             {"ours": lambda: _python(build, environ), "scan": lambda: _python(SCAN, environ)},
             rounds=sizes.cold_rounds,

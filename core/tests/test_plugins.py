@@ -335,6 +335,25 @@ def test_importing_the_core_imports_neither_boto3_nor_redis() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_loading_the_plugins_imports_no_store_or_policy_module() -> None:
+    code = (
+        "import sys\n"
+        "from cached_stores_factory.plugins import registry\n"
+        "names = registry.names('store') + registry.names('policy')\n"
+        "modules = ('cached_stores_factory_tempfile._store', 'cached_stores_factory_s3._store',\n"
+        "           'cached_stores_factory_redis._store', 'cached_stores_factory_policies._ttl',\n"
+        "           'cached_stores_factory_policies._bounded', 'csf_example_plugin.store')\n"
+        "print(sorted(names), [m for m in modules if m in sys.modules])\n"
+        "registry.get('store', 's3')\n"
+        "print([m for m in modules + ('boto3',) if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded, used = out.stdout.splitlines()
+    assert "'s3'" in loaded and "'lru'" in loaded
+    assert loaded.endswith(" []")
+    assert used == "['cached_stores_factory_s3._store']"
+
+
 @pytest.mark.slow
 def test_a_core_only_venv_names_the_pip_extra_and_finds_an_installed_plugin(
     tmp_path: Path,
