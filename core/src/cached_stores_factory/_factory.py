@@ -75,10 +75,12 @@ class CachedStoreFactory:
 
     @property
     def local_store(self) -> Store:
+        """The local store; one named by a config is made here, on first use, then kept."""
         return self._store("local", self._local_store)
 
     @property
     def remote_store(self) -> Store:
+        """The remote store; one named by a config is made here, on first use, then kept."""
         return self._store("remote", self._remote_store)
 
     def _store(self, role: str, part: Store | Recipe) -> Store:
