@@ -7,7 +7,8 @@ when the name is first used.  The core owns the registry; plugins only call `reg
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import pluggy
@@ -35,3 +36,15 @@ def csf_register_policies(register: Register) -> None:
 @hookspec
 def csf_register_serializers(register: Register) -> None:
     """Register serializer factories: `register("json", JsonSerializer)`."""
+
+
+def lazy_exports(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
+    """A module `__getattr__` (PEP 562) for a plugin's hook module: `names` maps each public
+    name to the submodule that defines it, imported when the name is first used."""
+
+    def __getattr__(name: str) -> Any:
+        if name not in names:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        return getattr(importlib.import_module(names[name], package), name)
+
+    return __getattr__

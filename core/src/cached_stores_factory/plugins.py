@@ -19,14 +19,14 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from importlib.metadata import EntryPoint, entry_points
-from types import ModuleType, SimpleNamespace
+from types import SimpleNamespace
 from typing import Any, NamedTuple
 
 import pluggy
 
 from . import _builtins, hookspecs
 from ._reexport import FIRST_PARTY, Kind, install_hint
-from ._version import PLUGIN_API, __version__
+from ._version import __version__, check_plugin_api
 from .errors import DuplicatePluginError, PluginLoadError, PluginNotFoundError
 
 __all__ = [
@@ -35,7 +35,6 @@ __all__ = [
     "Kind",
     "PluginRecord",
     "PluginRegistry",
-    "lazy_exports",
     "registry",
 ]
 
@@ -89,31 +88,6 @@ class Component(NamedTuple):
                 f"{self.target}: {type(exc).__name__}: {exc}"
             ) from exc
         return factory
-
-
-def check_plugin_api(module: ModuleType) -> None:
-    """Refuse a plugin whose `CSF_PLUGIN_API = (lowest, highest)` leaves out this core's API."""
-    declared = getattr(module, "CSF_PLUGIN_API", (1, 1))  # plugins from before the declaration
-    if not (isinstance(declared, tuple) and [type(bound) for bound in declared] == [int, int]):
-        raise PluginLoadError(f"CSF_PLUGIN_API must be (lowest, highest) ints, not {declared!r}")
-    if not declared[0] <= PLUGIN_API <= declared[1]:
-        raise PluginLoadError(
-            f"it is made for plugin API {declared[0]} to {declared[1]}, but "
-            f"{CORE_DISTRIBUTION} {__version__} provides plugin API {PLUGIN_API}; "
-            f"install a release of the plugin made for it"
-        )
-
-
-def lazy_exports(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
-    """A module `__getattr__` (PEP 562) for a plugin's hook module: `names` maps each public
-    name to the submodule that defines it, imported when the name is first used."""
-
-    def __getattr__(name: str) -> Any:
-        if name not in names:
-            raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        return getattr(importlib.import_module(names[name], package), name)
-
-    return __getattr__
 
 
 class PluginRegistry:
@@ -278,16 +252,13 @@ class PluginRegistry:
     def _not_found(self, kind: Kind, name: str) -> Exception:
         plugin_name = FIRST_PARTY.get((kind, name), (name, ""))[0]
         for record in self._plugins.values():
+            where = f"{kind} {name!r} comes from plugin {plugin_name!r}"
             if record.name == plugin_name and record.disabled:
-                return PluginNotFoundError(
-                    f"{kind} {name!r} comes from plugin {plugin_name!r}, which "
-                    f"CSF_DISABLE_PLUGINS blocks"
-                )
+                return PluginNotFoundError(f"{where}, which CSF_DISABLE_PLUGINS blocks")
             if record.name == plugin_name and record.error is not None:
                 error = PluginLoadError(
-                    f"{kind} {name!r} comes from plugin {plugin_name!r} "
-                    f"({record.distribution or 'unknown distribution'}), which failed to load: "
-                    f"{type(record.error).__name__}: {record.error}"
+                    f"{where} ({record.distribution or 'unknown distribution'}), which failed "
+                    f"to load: {type(record.error).__name__}: {record.error}"
                 )
                 error.__cause__ = record.error
                 return error

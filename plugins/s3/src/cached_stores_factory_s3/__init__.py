@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cached_stores_factory import hookimpl
-from cached_stores_factory.hookspecs import Register
-from cached_stores_factory.plugins import lazy_exports
+from cached_stores_factory.hookspecs import Register, lazy_exports
 
 if TYPE_CHECKING:
     from ._store import MIN_PART_SIZE, S3Store
