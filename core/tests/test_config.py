@@ -117,10 +117,10 @@ def test_a_missing_argument_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
         def __init__(self, bucket: str) -> None:
             super().__init__()
 
-    from cached_stores_factory.plugins import Component
+    from cached_stores_factory.plugins import Component, PluginRecord
 
     registry._components["store", "needs"] = [
-        Component("store", "needs", NeedsBucket, "test", None, None)
+        Component("store", "needs", NeedsBucket, PluginRecord("test", None))
     ]
     with pytest.raises(ConfigError, match=r"\[remote\] store 'needs': missing argument 'bucket'"):
         CachedStoreFactory.from_config(
@@ -172,9 +172,11 @@ def test_a_secret_in_a_constructor_error_is_redacted(monkeypatch: pytest.MonkeyP
         def __init__(self, password: str) -> None:
             raise ValueError(f"login refused for password {password}")
 
-    from cached_stores_factory.plugins import Component
+    from cached_stores_factory.plugins import Component, PluginRecord
 
-    registry._components["store", "picky"] = [Component("store", "picky", Picky, "t", None, None)]
+    registry._components["store", "picky"] = [
+        Component("store", "picky", Picky, PluginRecord("t", None))
+    ]
     factory = CachedStoreFactory.from_config(
         {**MEMORY_PAIR, "remote": {"store": "picky", "password": "${CSF_TEST_PASSWORD}"}},
         plugins=registry,

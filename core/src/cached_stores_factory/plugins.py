@@ -18,7 +18,7 @@ import inspect
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import Distribution, EntryPoint, entry_points
 from types import SimpleNamespace
 from typing import Any, NamedTuple
 
@@ -49,30 +49,45 @@ _HOOKS: dict[Kind, str] = {
 }
 
 
-class PluginRecord(NamedTuple):
-    """One plugin module: loaded, broken (with its error) or disabled."""
+class PluginRecord:
+    """One plugin module: loaded, broken (`error`) or disabled.
 
-    name: str
-    distribution: str | None
-    version: str | None
-    error: BaseException | None = None
-    disabled: bool = False
+    Its distribution's name and version are read when first asked for: each read parses the
+    distribution's METADATA, which costs a cold start more than the entry-point scan itself.
+    """
 
-    @property
-    def key(self) -> str:
-        """Unique, unlike entry-point names: the name pluggy knows the plugin by."""
-        return f"{self.name} ({self.distribution})"
+    def __init__(self, name: str, dist: Distribution | None, *, disabled: bool = False) -> None:
+        self.name, self._dist, self.disabled = name, dist, disabled
+        self.error: BaseException | None = None
+
+    @functools.cached_property
+    def distribution(self) -> str | None:
+        return self._dist.name if self._dist else None
+
+    @functools.cached_property
+    def version(self) -> str | None:
+        return self._dist.version if self._dist else None
 
 
 class Component(NamedTuple):
-    """One registered store, policy or serializer factory, and where it came from."""
+    """One registered store, policy or serializer factory, and the plugin it came from."""
 
     kind: Kind
     name: str
     target: Callable[..., Any] | str  # a factory, or "module:attribute" imported on first use
-    plugin: str
-    distribution: str | None
-    version: str | None
+    source: PluginRecord
+
+    @property
+    def plugin(self) -> str:
+        return self.source.name
+
+    @property
+    def distribution(self) -> str | None:
+        return self.source.distribution
+
+    @property
+    def version(self) -> str | None:
+        return self.source.version
 
     @property
     def factory(self) -> Callable[..., Any]:
@@ -105,7 +120,8 @@ class PluginRegistry:
         self._lock = threading.Lock()
         self._loaded = False
         self._components: dict[tuple[Kind, str], list[Component]] = {}
-        self._plugins: dict[str, PluginRecord] = {}  # by pluggy name: unique, unlike entry points
+        # By pluggy name, "entry-point name = module": unique, unlike entry-point names.
+        self._plugins: dict[str, PluginRecord] = {}
         # During one hook call: what was registered, and id(exception) -> the plugin it left.
         self._pending: list[tuple[PluginRecord, str, Callable[..., Any] | str]] = []
         self._raised_by: dict[int, str] = {}
@@ -123,38 +139,37 @@ class PluginRegistry:
     def _load(self) -> None:
         manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         manager.add_hookspecs(hookspecs)
-        self._register(manager, PluginRecord(BUILTINS, CORE_DISTRIBUTION, __version__), _builtins)
+        core = PluginRecord(BUILTINS, None)
+        core.distribution, core.version = CORE_DISTRIBUTION, __version__
+        self._register(manager, BUILTINS, core, _builtins)
         disabled = {
             name.strip() for name in self._environ.get("CSF_DISABLE_PLUGINS", "").split(",")
         }
         for entry_point in self._entry_point_source():
-            dist = entry_point.dist
-            record = PluginRecord(
-                entry_point.name,
-                dist.name if dist else None,
-                dist.version if dist else None,
-                disabled=entry_point.name in disabled,
-            )
-            if record.key in self._plugins:
+            key = f"{entry_point.name} = {entry_point.value}"
+            if key in self._plugins:
                 continue  # the same distribution, visible twice on sys.path
-            self._plugins[record.key] = record
+            record = PluginRecord(
+                entry_point.name, entry_point.dist, disabled=entry_point.name in disabled
+            )
+            self._plugins[key] = record
             if record.disabled:
                 continue
             try:
                 module = entry_point.load()
                 check_plugin_api(module)
             except Exception as exc:
-                self._plugins[record.key] = record._replace(error=exc)
+                record.error = exc
                 continue
-            self._register(manager, record, module)
+            self._register(manager, key, record, module)
         for kind, hook_name in _HOOKS.items():
             self._call(manager, kind, getattr(manager.hook, hook_name))
 
     def _register(
-        self, manager: pluggy.PluginManager, record: PluginRecord, module: object
+        self, manager: pluggy.PluginManager, key: str, record: PluginRecord, module: object
     ) -> None:
-        """Register the module's hook implementations with pluggy, each one adapted."""
-        key = self._plugins.setdefault(record.key, record).key
+        """Register the module's hook implementations with pluggy as `key`, each adapted."""
+        self._plugins[key] = record
         hooks = {}
         for attribute in dir(module):
             options = manager.parse_hookimpl_opts(module, attribute)
@@ -166,7 +181,7 @@ class PluginRegistry:
             manager.check_pending()  # a misspelt hook name
         except Exception as exc:
             manager.unregister(name=key)
-            self._plugins[key] = record._replace(error=exc)
+            record.error = exc
 
     def _adapt(self, key: str, function: Callable[..., Any]) -> Callable[..., Any]:
         """`function` as pluggy calls it: its `register` records plugin `key` as the source,
@@ -221,14 +236,14 @@ class PluginRegistry:
                 if key is None:
                     raise  # not a plugin's exception
                 manager.unregister(name=key)
-                record = self._plugins[key] = self._plugins[key]._replace(error=exc)
+                failed = self._plugins[key]
+                failed.error = exc
                 for found in self._components.values():  # withdraw its earlier hooks' names
-                    found[:] = [c for c in found if (c.plugin, c.distribution) != record[:2]]
+                    found[:] = [c for c in found if c.source is not failed]
         for record, name, factory in self._pending:
-            component = Component(
-                kind, name, factory, record.name, record.distribution, record.version
+            self._components.setdefault((kind, name), []).append(
+                Component(kind, name, factory, record)
             )
-            self._components.setdefault((kind, name), []).append(component)
 
     # -- lookups --------------------------------------------------------------------------
 
