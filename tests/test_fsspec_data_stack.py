@@ -130,3 +130,29 @@ def test_the_filesystem_wraps_a_store_built_in_code(
     assert fs.cat_file("a/b.txt", 1, 3) == b"el"
     assert fs.info("a/b.txt")["size"] == 5
     assert s3_server.count() == before
+
+
+def test_one_column_of_a_64_mib_parquet_file_fetches_less_than_half_of_it(
+    s3_server: S3Server, bucket: str, config: str
+) -> None:
+    rows = 1 << 20  # eight float64 columns of 8 MiB each, stored plain, in one row group
+    random = np.random.default_rng(13)
+    table = pa.table({f"c{i}": random.random(rows) for i in range(8)})
+    body = parquet_bytes(table, compression=None, use_dictionary=False)
+    assert len(body) >= 64 * 1024 * 1024
+    s3_server.client().put_object(Bucket=bucket, Key="data/big.parquet", Body=body)
+    path = f"/{bucket}/data/big.parquet"
+    fetched_before = s3_server.bytes_sent("GET", path)
+
+    fs = fsspec.filesystem("csf", config=config)
+    column = pq.read_table("csf://data/big.parquet", filesystem=fs, columns=["c3"])
+    assert column.equals(table.select(["c3"]))
+    fetched = s3_server.bytes_sent("GET", path) - fetched_before
+    assert 0 < fetched < len(body) / 2, f"{fetched} of {len(body)} bytes fetched"
+
+    before = s3_server.count()
+    again = pd.read_parquet(
+        "csf://data/big.parquet", columns=["c3"], storage_options={"config": config}
+    )
+    assert again["c3"].equals(table.column("c3").to_pandas())
+    assert s3_server.count() == before  # the blocks it read are kept: no request at all

@@ -17,6 +17,7 @@ import attrs
 from ._fileobj import TextHandle, WriteHandle, close_handles, parse_mode
 from ._keys import validate_key
 from ._policy import CachePolicy
+from ._ranged import PartialEntries
 from ._serializer import BytesSerializer, Serializer
 from ._spool import SharedSpool, new_spool
 from ._store import EntryReader, EntryStat, Store
@@ -186,6 +187,7 @@ class CachedStore(Store):
         # When each entry this engine stored reached the local store, for stores that can't
         # say (their stat reports `modified=None`): an entry is never taken for younger.
         self._stored_at: dict[str, float] = {}
+        self.partials = PartialEntries(self)  # objects read in blocks (ranged reads)
         self.policy.bind(local)
 
     def __repr__(self) -> str:
@@ -208,23 +210,27 @@ class CachedStore(Store):
         return self._read(key)
 
     def _read(self, key: str) -> EntryReader:
+        entry = self.open_fresh(key)
+        return entry if entry is not None else self._miss(key)
+
+    def open_fresh(self, key: str) -> EntryReader | None:
+        """The fresh local entry, served and counted as a hit; None (no remote call) if none."""
         # The hit path: one local open (which validates the key), two policy calls, one count.
         try:
             entry = self.local.open_read(key)
         except KeyNotFoundError:
-            pass
+            return None
         except _LOCAL_FAILURES:
-            pass  # a miss; the fetch logs it and serves the object uncached
-        else:
-            stat = entry.stat
-            if stat.modified is None:
-                stat = self._with_stored_time(key, stat)
-            if self.policy.is_fresh(key, stat):
-                self.policy.on_hit(key, stat)
-                self._counters.hit(stat.size)
-                return entry
-            entry.close()
-        return self._miss(key)
+            return None  # a miss; the fetch logs it and serves the object uncached
+        stat = entry.stat
+        if stat.modified is None:
+            stat = self._with_stored_time(key, stat)
+        if self.policy.is_fresh(key, stat):
+            self.policy.on_hit(key, stat)
+            self._counters.hit(stat.size)
+            return entry
+        entry.close()
+        return None
 
     def _with_stored_time(self, key: str, stat: EntryStat) -> EntryStat:
         stored = self._stored_at.get(key)
@@ -308,9 +314,12 @@ class CachedStore(Store):
 
     def _remote_entry(self, key: str) -> EntryReader:
         entry = self.remote.open_read(key)
-        self._count(REMOTE_READS)
-        self._count(FROM_REMOTE, entry.stat.size)
+        self._count_fetch(entry.stat.size)
         return entry
+
+    def _count_fetch(self, size: int) -> None:
+        self._count(REMOTE_READS)
+        self._count(FROM_REMOTE, size)
 
     def _serve(self, key: str, flight: _Flight) -> EntryReader:
         if flight.spool is None:
@@ -362,8 +371,10 @@ class CachedStore(Store):
         return self.get(key)
 
     def stat(self, key: str) -> EntryStat:
-        """The fresh local entry's stat, else the remote's (no fetch)."""
+        """The fresh local entry's stat, else a fresh partial entry's, else the remote's."""
         stat = self._fresh_stat(key)
+        if stat is None:
+            stat = self.partials.stat(key)
         return stat if stat is not None else self.remote.stat(key)
 
     def __contains__(self, key: object) -> bool:
@@ -393,6 +404,7 @@ class CachedStore(Store):
             flight = self._flights.get(key)
             if flight is not None:
                 flight.stale = True
+        self.partials.forget(key)
         try:
             yield mutation
         finally:
@@ -457,8 +469,10 @@ class CachedStore(Store):
             raise KeyNotFoundError(key, "cached store")
 
     def invalidate(self, key: str) -> bool:
-        """Drop the local copy only; the next read fetches again."""
-        return self._drop_local(validate_key(key))
+        """Drop the local copy (and any blocks of it) only; the next read fetches again."""
+        key = validate_key(key)
+        self.partials.forget(key)
+        return self._drop_local(key)
 
     def clear(self) -> int:
         """Drop every local copy; the remote is untouched.  Returns how many went."""

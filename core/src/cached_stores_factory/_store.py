@@ -13,7 +13,7 @@ from typing import IO, Any, ClassVar, Self, TypeVar
 import attrs
 
 from ._keys import validate_key, validate_prefix
-from .errors import KeyNotFoundError
+from .errors import EntryChangedError, KeyNotFoundError
 
 __all__ = ["EntryReader", "EntryStat", "Store"]
 
@@ -28,6 +28,7 @@ _KEYED_METHODS = (
     "stat",
     "open_read",
     "open_read_if_changed",
+    "open_range",
     "put_stream",
     "__contains__",
 )
@@ -99,7 +100,8 @@ class Store(abc.ABC):
     """A key/value store of bytes, keyed by '/'-separated relative paths.
 
     Required: `get`, `put`, `delete`, `keys`.  Optional, with defaults built on those:
-    `open_read` (streaming read with stat), `put_stream` (streaming write), `stat`,
+    `open_read` (streaming read with stat), `open_range` (a byte range of an entry),
+    `put_stream` (streaming write), `stat`,
     `__contains__`, `clear`, `close`.  Keys are validated before any method here runs, in
     subclasses too, so implementations may trust them.
 
@@ -161,6 +163,26 @@ class Store(abc.ABC):
         cannot tell, so it always opens the entry.
         """
         return self.open_read(key)
+
+    def open_range(
+        self, key: str, start: int, end: int, *, if_match: str | None = None
+    ) -> EntryReader:
+        """Open bytes [start, end) of the entry (fewer past its end); `stat` is the whole entry's.
+
+        With `if_match`, an entry whose entity tag is no longer `if_match` raises
+        EntryChangedError instead, so blocks of two versions are never read as one (S3 sends
+        `IfMatch`).  The default opens the whole entry through `open_read`, checks its etag,
+        and skips to `start`.
+        """
+        if not 0 <= start <= end:
+            raise ValueError(f"a range needs 0 <= start <= end, not [{start}, {end})")
+        with self.open_read(key) as entry:
+            if if_match is not None and entry.stat.etag != if_match:
+                raise EntryChangedError(key, if_match, entry.stat.etag)
+            skipped = 0
+            while skipped < start and (chunk := entry.read(min(start - skipped, 1 << 20))):
+                skipped += len(chunk)
+            return EntryReader(io.BytesIO(entry.read(end - start)), entry.stat)
 
     def put_stream(self, key: str, stream: IO[bytes], *, etag: str | None = None) -> EntryStat:
         """Store everything `stream` yields.  The default reads it whole and calls `put`.

@@ -12,6 +12,7 @@ __all__ = [
     "ConfigError",
     "CorruptEntryError",
     "DuplicatePluginError",
+    "EntryChangedError",
     "InvalidKeyError",
     "KeyNotFoundError",
     "PluginError",
@@ -75,6 +76,27 @@ class CorruptEntryError(StoreError):
     A local store raises it from `open_read`, `get` or a read of the entry's stream; the
     engine then drops the entry and fetches the object again instead of serving it.
     """
+
+
+class EntryChangedError(StoreError):
+    """An entry read in ranges changed between two of them: its entity tag is not the first one.
+
+    Blocks of two versions are never spliced into one read; open the entry again to read the
+    new version.
+    """
+
+    def __init__(self, key: str, expected: str, found: str | None = None) -> None:
+        super().__init__(key, expected, found)
+        self.key = key
+        self.expected = expected
+        self.found = found
+
+    def __str__(self) -> str:
+        now = f", now {self.found}" if self.found else ""
+        return (
+            f"{self.key!r} changed while it was read in ranges (version {self.expected}{now}); "
+            "open it again to read the new version"
+        )
 
 
 class RemoteError(StoreError):

@@ -204,7 +204,13 @@ class CachedStoreFileSystem(AbstractFileSystem, metaclass=_Instances):  # type: 
             handle: IO[bytes] = self.store.open(key, mode)
             return handle
         try:
-            entry = self.store.open_read(key)
+            # A fresh local copy; else a large object read in blocks as they are needed;
+            # else one fetch of the whole object.
+            entry = (
+                self.store.open_fresh(key)
+                or self.store.partials.open(key)
+                or self.store.open_read(key)
+            )
         except KeyNotFoundError:
             raise FileNotFoundError(errno.ENOENT, "No such key in the cached store", key) from None
         # fsspec's own helpers (read_block, cat_file) ask an open file for its `size`.

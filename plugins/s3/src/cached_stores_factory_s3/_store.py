@@ -27,6 +27,7 @@ from typing import IO, Any
 from cached_stores_factory import EntryReader, EntryStat, Store, validate_key
 from cached_stores_factory.errors import (
     ConfigError,
+    EntryChangedError,
     InvalidKeyError,
     KeyNotFoundError,
     RemoteError,
@@ -343,6 +344,56 @@ class S3Store(Store):
     def _reader(self, key: str, response: dict[str, Any]) -> EntryReader:
         body = _Body(self, key, response)
         return EntryReader(io.BufferedReader(body, _READ_BUFFER), self._stat(response))
+
+    def open_range(
+        self, key: str, start: int, end: int, *, if_match: str | None = None
+    ) -> EntryReader:
+        """One ranged GET (`Range`, and `IfMatch` when given: S3 answers 412 if the object
+        changed, which raises EntryChangedError).  The stat's etag is the object's own S3 ETag,
+        the one `IfMatch` compares, even in a bucket that caches another store."""
+        if not 0 <= start <= end:
+            raise ValueError(f"a range needs 0 <= start <= end, not [{start}, {end})")
+        if start == end:
+            return self._empty_range(key, if_match)
+        extra = {"IfMatch": if_match} if if_match is not None else {}
+        with self._calling(key):
+            try:
+                response = self._client.get_object(
+                    Bucket=self.bucketname,
+                    Key=self._name(key),
+                    Range=f"bytes={start}-{end - 1}",
+                    **extra,
+                )
+            except self._client_error as exc:
+                code = exc.response.get("Error", {}).get("Code")
+                if code == "PreconditionFailed" and if_match is not None:
+                    raise EntryChangedError(key, if_match) from None
+                if code != "InvalidRange":  # InvalidRange: `start` is at or past the end
+                    raise
+                response = None
+        if response is None:
+            return self._empty_range(key, if_match)
+        total = int(
+            str(response.get("ContentRange", "")).rpartition("/")[2] or response["ContentLength"]
+        )
+        stat = EntryStat(
+            size=total, modified=response["LastModified"].timestamp(), etag=response.get("ETag")
+        )
+        body = _Body(response["Body"], self._where(key), self._errors)
+        return EntryReader(io.BufferedReader(body, _READ_BUFFER), stat)
+
+    def _empty_range(self, key: str, if_match: str | None) -> EntryReader:
+        """No bytes, and the whole object's stat from one HEAD."""
+        with self._calling(key):
+            response = self._client.head_object(Bucket=self.bucketname, Key=self._name(key))
+        stat = EntryStat(
+            size=response["ContentLength"],
+            modified=response["LastModified"].timestamp(),
+            etag=response.get("ETag"),
+        )
+        if if_match is not None and stat.etag != if_match:
+            raise EntryChangedError(key, if_match, stat.etag)
+        return EntryReader(io.BytesIO(), stat)
 
     def get(self, key: str) -> bytes:
         with self.open_read(key) as entry:

@@ -1,0 +1,627 @@
+"""Ranged reads: a large object that is not cached yet is read in blocks, as the reader needs them.
+
+A Parquet reader reads a file's footer, then the columns it wants; a cache that downloads the
+whole object first makes it wait for every byte.  Here a reader of a cold object larger than
+WHOLE_LIMIT fetches BLOCK_SIZE blocks with ranged reads of the remote (`Store.open_range`),
+and each block is kept in the local store, so a later read of the same bytes makes no request.
+Once every block is present the blocks become one ordinary local entry.
+
+In the local store, for key K read at one version (etag E, size S, block size B):
+
+    .csf-partial/<hash of K>               the manifest: JSON {"etag": E, "size": S, "block": B}
+    .csf-partial/<hash of K, E, S, B>/<i>  block i, bytes [i*B, (i+1)*B) of that version
+
+Every block is a policy entry of its own, counted by its bytes (a byte budget sees exactly the
+bytes held; a depth counts blocks), so the policy may evict one block and a later read fetches
+it again.  The manifest is bookkeeping, not a policy entry; its age is the partial entry's age
+for the policy's freshness.  Each block is fetched with `if_match=E`: a block of a changed
+object raises EntryChangedError and drops the partial entry, never splicing two versions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import threading
+import time
+import weakref
+from typing import IO, TYPE_CHECKING, cast
+
+import attrs
+
+from ._store import EntryReader, EntryStat, Store
+from .errors import EntryChangedError, KeyNotFoundError, StoreError
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
+    from ._engine import CachedStore
+
+__all__ = ["BLOCK_SIZE", "READAHEAD", "WHOLE_LIMIT", "PartialEntries"]
+
+log = logging.getLogger("cached_stores_factory")
+
+MiB = 1024 * 1024
+BLOCK_SIZE = 4 * MiB
+"""A request per 4 MiB: on S3 its transfer takes about as long as the request's latency, so
+neither dominates; it is also fsspec's default block size."""
+
+WHOLE_LIMIT = 16 * MiB
+"""Objects up to this size are read whole, in one request: a ranged read cannot save much of
+so few blocks, and reading it whole costs one request, not one per block."""
+
+READAHEAD = 4
+"""Blocks fetched ahead of a reader that reads on from where it stopped, at most."""
+
+ROOT = ".csf-partial"
+_MAX_ATTEMPTS = 8
+_LOCAL_FAILURES = (StoreError, OSError)
+
+
+def _digest(*parts: object) -> str:
+    return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:40]
+
+
+@attrs.frozen
+class Version:
+    """One version of one object, and where its blocks live in the local store."""
+
+    key: str
+    etag: str
+    size: int
+    block: int
+
+    @property
+    def blocks(self) -> int:
+        return -(-self.size // self.block)
+
+    @property
+    def manifest(self) -> str:
+        return manifest_key(self.key)
+
+    def block_key(self, index: int) -> str:
+        return f"{ROOT}/{_digest(self.key, self.etag, self.size, self.block)}/{index}"
+
+    def span(self, index: int) -> tuple[int, int]:
+        start = index * self.block
+        return start, min(start + self.block, self.size)
+
+    def dump(self) -> bytes:
+        return json.dumps({"etag": self.etag, "size": self.size, "block": self.block}).encode()
+
+    @classmethod
+    def load(cls, key: str, data: bytes) -> Version:
+        fields = json.loads(data)
+        version = cls(key, str(fields["etag"]), int(fields["size"]), int(fields["block"]))
+        if version.size < 0 or version.block <= 0:
+            raise ValueError(f"a partial entry's manifest is damaged: {fields!r}")
+        return version
+
+
+def manifest_key(key: str) -> str:
+    return f"{ROOT}/{_digest(key)}"
+
+
+class _Flight:
+    __slots__ = ("done", "error")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
+class _Partial:
+    """One version of one object read in ranges by this process's readers, which share it."""
+
+    def __init__(self, version: Version, *, new: bool) -> None:
+        self.version = version
+        self.lock = threading.Lock()
+        self.present: set[int] = set()  # blocks known to be in the local store
+        self.probed = new  # a new entry has no blocks: nothing to look for
+        self.flights: dict[int, _Flight] = {}
+        self.spare: dict[int, bytes] = {}  # blocks the local store could not keep
+        self.stale = False  # written, deleted or changed: keep nothing more
+        self.joining = False  # the blocks are being stored as one local entry
+        self.whole = False  # ... and now are one: read that entry
+        self.modified = time.time()  # when this version was last known to be current
+
+
+class PartialEntries:
+    """The partial entries of one cached store, and the readers that fill them."""
+
+    def __init__(
+        self, cached: CachedStore, *, block_size: int = BLOCK_SIZE, whole_limit: int = WHOLE_LIMIT
+    ) -> None:
+        self._cached = cached
+        self.block_size = block_size
+        self.whole_limit = whole_limit
+        self._lock = threading.Lock()
+        self._partials: weakref.WeakValueDictionary[str, _Partial] = weakref.WeakValueDictionary()
+
+    # -- opening ----------------------------------------------------------------------------
+
+    def open(self, key: str) -> EntryReader | None:
+        """A reader of `key` that fetches only the blocks it reads.
+
+        None when the object is better read whole: it is small, the remote gives no etag to
+        keep versions apart, or the policy would not keep a block.  A missing key raises
+        KeyNotFoundError.
+        """
+        partial = self._find(key)
+        if partial is None:
+            stat = self._cached.remote.stat(key)
+            if (
+                stat.size <= self.whole_limit
+                or not stat.etag
+                or not self._cached.policy.admits(self.block_size)
+            ):
+                return None
+            partial = self._begin(Version(key, stat.etag, stat.size, self.block_size))
+        version = partial.version
+        stat = EntryStat(size=version.size, modified=partial.modified, etag=version.etag)
+        return EntryReader(cast(IO[bytes], RangedFile(self, partial)), stat)
+
+    def stat(self, key: str) -> EntryStat | None:
+        """The fresh partial entry's size and etag, or None: no request is made."""
+        partial = self._find(key)
+        if partial is None:
+            return None
+        version = partial.version
+        return EntryStat(size=version.size, modified=partial.modified, etag=version.etag)
+
+    def _find(self, key: str) -> _Partial | None:
+        with self._lock:
+            partial = self._partials.get(key)
+        if partial is not None and not partial.stale and not partial.whole:
+            return partial
+        local, policy = self._cached.local, self._cached.policy
+        try:
+            with local.open_read(manifest_key(key)) as entry:
+                data, stat = entry.read(), entry.stat
+            if not policy.is_fresh(manifest_key(key), stat):
+                self.forget(key)
+                return None
+            version = Version.load(key, data)
+        except KeyNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError):
+            self.forget(key)  # a damaged manifest: start again
+            return None
+        except _LOCAL_FAILURES:
+            log.warning("the local store failed; reading %r whole", key, exc_info=True)
+            return None
+        partial = self._register(version, new=False)
+        partial.modified = stat.modified
+        return partial
+
+    def _begin(self, version: Version) -> _Partial:
+        try:
+            self._cached.local.put(version.manifest, version.dump())
+        except _LOCAL_FAILURES:
+            log.warning("the local store failed; %r is read uncached", version.key, exc_info=True)
+        return self._register(version, new=True)
+
+    def _register(self, version: Version, *, new: bool) -> _Partial:
+        with self._lock:
+            partial = self._partials.get(version.key)
+            if partial is None or partial.version != version or partial.stale or partial.whole:
+                partial = self._partials[version.key] = _Partial(version, new=new)
+            return partial
+
+    # -- forgetting -------------------------------------------------------------------------
+
+    def forget(self, key: str) -> None:
+        """Drop `key`'s partial entry: its readers keep nothing more, its blocks go.
+
+        The engine calls it before every write or delete of `key` and on `invalidate`.
+        """
+        with self._lock:
+            partial = self._partials.pop(key, None)
+        versions = set()
+        if partial is not None:
+            partial.stale = True
+            versions.add(partial.version)
+        local = self._cached.local
+        try:
+            with local.open_read(manifest_key(key)) as entry:
+                data: bytes | None = entry.read()
+        except KeyNotFoundError:
+            data = None
+        except _LOCAL_FAILURES:
+            log.warning("reading the partial entry of %r failed", key, exc_info=True)
+            data = None
+        try:
+            if data is not None:
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    versions.add(Version.load(key, data))
+            local.delete(manifest_key(key))
+            for version in versions:
+                self._drop_blocks(version)
+        except _LOCAL_FAILURES:
+            log.warning("dropping the partial entry of %r failed", key, exc_info=True)
+
+    def _drop_blocks(self, version: Version) -> None:
+        for index in range(version.blocks):
+            block = version.block_key(index)
+            if self._cached.local.delete(block):
+                self._cached.policy.on_delete(block)
+
+    # -- fetching ---------------------------------------------------------------------------
+
+    def ensure(self, partial: _Partial, first: int, last: int, ahead: int = 0) -> None:
+        """Make blocks first..last present, fetching the missing ones (and up to `ahead` more
+        after them) in as few ranged reads as possible; each block is fetched once however
+        many readers want it."""
+        ahead_end = min(last + 1 + ahead, partial.version.blocks)
+        for _ in range(_MAX_ATTEMPTS):
+            claimed: list[int] = []
+            waits: list[_Flight] = []
+            with partial.lock:
+                if partial.stale:
+                    raise EntryChangedError(partial.version.key, partial.version.etag)
+                if partial.whole:
+                    return  # the blocks became one local entry; read that
+                for index in range(first, last + 1):
+                    if index in partial.present or index in partial.spare:
+                        continue
+                    flight = partial.flights.get(index)
+                    if flight is not None:
+                        waits.append(flight)
+                    else:
+                        partial.flights[index] = _Flight()
+                        claimed.append(index)
+                for index in range(last + 1, ahead_end):
+                    if index in partial.present or index in partial.flights:
+                        break
+                    partial.flights[index] = _Flight()
+                    claimed.append(index)
+            if claimed:
+                self._lead(partial, claimed)
+            for flight in waits:
+                flight.done.wait()
+                if flight.error is not None:
+                    raise flight.error
+            with partial.lock:
+                held = partial.present | partial.spare.keys()
+                if partial.whole or all(index in held for index in range(first, last + 1)):
+                    return
+        raise StoreError(
+            f"the local store {self._cached.local!r} drops the blocks of "
+            f"{partial.version.key!r} as soon as they are stored"
+        )
+
+    def _lead(self, partial: _Partial, claimed: list[int]) -> None:
+        error: BaseException | None = None
+        try:
+            self._fetch(partial, claimed)
+        except Exception as exc:
+            error = exc
+            raise
+        except BaseException:
+            error = StoreError(f"the fetch of {partial.version.key!r} was interrupted")
+            raise
+        finally:
+            with partial.lock:
+                for index in claimed:
+                    flight = partial.flights.pop(index)
+                    flight.error = error
+                    flight.done.set()
+            if error is None:
+                self._make_whole_if_complete(partial)
+
+    def _fetch(self, partial: _Partial, claimed: list[int]) -> None:
+        version = partial.version
+        missing = claimed if partial.probed else [i for i in claimed if not self._probe(partial, i)]
+        runs: list[list[int]] = []
+        for index in missing:
+            if runs and runs[-1][-1] == index - 1:
+                runs[-1].append(index)
+            else:
+                runs.append([index])
+        for run in runs:
+            start, end = version.span(run[0])[0], version.span(run[-1])[1]
+            try:
+                entry = self._cached.remote.open_range(
+                    version.key, start, end, if_match=version.etag
+                )
+            except EntryChangedError:
+                self.forget(version.key)
+                raise
+            self._cached._count_fetch(end - start)
+            with entry:
+                if entry.stat.etag != version.etag or entry.stat.size != version.size:
+                    self.forget(version.key)
+                    raise EntryChangedError(version.key, version.etag, entry.stat.etag)
+                for index in run:
+                    low, high = version.span(index)
+                    data = _read_exactly(entry.stream, high - low)
+                    if len(data) != high - low:
+                        raise StoreError(
+                            f"{version.key!r}: the remote sent {len(data)} of the "
+                            f"{high - low} bytes of a range"
+                        )
+                    self._keep(partial, index, data)
+
+    def _probe(self, partial: _Partial, index: int) -> bool:
+        try:
+            self._cached.local.stat(partial.version.block_key(index))
+        except KeyNotFoundError:
+            return False
+        except _LOCAL_FAILURES:
+            return False
+        with partial.lock:
+            partial.present.add(index)
+        return True
+
+    def _keep(self, partial: _Partial, index: int, data: bytes) -> None:
+        version, local, policy = partial.version, self._cached.local, self._cached.policy
+        block = version.block_key(index)
+        try:
+            stat = local.put_stream(block, io.BytesIO(data), etag=version.etag)
+        except Exception:
+            log.warning("caching a block of %r failed; serving it uncached", version.key)
+            with partial.lock:
+                partial.spare[index] = data
+            return
+        victims = policy.on_insert(block, stat)
+        with partial.lock:
+            stale = partial.stale
+            if not stale:
+                partial.present.add(index)
+            if stale or block in victims:
+                partial.spare[index] = data  # this reader still gets it
+        if stale and block not in victims and local.delete(block):
+            policy.on_delete(block)
+        self._cached._evict(victims)
+        evicted = {victim for victim in victims if victim.startswith(ROOT + "/")}
+        if evicted:
+            with partial.lock:
+                partial.present -= {i for i in partial.present if version.block_key(i) in evicted}
+
+    def _make_whole_if_complete(self, partial: _Partial) -> None:
+        """Every block is here: store them as one local entry, then drop them."""
+        version, local, policy = partial.version, self._cached.local, self._cached.policy
+        with partial.lock:
+            if partial.joining or partial.stale or len(partial.present) < version.blocks:
+                return
+            partial.joining = True
+        if not policy.admits(version.size):
+            return  # the blocks stay; each one is within the policy's bounds
+        try:
+            blocks = cast(IO[bytes], _Blocks(local, version))
+            stat = local.put_stream(version.key, blocks, etag=version.etag)
+        except Exception:
+            log.warning("joining the blocks of %r failed; they stay blocks", version.key)
+            return
+        victims = policy.on_insert(version.key, stat)
+        if partial.stale and version.key not in victims and local.delete(version.key):
+            policy.on_delete(version.key)  # a write overlapped: its copy is the one to keep
+        self._cached._evict(victims)
+        with partial.lock:
+            partial.whole = True
+            partial.present.clear()
+        with contextlib.suppress(*_LOCAL_FAILURES):
+            local.delete(version.manifest)
+            self._drop_blocks(version)
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def open_whole(self, partial: _Partial) -> IO[bytes]:
+        """The whole object, through the engine (a fresh local copy, else one fetch that keeps
+        it), for a reader that turned out to read it all; its blocks are then dropped."""
+        version = partial.version
+        entry = self._cached.open_read(version.key)
+        etag = entry.stat.etag
+        if etag is None:  # a local store may report the etag with `stat` only
+            with contextlib.suppress(KeyNotFoundError, *_LOCAL_FAILURES):
+                etag = self._cached.local.stat(version.key).etag
+        if entry.stat.size != version.size or etag not in (None, version.etag):
+            entry.close()
+            self.forget(version.key)
+            raise EntryChangedError(version.key, version.etag, etag)
+        with partial.lock:
+            partial.whole = partial.joining = True
+            partial.present.clear()
+        with contextlib.suppress(*_LOCAL_FAILURES):
+            self._cached.local.delete(version.manifest)
+            self._drop_blocks(version)
+        return entry.stream
+
+    def read(self, partial: _Partial, offset: int, buffer: memoryview, ahead: int) -> int:
+        """Fill `buffer` with the bytes at `offset` (fewer only at the end of the object)."""
+        version = partial.version
+        count = max(0, min(len(buffer), version.size - offset))
+        if not count:
+            return 0
+        first, last = offset // version.block, (offset + count - 1) // version.block
+        for _ in range(_MAX_ATTEMPTS):
+            if partial.whole and self._read_whole(partial, offset, buffer[:count]):
+                return count
+            self.ensure(partial, first, last, ahead)
+            if self._read_blocks(partial, offset, buffer[:count]):
+                return count
+        raise StoreError(f"the blocks of {version.key!r} keep disappearing from the local store")
+
+    def _read_whole(self, partial: _Partial, offset: int, view: memoryview) -> bool:
+        try:
+            entry = self._cached.local.open_read(partial.version.key)
+        except KeyNotFoundError:
+            with partial.lock:
+                partial.whole = partial.joining = False  # evicted already: blocks again
+            return False
+        with entry:
+            if entry.stat.etag not in (None, partial.version.etag):
+                raise EntryChangedError(partial.version.key, partial.version.etag, entry.stat.etag)
+            entry.stream.seek(offset)
+            return _fill(entry.stream, view) == len(view)
+
+    def _read_blocks(self, partial: _Partial, offset: int, view: memoryview) -> bool:
+        version = partial.version
+        done = 0
+        while done < len(view):
+            index = (offset + done) // version.block
+            low, high = version.span(index)
+            within = offset + done - low
+            want = min(high - low - within, len(view) - done)
+            with partial.lock:
+                spare = partial.spare.get(index)
+            if spare is not None:
+                view[done : done + want] = spare[within : within + want]
+            else:
+                try:
+                    with self._cached.local.open_read(version.block_key(index)) as entry:
+                        entry.stream.seek(within)
+                        if _fill(entry.stream, view[done : done + want]) != want:
+                            raise KeyNotFoundError(version.block_key(index))
+                except KeyNotFoundError:
+                    with partial.lock:
+                        partial.present.discard(index)
+                    return False
+            done += want
+        return True
+
+
+class RangedFile(io.RawIOBase):
+    """A read-only, seekable file over one partial entry; reads fetch the blocks they need.
+
+    Every read returns all the bytes asked for (fewer only at the end), as a regular file
+    does, so readers that treat a short read as the end (pyarrow) read correctly.
+    """
+
+    def __init__(self, entries: PartialEntries, partial: _Partial) -> None:
+        super().__init__()
+        self._entries = entries
+        self._partial = partial
+        self.size = partial.version.size
+        self.name = partial.version.key
+        self._position = 0
+        self._ahead = 0  # blocks to fetch ahead; grows while reads run on, one after another
+        self._next = -1  # where a read that runs on would start (none yet)
+        self._from_start = True  # every read so far ran on from offset 0
+        self._whole: IO[bytes] | None = None  # the whole object, once reading it all
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
+        with memoryview(buffer) as view:
+            flat = view.cast("B")
+            if self._position == self._next:
+                # No read-ahead from the start: past the first block the rest is read whole.
+                self._ahead = 0 if self._from_start else min(max(1, 2 * self._ahead), READAHEAD)
+            else:
+                self._ahead = 0
+                self._from_start = self._next == -1 and self._position == 0
+            block = self._partial.version.block
+            if self._whole is None and self._from_start and self._position + len(flat) > block:
+                # Read on from the start past the first block: it is read whole (CSV, JSON,
+                # a copy), and one request for the rest beats one per block.
+                self._whole = self._entries.open_whole(self._partial)
+            if self._whole is not None:
+                self._whole.seek(self._position)
+                count = _fill(self._whole, flat[: max(0, self.size - self._position)])
+            else:
+                count = self._entries.read(self._partial, self._position, flat, self._ahead)
+        self._position += count
+        self._next = self._position
+        return count
+
+    def close(self) -> None:
+        if self._whole is not None:
+            self._whole.close()
+            self._whole = None
+        super().close()
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            size = max(0, self.size - self._position)
+        buffer = bytearray(min(size, max(0, self.size - self._position)))
+        count = self.readinto(buffer)
+        return bytes(buffer[:count])
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
+        if whence == io.SEEK_CUR:
+            offset += self._position
+        elif whence == io.SEEK_END:
+            offset += self.size
+        elif whence != io.SEEK_SET:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        if offset < 0:
+            raise OSError(22, "Invalid argument")
+        self._position = offset
+        return offset
+
+    def tell(self) -> int:
+        return self._position
+
+    def __repr__(self) -> str:
+        return f"<ranged file {self.name!r} size={self.size}>"
+
+
+class _Blocks(io.RawIOBase):
+    """A version's blocks, read one after another from the local store: the whole object."""
+
+    def __init__(self, local: Store, version: Version) -> None:
+        super().__init__()
+        self._local = local
+        self._version = version
+        self._index = 0
+        self._current: IO[bytes] | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        with memoryview(buffer) as view:
+            while self._index < self._version.blocks:
+                if self._current is None:
+                    entry = self._local.open_read(self._version.block_key(self._index))
+                    self._current = entry.stream
+                chunk = self._current.read(len(view))
+                if chunk:
+                    view[: len(chunk)] = chunk
+                    return len(chunk)
+                self._current.close()
+                self._current = None
+                self._index += 1
+        return 0
+
+    def close(self) -> None:
+        if self._current is not None:
+            self._current.close()
+            self._current = None
+        super().close()
+
+
+def _fill(stream: IO[bytes], view: memoryview) -> int:
+    """Read into `view` until it is full or the stream ends; how many bytes came."""
+    done = 0
+    while done < len(view):
+        chunk = stream.read(len(view) - done)
+        if not chunk:
+            break
+        view[done : done + len(chunk)] = chunk
+        done += len(chunk)
+    return done
+
+
+def _read_exactly(stream: IO[bytes], size: int) -> bytes:
+    parts: list[bytes] = []
+    left = size
+    while left > 0 and (chunk := stream.read(left)):
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
