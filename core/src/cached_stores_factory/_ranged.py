@@ -255,29 +255,8 @@ class PartialEntries:
         """Make blocks first..last present, fetching the missing ones (and up to `ahead` more
         after them) in as few ranged reads as possible; each block is fetched once however
         many readers want it."""
-        ahead_end = min(last + 1 + ahead, partial.version.blocks)
         for _ in range(_MAX_ATTEMPTS):
-            claimed: list[int] = []
-            waits: list[_Flight] = []
-            with partial.lock:
-                if partial.stale:
-                    raise EntryChangedError(partial.version.key, partial.version.etag)
-                if partial.whole:
-                    return  # the blocks became one local entry; read that
-                for index in range(first, last + 1):
-                    if index in partial.present or index in partial.spare:
-                        continue
-                    flight = partial.flights.get(index)
-                    if flight is not None:
-                        waits.append(flight)
-                    else:
-                        partial.flights[index] = _Flight()
-                        claimed.append(index)
-                for index in range(last + 1, ahead_end):
-                    if index in partial.present or index in partial.flights:
-                        break
-                    partial.flights[index] = _Flight()
-                    claimed.append(index)
+            claimed, waits = self._claim(partial, first, last, ahead)
             if claimed:
                 self._lead(partial, claimed)
             for flight in waits:
@@ -292,6 +271,34 @@ class PartialEntries:
             f"the local store {self._cached.local!r} drops the blocks of "
             f"{partial.version.key!r} as soon as they are stored"
         )
+
+    @staticmethod
+    def _claim(
+        partial: _Partial, first: int, last: int, ahead: int
+    ) -> tuple[list[int], list[_Flight]]:
+        """The missing blocks this reader fetches, and the fetches of others it waits for."""
+        claimed: list[int] = []
+        waits: list[_Flight] = []
+        with partial.lock:
+            if partial.stale:
+                raise EntryChangedError(partial.version.key, partial.version.etag)
+            if partial.whole:
+                return claimed, waits  # the blocks became one local entry; read that
+            for index in range(first, last + 1):
+                if index in partial.present or index in partial.spare:
+                    continue
+                flight = partial.flights.get(index)
+                if flight is not None:
+                    waits.append(flight)
+                else:
+                    partial.flights[index] = _Flight()
+                    claimed.append(index)
+            for index in range(last + 1, min(last + 1 + ahead, partial.version.blocks)):
+                if index in partial.present or index in partial.flights:
+                    break
+                partial.flights[index] = _Flight()
+                claimed.append(index)
+        return claimed, waits
 
     def _lead(self, partial: _Partial, claimed: list[int]) -> None:
         error: BaseException | None = None

@@ -12,7 +12,12 @@ import pytest
 from botocore.config import Config
 
 from cached_stores_factory import CachedStoreFactory, MemoryStore
-from cached_stores_factory.errors import ConfigError, KeyNotFoundError, StoreError
+from cached_stores_factory.errors import (
+    ConfigError,
+    EntryChangedError,
+    KeyNotFoundError,
+    StoreError,
+)
 from cached_stores_factory.plugins import registry
 from cached_stores_factory.testing.servers import S3Server, free_port
 from cached_stores_factory.testing.stores import ChunkedStream, StoreConformance
@@ -273,3 +278,29 @@ def test_works_as_the_local_store(s3: S3Server):
         assert s3.count("GET", "/remote/") == 1
         assert s3.count("GET", "/bucket/path/my.file") >= 1
         assert frequent.stat("path/my.file").etag == infrequent.stat("path/my.file").etag
+
+
+def test_open_range_is_one_ranged_get_that_refuses_a_changed_object(
+    s3: S3Server, store: S3Store
+) -> None:
+    body = bytes(range(256)) * 40
+    store.put("big", body)
+    before = s3.count()
+    with store.open_range("big", 100, 1100) as entry:
+        assert entry.read() == body[100:1100]
+        assert entry.stat.size == len(body) and entry.stat.etag
+        etag = entry.stat.etag
+    assert s3.requests[before:] == [("GET", "/bucket/big")]
+    assert s3.bytes_sent("GET", "/bucket/big") == 1000  # counted at the server
+    with store.open_range("big", len(body) - 5, len(body) + 100, if_match=etag) as entry:
+        assert entry.read() == body[-5:]
+    with store.open_range("big", len(body) + 10, len(body) + 20, if_match=etag) as entry:
+        assert entry.read() == b"" and entry.stat.size == len(body)
+    store.put("big", body[::-1])
+    with pytest.raises(EntryChangedError, match="changed while it was read"):
+        store.open_range("big", 0, 10, if_match=etag)
+    with pytest.raises(KeyNotFoundError):
+        store.open_range("missing", 0, 10)
+    store.put("empty", b"")
+    with store.open_range("empty", 0, 10) as entry:
+        assert entry.read() == b"" and entry.stat.size == 0

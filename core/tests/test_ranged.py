@@ -1,0 +1,369 @@
+"""Ranged reads over memory stores: blocks fetched once, kept, joined; changed objects refused.
+
+Blocks here are 1 KiB and objects over 4 KiB are read in ranges, so the state space is small
+enough for hypothesis.  S3's own ranged GETs are tested in plugins/s3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import IO
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cached_stores_factory import (
+    CachedStore,
+    CachePolicy,
+    EntryReader,
+    EntryStat,
+    MemoryStore,
+    _ranged,
+)
+from cached_stores_factory._ranged import ROOT
+from cached_stores_factory.errors import EntryChangedError, KeyNotFoundError, StoreError
+
+BLOCK = 1024
+WAIT = 10.0
+
+
+class VersionedRemote(MemoryStore):
+    """A memory remote whose entries carry an etag (their content's hash), counting requests."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: Counter[str] = Counter()
+        self.ranges: list[tuple[int, int]] = []
+        self.gate: threading.Event | None = None
+        self.failures = 0  # the next this many ranged reads fail
+
+    def put_stream(self, key: str, stream: IO[bytes], *, etag: str | None = None) -> EntryStat:
+        data = stream.read()
+        return super().put_stream(key, io.BytesIO(data), etag=hashlib.md5(data).hexdigest())
+
+    def put(self, key: str, data: bytes) -> None:
+        self.put_stream(key, io.BytesIO(data))
+
+    def open_read(self, key: str) -> EntryReader:
+        self.calls["open_read"] += 1
+        return super().open_read(key)
+
+    def stat(self, key: str) -> EntryStat:
+        self.calls["stat"] += 1
+        return super().stat(key)
+
+    def open_range(
+        self, key: str, start: int, end: int, *, if_match: str | None = None
+    ) -> EntryReader:
+        self.calls["open_range"] += 1
+        self.ranges.append((start, end))
+        if self.gate is not None:
+            assert self.gate.wait(WAIT)
+        if self.failures:
+            self.failures -= 1
+            raise StoreError("the remote broke off")
+        # The default, built on open_read, is what is under test; don't count it twice.
+        self.calls["open_read"] -= 1
+        return super().open_range(key, start, end, if_match=if_match)
+
+
+class Recording(CachePolicy):
+    """No bounds; records the sizes the engine reports, and evicts what `evict` names."""
+
+    def __init__(self) -> None:
+        self.sizes: dict[str, int] = {}
+        self.evict: list[str] = []
+
+    def on_insert(self, key: str, stat: EntryStat) -> Sequence[str]:
+        self.sizes[key] = stat.size
+        victims, self.evict = self.evict, []
+        return victims
+
+    def on_delete(self, key: str) -> None:
+        self.sizes.pop(key, None)
+
+
+def cached(remote: VersionedRemote, policy: CachePolicy | None = None) -> CachedStore:
+    store = CachedStore(MemoryStore(), remote, policy)
+    store.partials.block_size = BLOCK
+    store.partials.whole_limit = 4 * BLOCK
+    return store
+
+
+def data_of(size: int, seed: int = 0) -> bytes:
+    return bytes((i * 7 + seed) % 251 for i in range(size))
+
+
+def open_ranged(store: CachedStore, key: str) -> IO[bytes]:
+    entry = store.partials.open(key)
+    assert entry is not None, "expected a ranged reader"
+    return entry.stream
+
+
+def blocks_held(store: CachedStore) -> list[str]:
+    return sorted(key for key in store.local.keys(ROOT + "/") if key.count("/") == 2)
+
+
+def test_a_read_fetches_only_the_blocks_it_needs_and_keeps_them() -> None:
+    remote = VersionedRemote()
+    body = data_of(10 * BLOCK + 100)
+    remote.put("big", body)
+    store = cached(remote)
+    reader = open_ranged(store, "big")
+    assert reader.size == len(body)  # type: ignore[attr-defined]
+    reader.seek(-8, 2)
+    assert reader.read(8) == body[-8:]
+    reader.seek(3 * BLOCK + 10)
+    assert reader.read(BLOCK) == body[3 * BLOCK + 10 : 4 * BLOCK + 10]
+    assert remote.ranges == [(10 * BLOCK, len(body)), (3 * BLOCK, 5 * BLOCK)]
+    assert remote.calls["open_read"] == 0 and len(blocks_held(store)) == 3
+
+    again = open_ranged(store, "big")  # a new reader of the same blocks: no request
+    calls = dict(remote.calls)
+    again.seek(3 * BLOCK)
+    assert again.read(2 * BLOCK) == body[3 * BLOCK : 5 * BLOCK]
+    assert dict(remote.calls) == calls
+    assert store.stat("big").size == len(body) and dict(remote.calls) == calls
+
+
+def test_small_objects_and_objects_without_an_etag_are_read_whole() -> None:
+    remote = VersionedRemote()
+    remote.put("small", data_of(4 * BLOCK))
+    store = cached(remote)
+    assert store.partials.open("small") is None
+    MemoryStore.put(remote, "unversioned", data_of(8 * BLOCK))  # no etag
+    assert store.partials.open("unversioned") is None
+    with pytest.raises(KeyNotFoundError):
+        store.partials.open("missing")
+
+
+def test_all_blocks_present_make_the_entry_whole() -> None:
+    remote = VersionedRemote()
+    body = data_of(6 * BLOCK - 1)
+    remote.put("big", body)
+    store = cached(remote)
+    reader = open_ranged(store, "big")
+    for index in reversed(range(6)):  # backwards: never "from the start"
+        reader.seek(index * BLOCK)
+        assert reader.read(BLOCK) == body[index * BLOCK : (index + 1) * BLOCK]
+    assert store.local.get("big") == body
+    assert blocks_held(store) == [] and list(store.local.keys(ROOT)) == []
+    reader.seek(0)
+    assert reader.read() == body  # the open reader goes on, from the whole entry
+    entry = store.open_fresh("big")
+    assert entry is not None and entry.read() == body
+
+
+def test_reading_on_from_the_start_reads_the_rest_whole() -> None:
+    remote = VersionedRemote()
+    body = data_of(20 * BLOCK)
+    remote.put("big", body)
+    store = cached(remote)
+    reader = open_ranged(store, "big")
+    chunks = []
+    while chunk := reader.read(300):
+        chunks.append(chunk)
+    assert b"".join(chunks) == body
+    assert remote.ranges == [(0, BLOCK)] and remote.calls["open_read"] == 1
+    assert store.local.get("big") == body and blocks_held(store) == []
+
+
+def test_a_changed_object_is_never_spliced() -> None:
+    remote = VersionedRemote()
+    old, new = data_of(10 * BLOCK, seed=1), data_of(10 * BLOCK, seed=2)
+    remote.put("big", old)
+    store = cached(remote)
+    reader = open_ranged(store, "big")
+    reader.seek(5 * BLOCK)
+    assert reader.read(10) == old[5 * BLOCK : 5 * BLOCK + 10]
+    remote.put("big", new)  # changed behind the cache's back
+    reader.seek(2 * BLOCK)
+    with pytest.raises(EntryChangedError, match="changed while it was read"):
+        reader.read(10)
+    assert blocks_held(store) == []  # the old version's blocks are gone
+    fresh = open_ranged(store, "big")
+    fresh.seek(5 * BLOCK)
+    assert fresh.read(10) == new[5 * BLOCK : 5 * BLOCK + 10]
+
+
+def test_a_write_through_the_cache_drops_the_blocks_and_stops_old_readers() -> None:
+    remote = VersionedRemote()
+    old, new = data_of(10 * BLOCK, seed=3), data_of(12 * BLOCK, seed=4)
+    remote.put("big", old)
+    store = cached(remote)
+    reader = open_ranged(store, "big")
+    reader.seek(BLOCK)
+    reader.read(10)
+    store.put_stream("big", io.BytesIO(new))
+    assert blocks_held(store) == []
+    reader.seek(7 * BLOCK)
+    with pytest.raises(EntryChangedError):
+        reader.read(10)
+    assert store.open_read("big").read() == new
+
+
+class CountingEvent(threading.Event):
+    waiting = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        CountingEvent.waiting += 1
+        return super().wait(timeout)
+
+
+def test_a_failed_fetch_reaches_every_waiting_reader_and_the_next_read_fetches_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_ranged.threading, "Event", CountingEvent)
+    CountingEvent.waiting = 0
+    remote = VersionedRemote()
+    body = data_of(10 * BLOCK)
+    remote.put("big", body)
+    store = cached(remote)
+    readers = [open_ranged(store, "big") for _ in range(4)]
+    remote.gate, remote.failures = threading.Event(), 1
+    errors: list[BaseException] = []
+
+    def read(reader: IO[bytes]) -> None:
+        reader.seek(6 * BLOCK)
+        try:
+            reader.read(10)
+        except StoreError as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=read, args=(reader,)) for reader in readers]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + WAIT
+    # The leader waits at the gate, the three others on its fetch.
+    while CountingEvent.waiting < 4 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    remote.gate.set()
+    for thread in threads:
+        thread.join(WAIT)
+    assert len(errors) == 4 and all("broke off" in str(error) for error in errors)
+    assert remote.calls["open_range"] == 1 and blocks_held(store) == []
+    readers[0].seek(6 * BLOCK)
+    assert readers[0].read(10) == body[6 * BLOCK : 6 * BLOCK + 10]
+
+
+def test_invalidate_drops_the_blocks() -> None:
+    remote = VersionedRemote()
+    remote.put("big", data_of(10 * BLOCK))
+    store = cached(remote)
+    reader = open_ranged(store, "big")
+    reader.seek(BLOCK)
+    reader.read(10)
+    assert blocks_held(store)
+    store.invalidate("big")
+    assert blocks_held(store) == [] and list(store.local.keys(ROOT)) == []
+
+
+def test_one_fetch_per_block_however_many_readers_want_it() -> None:
+    remote = VersionedRemote()
+    body = data_of(10 * BLOCK)
+    remote.put("big", body)
+    store = cached(remote)
+    readers = [open_ranged(store, "big") for _ in range(8)]
+    remote.gate = threading.Event()
+    results: list[bytes] = []
+
+    def read(reader: IO[bytes]) -> None:
+        reader.seek(4 * BLOCK + 1)
+        results.append(reader.read(100))
+
+    threads = [threading.Thread(target=read, args=(reader,)) for reader in readers]
+    for thread in threads:
+        thread.start()
+    remote.gate.set()
+    for thread in threads:
+        thread.join(WAIT)
+    assert results == [body[4 * BLOCK + 1 : 4 * BLOCK + 101]] * 8
+    assert remote.calls["open_range"] == 1
+
+
+def test_the_policy_counts_blocks_by_their_bytes_and_may_evict_them() -> None:
+    remote = VersionedRemote()
+    body = data_of(10 * BLOCK + 1)
+    remote.put("big", body)
+    policy = Recording()
+    store = cached(remote, policy)
+    reader = open_ranged(store, "big")
+    reader.seek(10 * BLOCK)
+    assert reader.read() == body[-1:]
+    reader.seek(2 * BLOCK)
+    reader.read(BLOCK)
+    assert sorted(policy.sizes.values()) == [1, BLOCK]  # bytes held, not the object's size
+    (evicted,) = [key for key, size in policy.sizes.items() if size == BLOCK]
+    policy.evict = [evicted]
+    reader.seek(5 * BLOCK)
+    reader.read(10)  # its insert evicts block 2
+    assert evicted not in store.local
+    ranges = len(remote.ranges)
+    reader.seek(2 * BLOCK)
+    assert reader.read(BLOCK) == body[2 * BLOCK : 3 * BLOCK]  # fetched again
+    assert len(remote.ranges) == ranges + 1
+
+
+def test_a_damaged_manifest_starts_again() -> None:
+    remote = VersionedRemote()
+    body = data_of(10 * BLOCK)
+    remote.put("big", body)
+    store = cached(remote)
+    reader = open_ranged(store, "big")
+    reader.seek(BLOCK)
+    reader.read(10)
+    del reader
+    (manifest,) = [key for key in store.local.keys(ROOT) if key.count("/") == 1]
+    store.local.put(manifest, b"{not json")
+    again = open_ranged(store, "big")
+    again.seek(BLOCK)
+    assert again.read(10) == body[BLOCK : BLOCK + 10]
+
+
+def test_the_default_open_range_slices_and_checks_the_etag() -> None:
+    remote = VersionedRemote()
+    remote.put("k", b"0123456789")
+    etag = remote.stat("k").etag
+    assert etag is not None
+    with remote.open_range("k", 2, 5, if_match=etag) as entry:
+        assert entry.read() == b"234" and entry.stat.size == 10
+    with remote.open_range("k", 8, 50) as entry:
+        assert entry.read() == b"89"
+    with pytest.raises(EntryChangedError):
+        remote.open_range("k", 0, 1, if_match="another")
+    with pytest.raises(ValueError, match="start <= end"):
+        remote.open_range("k", 5, 2)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    size=st.integers(min_value=4 * BLOCK + 1, max_value=9 * BLOCK),
+    reads=st.lists(
+        st.tuples(st.integers(0, 10 * BLOCK), st.integers(0, 3 * BLOCK)), min_size=1, max_size=12
+    ),
+    evictions=st.lists(st.integers(0, 8), max_size=4),
+)
+def test_any_reads_return_the_objects_bytes(
+    size: int, reads: list[tuple[int, int]], evictions: list[int]
+) -> None:
+    remote = VersionedRemote()
+    body = data_of(size, seed=size)
+    remote.put("big", body)
+    policy = Recording()
+    store = cached(remote, policy)
+    reader = open_ranged(store, "big")
+    for step, (offset, count) in enumerate(reads):
+        if step < len(evictions):
+            policy.evict = [key for key in policy.sizes if key.endswith(f"/{evictions[step]}")]
+        reader.seek(offset)
+        assert reader.read(count) == body[offset : offset + count]
+    fetched = sum(end - start for start, end in remote.ranges)
+    assert remote.calls["open_read"] <= 1
+    if remote.calls["open_read"] == 0:  # ranged all the way: never more than was needed twice
+        assert fetched <= 2 * size + len(evictions) * BLOCK
