@@ -40,11 +40,11 @@ def s3_store(s3: S3Server, bucket: str = BUCKET) -> Store:
     return store
 
 
-def create_bucket(s3: S3Server) -> Any:
+def create_bucket(s3: S3Server, bucket: str = BUCKET) -> Any:
     client = s3.client()
     with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
         client.create_bucket(
-            Bucket=BUCKET,
+            Bucket=bucket,
             CreateBucketConfiguration={"LocationConstraint": S3_CREDENTIALS["region_name"]},
         )
     return client

@@ -43,6 +43,7 @@ EXPECTED_PREFIXES = [
     "cold start: import + build",
     "cold start: of boto3",
     "fsspec hit 4 KiB: csf:// vs simplecache",
+    "cold column read, 1 of 8 columns",
 ]
 
 
@@ -102,6 +103,8 @@ def test_counted_facts(quick_run: tuple[str, dict]) -> None:
     assert _row(report, "S3 miss: requests per miss")["ours"] == 1
     assert _row(report, "Redis hit: server commands per hit")["ours"] == 1
     assert _row(report, "cold start: of boto3")["ours"] == 0
+    column = _row(report, "cold column read, 1 of 8 columns")  # bytes counted by the server
+    assert 0 < column["ours"] <= column["target_limit"], column
     rss = _row(report, "streaming ")
     assert rss["unit"] == "MiB"
     assert isinstance(rss["ours"], float)

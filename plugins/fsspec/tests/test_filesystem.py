@@ -5,6 +5,7 @@ The stack (pandas, pyarrow) against the real S3 endpoint is in tests/test_fsspec
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import io
 from collections import Counter
@@ -117,6 +118,13 @@ def test_wrapped_stores_are_never_shared_by_fsspecs_instance_cache() -> None:
     fs1 = fsspec.filesystem("csf", store=first)
     fs2 = fsspec.filesystem("csf", store=second)
     assert fs1.store is first and fs2.store is second
+
+
+def test_the_fsspec_extra_of_the_bundle_brings_this_distribution() -> None:
+    requirements = importlib.metadata.requires("cached-stores-factory") or []
+    assert "cached-stores-factory-fsspec==0.1.0; extra == 'fsspec'" in requirements
+    assert any(r.startswith("fsspec") for r in importlib.metadata.requires(
+        "cached-stores-factory-fsspec") or [])  # fmt: skip
 
 
 def test_exactly_one_of_config_and_store() -> None:
@@ -322,3 +330,45 @@ def test_listings_match_fsspecs_memory_filesystem(keys: list[str], probe: str) -
         with pytest.raises(FileNotFoundError):
             ours.ls(probe)
     assert io.BytesIO(ours.cat_file(keys[0])).read() == keys[0].encode()
+
+
+# -- large objects: blocks --------------------------------------------------------------------
+
+
+class VersionedRemote(CountingRemote):
+    """Entries carry an etag (a hash of their bytes), so they can be read in ranges."""
+
+    def put_stream(self, key: str, stream: IO[bytes], *, etag: str | None = None) -> EntryStat:
+        data = stream.read()
+        return super().put_stream(key, io.BytesIO(data), etag=hashlib.sha1(data).hexdigest())
+
+    def put(self, key: str, data: bytes) -> None:
+        self.put_stream(key, io.BytesIO(data))
+
+    def open_range(
+        self, key: str, start: int, end: int, *, if_match: str | None = None
+    ) -> EntryReader:
+        self.calls["open_range"] += 1
+        self.calls["range_bytes"] += end - start
+        self.calls["open_read"] -= 1  # the default reads through open_read; count it once
+        return super().open_range(key, start, end, if_match=if_match)
+
+
+def test_a_large_cold_object_is_read_in_blocks(local: MemoryStore) -> None:
+    remote = VersionedRemote()
+    body = bytes(range(256)) * 400  # 100 KiB: 25 blocks of 4 KiB
+    remote.put("big.bin", body)
+    store = CachedStore(local, remote)
+    store.partials.block_size, store.partials.whole_limit = 4096, 16384
+    fs = CachedStoreFileSystem(store=store)
+    assert fs.cat_file("big.bin", 50_000, 50_100) == body[50_000:50_100]
+    assert fs.cat_file("big.bin", -10) == body[-10:]
+    assert remote.calls["open_read"] == 0 and remote.calls["range_bytes"] == 2 * 4096
+    calls = dict(remote.calls)
+    assert fs.info("big.bin")["size"] == len(body)  # from the partial entry: no request
+    assert fs.cat_file("big.bin", 49_200, 50_050) == body[49_200:50_050]
+    assert dict(remote.calls) == calls
+    with fs.open("big.bin", "rb") as handle:
+        assert handle.read() == body  # from the start, past the first block: the rest whole
+    assert remote.calls["open_read"] == 1
+    assert fs.cat_file("big.bin") == body and remote.calls["open_read"] == 1
