@@ -128,7 +128,7 @@ class _Partial:
         self.stale = False  # written, deleted or changed: keep nothing more
         self.joining = False  # the blocks are being stored as one local entry
         self.whole = False  # ... and now are one: read that entry
-        self.modified = time.time()  # when this version was last known to be current
+        self.modified: float | None = time.time()  # when this version was known current
 
 
 class PartialEntries:

@@ -152,6 +152,19 @@ def test_a_truncated_body_is_resumed_with_if_match_on_the_first_etag(
     assert 0 < start <= 100_000
 
 
+def test_a_truncated_ranged_body_resumes_within_its_range(store: S3Store, fault_proxy: FaultProxy):
+    etag = store.stat("obj").etag
+    fault_proxy.clear()
+    fault_proxy.plan(truncate(50_000), method="GET")
+    with store.open_range("obj", 1_000, 151_000, if_match=etag) as entry:
+        assert entry.read() == DATA[1_000:151_000]
+    first, resumed = gets(fault_proxy)
+    assert first["range"] == "bytes=1000-150999"
+    assert resumed["if-match"] == etag
+    start, _, last = resumed["range"].removeprefix("bytes=").partition("-")
+    assert 1_000 < int(start) <= 51_000 and last == "150999"
+
+
 def test_a_body_that_keeps_breaking_fails_cleanly(store: S3Store, fault_proxy: FaultProxy):
     fault_proxy.plan(truncate(50_000), method="GET", times=10)
     with pytest.raises(RemoteError, match="broke off after"):

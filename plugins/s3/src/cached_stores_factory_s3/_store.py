@@ -91,12 +91,17 @@ class _Body(io.RawIOBase):
     botocore validates the object's checksum on the read that finds the end.
     """
 
-    def __init__(self, store: S3Store, key: str, response: dict[str, Any]) -> None:
+    def __init__(
+        self, store: S3Store, key: str, response: dict[str, Any], start: int | None = None
+    ) -> None:
         super().__init__()
         self._store = store
         self._key = key
         self._body = response["Body"]
         self._size: int = response["ContentLength"]
+        # A ranged GET's body begins at `start` and resumes within its range only.
+        self._start = start or 0
+        self._last = "" if start is None else str(start + self._size - 1)
         self._etag: str | None = response.get("ETag")
         self._position = 0
         self._resumes = 0
@@ -136,7 +141,7 @@ class _Body(io.RawIOBase):
             response = store._client.get_object(
                 Bucket=store.bucketname,
                 Key=store._name(self._key),
-                Range=f"bytes={self._position}-",
+                Range=f"bytes={self._start + self._position}-{self._last}",
                 IfMatch=self._etag,
             )
         except store._client_error as exc:
@@ -379,7 +384,7 @@ class S3Store(Store):
         stat = EntryStat(
             size=total, modified=response["LastModified"].timestamp(), etag=response.get("ETag")
         )
-        body = _Body(response["Body"], self._where(key), self._errors)
+        body = _Body(self, key, response, start)
         return EntryReader(io.BufferedReader(body, _READ_BUFFER), stat)
 
     def _empty_range(self, key: str, if_match: str | None) -> EntryReader:
