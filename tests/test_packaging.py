@@ -93,7 +93,7 @@ def test_make_dist_then_pip_install_from_dist_with_extras_in_a_fresh_venv(tmp_pa
             str(dist),
             "-c",
             str(REPO / "requirements" / "constraints.txt"),
-            "cached-stores-factory[s3,redis]",
+            "cached-stores-factory[s3,redis,fsspec]",
         ],
         capture_output=True,
         text=True,
@@ -138,7 +138,23 @@ def test_make_dist_then_pip_install_from_dist_with_extras_in_a_fresh_venv(tmp_pa
     version = project(REPO)["version"]
     assert ours.stdout.split(" ", 1) == [
         str(version),
-        "['cached-stores-factory', 'cached-stores-factory-core', 'cached-stores-factory-policies',"
-        " 'cached-stores-factory-redis', 'cached-stores-factory-s3',"
-        " 'cached-stores-factory-tempfile']\n",
+        "['cached-stores-factory', 'cached-stores-factory-core', 'cached-stores-factory-fsspec',"
+        " 'cached-stores-factory-policies', 'cached-stores-factory-redis',"
+        " 'cached-stores-factory-s3', 'cached-stores-factory-tempfile']\n",
     ]
+    # The fsspec extra brought the csf:// filesystem, found through fsspec's entry points.
+    protocol = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import fsspec\n"
+            "fs = fsspec.filesystem('csf', config={'local': {'store': 'memory'},"
+            " 'remote': {'store': 'memory'}})\n"
+            "fs.pipe_file('csf://a/b', b'ok')\n"
+            "print(type(fs).__module__, fs.cat_file('a/b').decode())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert protocol.stdout.split() == ["cached_stores_factory_fsspec._filesystem", "ok"]
