@@ -27,7 +27,12 @@ from cached_stores_factory import (
     _ranged,
 )
 from cached_stores_factory._ranged import ROOT
-from cached_stores_factory.errors import EntryChangedError, KeyNotFoundError, StoreError
+from cached_stores_factory.errors import (
+    CorruptEntryError,
+    EntryChangedError,
+    KeyNotFoundError,
+    StoreError,
+)
 
 BLOCK = 1024
 WAIT = 10.0
@@ -308,6 +313,37 @@ def test_the_policy_counts_blocks_by_their_bytes_and_may_evict_them() -> None:
     reader.seek(2 * BLOCK)
     assert reader.read(BLOCK) == body[2 * BLOCK : 3 * BLOCK]  # fetched again
     assert len(remote.ranges) == ranges + 1
+
+
+class Damaging(MemoryStore):
+    """A local store whose next read of the keys in `damaged` finds them corrupt."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.damaged: set[str] = set()
+
+    def open_read(self, key: str) -> EntryReader:
+        if key in self.damaged:
+            self.damaged.discard(key)
+            raise CorruptEntryError(f"{key!r} does not match its checksum")
+        return super().open_read(key)
+
+
+def test_a_damaged_block_is_dropped_and_fetched_again() -> None:
+    remote = VersionedRemote()
+    body = data_of(10 * BLOCK)
+    remote.put("big", body)
+    local = Damaging()
+    store = CachedStore(local, remote)
+    store.partials.block_size, store.partials.whole_limit = BLOCK, 4 * BLOCK
+    reader = open_ranged(store, "big")
+    reader.seek(5 * BLOCK)
+    assert reader.read(10) == body[5 * BLOCK : 5 * BLOCK + 10]
+    (block,) = blocks_held(store)
+    local.damaged.add(block)
+    reader.seek(5 * BLOCK + 100)
+    assert reader.read(10) == body[5 * BLOCK + 100 : 5 * BLOCK + 110]
+    assert remote.ranges == [(5 * BLOCK, 6 * BLOCK)] * 2
 
 
 def test_a_damaged_manifest_starts_again() -> None:

@@ -34,7 +34,7 @@ from typing import IO, TYPE_CHECKING, cast
 import attrs
 
 from ._store import EntryReader, EntryStat, Store
-from .errors import EntryChangedError, KeyNotFoundError, StoreError
+from .errors import CorruptEntryError, EntryChangedError, KeyNotFoundError, StoreError
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -480,12 +480,17 @@ class PartialEntries:
             if spare is not None:
                 view[done : done + want] = spare[within : within + want]
             else:
+                block = version.block_key(index)
                 try:
-                    with self._cached.local.open_read(version.block_key(index)) as entry:
+                    with self._cached.local.open_read(block) as entry:
                         entry.stream.seek(within)
                         if _fill(entry.stream, view[done : done + want]) != want:
-                            raise KeyNotFoundError(version.block_key(index))
-                except KeyNotFoundError:
+                            raise CorruptEntryError(f"block {block!r} is short")
+                except (KeyNotFoundError, CorruptEntryError) as exc:
+                    if isinstance(exc, CorruptEntryError):
+                        log.warning("a block of %r is damaged; fetching it again", version.key)
+                        if self._cached.local.delete(block):
+                            self._cached.policy.on_delete(block)
                     with partial.lock:
                         partial.present.discard(index)
                     return False
