@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
 import random
 import sqlite3
+import stat
 import threading
 import time
 import uuid
@@ -17,7 +19,6 @@ import pytest
 from policies_testlib import age_tempfile_store
 
 from cached_stores_factory import CachedStore, CachedStoreFactory, CachePolicy, MemoryStore, Store
-from cached_stores_factory.errors import StoreError
 from cached_stores_factory.testing.servers import RedisServer
 from cached_stores_factory_policies import FIFOCache, LRUCache, TTLCache, _ledger
 from cached_stores_factory_tempfile import TempfileStore
@@ -229,11 +230,60 @@ def test_purge_removes_every_stale_copy(open_cache: Callable[..., CachedStore]) 
     assert sorted(cached.remote.keys()) == ["a", "b", "c", "d"]
 
 
-def test_an_unusable_state_directory_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("policy", [LRUCache, FIFOCache])
+def test_an_unusable_state_directory_falls_back_to_a_ledger_in_the_process(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, policy: type[LRUCache] | type[FIFOCache]
+) -> None:
     local = TempfileStore("local", root=tmp_path / "local")
-    (local.state_dir() / "lru.sqlite3").mkdir()  # not a database
-    with pytest.raises(StoreError, match=r"cannot open the lru policy's state at .*lru\.sqlite3"):
-        CachedStoreFactory(local, MemoryStore(), LRUCache(3)).build()
+    name = policy(3).name
+    (local.state_dir() / f"{name}.sqlite3").mkdir()  # not a database
+    remote = MemoryStore()
+    cached = CachedStoreFactory(local, remote, policy(3)).build()
+    warnings = [r for r in caplog.records if "cannot open the" in r.getMessage()]
+    assert len(warnings) == 1
+    assert f"{name}.sqlite3" in warnings[0].getMessage()
+    for key in "abcde":
+        cached.put(key, key.encode())
+    assert len(list(local.keys())) == 3  # the bound still holds
+    assert sorted(remote.keys()) == list("abcde")
+
+
+def test_a_read_only_state_directory_still_builds(tmp_path: Path) -> None:
+    import subprocess
+
+    mount = tmp_path / "ro"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mount)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        TempfileStore("local", root=mount).close()
+        subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
+        local = TempfileStore("local", root=mount)
+        cached = CachedStoreFactory(local, MemoryStore(), LRUCache(3)).build()
+        assert "k" not in cached
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("umask", [0o000, 0o022])
+def test_ledger_and_lock_files_are_0600_whatever_the_umask(tmp_path: Path, umask: int) -> None:
+    old = os.umask(umask)
+    try:
+        local = TempfileStore("local", root=tmp_path / "local")
+        cached = CachedStoreFactory(local, MemoryStore(), LRUCache(3)).build()
+        cached.put("k", b"v")
+        cached.close()
+    finally:
+        os.umask(old)
+    files = sorted(local.state_dir().iterdir())
+    assert {p.name for p in files} >= {"lru.sqlite3", "lru.sqlite3.lock"}
+    for path in files:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path.name
 
 
 def test_reads_never_fail_under_churn_and_each_miss_fetches_once() -> None:

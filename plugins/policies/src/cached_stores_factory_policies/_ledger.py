@@ -26,7 +26,7 @@ from typing import Protocol
 import attrs
 
 from cached_stores_factory import Store
-from cached_stores_factory.errors import KeyNotFoundError, StoreError
+from cached_stores_factory.errors import KeyNotFoundError
 
 from ._fleet import CounterDeltas
 
@@ -202,6 +202,8 @@ class SQLiteLedger:
             if self._pid not in (-1, os.getpid()):
                 self._uses.clear()  # the parent writes its own buffered uses
                 self._counts.forget()
+            for private in (self._path, Path(f"{self._path}.lock")):
+                _make_private(private)  # SQLite gives its -wal and -shm files the db's mode
             db = sqlite3.connect(
                 self._path,
                 timeout=BUSY_TIMEOUT_SECONDS,
@@ -357,8 +359,22 @@ class SQLiteLedger:
                     self._db = None
 
 
+def _make_private(path: Path) -> None:
+    """Create `path` if missing and make it 0600, whatever the umask."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
 def open_ledger(store: Store, bounds: Bounds, name: str) -> Ledger:
-    """The lasting, shared ledger when the store has a state directory, else one in memory."""
+    """The lasting, shared ledger when the store has a state directory, else one in memory.
+
+    A state directory that cannot hold the ledger (read-only, full, something else in the
+    ledger's place) costs the lasting ledger, not the cache: the policy keeps its ledger in
+    this process, and says so once.
+    """
     state_dir = store.state_dir()
     if state_dir is None:
         return MemoryLedger(store, bounds)
@@ -367,4 +383,11 @@ def open_ledger(store: Store, bounds: Bounds, name: str) -> Ledger:
         state_dir.mkdir(parents=True, exist_ok=True)
         return SQLiteLedger(store, bounds, path)
     except (OSError, sqlite3.Error) as exc:
-        raise StoreError(f"cannot open the {name} policy's state at {path}: {exc}") from exc
+        log.warning(
+            "cannot open the %s policy's state at %s (%s): keeping its ledger in this process; "
+            "its bounds hold per process and start empty after a restart",
+            name,
+            path,
+            exc,
+        )
+        return MemoryLedger(store, bounds)
