@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 QUICK ?=
 
-.PHONY: venv demo test lint format bench docs dist clean redis-server
+.PHONY: venv demo test stress lint format bench docs dist clean redis-server
 
 venv: $(STAMP)
 
@@ -34,6 +34,10 @@ demo: $(STAMP)
 
 test: $(STAMP) redis-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The long fault runs: 200 random SIGKILLs of a writer (make test runs 20).
+stress: $(STAMP)
+	CSF_CRASH_RUNS=200 $(BIN)/python -m pytest tests/test_crash_safety.py -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -26,7 +26,7 @@ from typing import Any
 
 import attrs
 
-from . import coldstart, fsspec_rows, hits, policies, redis_hits, s3_rows, streaming
+from . import coldstart, freshness_rows, fsspec_rows, hits, policies, redis_hits, s3_rows, streaming
 from ._harness import REPORT, Row, Sizes
 from ._services import ServiceUnavailable, kill_children, running_redis, running_s3
 
@@ -61,6 +61,8 @@ SECTIONS = (
     "policies",
     "coldstart",
     "fsspec",
+    "revalidation",
+    "integrity",
 )
 
 
@@ -77,6 +79,8 @@ def _sections(sizes: Sizes, services: dict[str, Any]) -> dict[str, Callable[[], 
         "policies": lambda: policies.run(sizes),
         "coldstart": lambda: coldstart.run(sizes),
         "fsspec": lambda: fsspec_rows.run(sizes, s3, s3_missing),
+        "revalidation": lambda: freshness_rows.run_revalidation(sizes, s3, s3_missing),
+        "integrity": lambda: freshness_rows.run_checksum(sizes),
     }
 
 

@@ -42,6 +42,10 @@ EXPECTED_PREFIXES = [
     "FIFO hit at",
     "cold start: import + build",
     "cold start: of boto3",
+    "revalidation: S3 304 round trip",
+    "revalidation: body bytes",
+    "integrity: XXH3 of a 4 KiB",
+    "integrity: XXH3 of a 1 MiB",
     "fsspec hit 4 KiB: csf:// vs simplecache",
     "cold column read, 1 of 8 columns",
 ]

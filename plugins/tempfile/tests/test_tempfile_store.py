@@ -187,7 +187,7 @@ def test_state_dir_is_private_and_never_listed(store: TempfileStore):
 
 
 def test_large_entry_opens_as_a_real_file(store: TempfileStore):
-    data = bytes(range(256)) * 1024  # 256 KiB: above the read-whole threshold
+    data = bytes(range(256)) * 12 * 1024  # 3 MiB: above the read-whole threshold
     store.put("f", data)
     with store.open_read("f") as entry:
         assert isinstance(entry.stream, io.BufferedReader)
@@ -207,7 +207,7 @@ def test_small_entry_is_a_snapshot_taken_at_open(store: TempfileStore):
 
 
 def test_large_entry_keeps_its_version_while_being_replaced(store: TempfileStore):
-    old, new = b"o" * 200_000, b"n" * 300_000
+    old, new = b"o" * 3_000_000, b"n" * 3_100_000
     store.put("f", old)
     with store.open_read("f") as entry:
         head = entry.read(1000)
@@ -446,7 +446,7 @@ def test_a_filesystem_failure_while_writing_is_a_store_error(store: TempfileStor
 # -- integrity: every read is checked against the checksum in the file's trailer -----------
 
 TRAILER = 20
-SIZES = [0, 1, 4096, 64 * 1024, 64 * 1024 + 1, 300_000]
+SIZES = [0, 1, 4096, 64 * 1024, 64 * 1024 + 1, 300_000, 2 * 1024 * 1024 + 1]
 
 
 def read_all(store: TempfileStore, key: str) -> bytes:
@@ -489,8 +489,16 @@ def test_a_truncated_entry_is_detected_at_open(store: TempfileStore, size: int, 
         store.open_read("k")
 
 
+def test_an_entry_up_to_2_mib_is_checked_before_any_byte_is_served(store: TempfileStore):
+    data = os.urandom(2 * 1024 * 1024)
+    store.put("k", data)
+    flip(objects(store) / _entry_name("k"), 2 * 1024 * 1024 - 1)
+    with pytest.raises(CorruptEntryError):
+        store.open_read("k")
+
+
 def test_a_large_entry_is_checked_as_it_streams_and_fails_at_its_end(store: TempfileStore):
-    data = os.urandom(1024 * 1024)
+    data = os.urandom(3 * 1024 * 1024)
     store.put("k", data)
     flip(objects(store) / _entry_name("k"), 500_000)
     with store.open_read("k") as entry:
@@ -504,7 +512,7 @@ def test_a_large_entry_is_checked_as_it_streams_and_fails_at_its_end(store: Temp
 
 
 def test_a_seek_checks_the_whole_large_entry_first(store: TempfileStore):
-    data = os.urandom(200_000)
+    data = os.urandom(3 * 1024 * 1024)
     store.put("good", data)
     store.put("bad", data)
     flip(objects(store) / _entry_name("bad"), 150_000)

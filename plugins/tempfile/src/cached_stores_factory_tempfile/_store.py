@@ -14,15 +14,15 @@ so a symlink planted in place of an entry is never followed.
 
 A hit costs one `open` and one `fstat` (the DESIGN's hit-path budget): the stat reported
 with an open entry comes from the descriptor itself, never from the sidecar.  Entries up to
-64 KiB are then read whole with one `read` (cheaper than building a file object); larger
-ones are returned as a real buffered file.  The sidecar
-is read only by `stat()` and `keys()`; it records the inode of the data file it describes,
+2 MiB are then read whole (one `read`, plus a `pread` of the trailer above 64 KiB), which is
+cheaper than building a file object; larger ones are returned as a real buffered file.  The
+sidecar is read only by `stat()` and `keys()`; it records the inode of the data file it describes,
 so a sidecar left behind by a crash or by a racing writer is recognised and ignored.
 
 Integrity: every data file ends with a trailer, b"CSF1" + the data's length + its XXH3-64
 checksum (little-endian), so a hit verifies its bytes without a second file.  A file whose
 trailer is missing or names another length (truncated, torn by a power cut, written by an
-older version) raises CorruptEntryError at open.  Entries up to 64 KiB are checked before
+older version) raises CorruptEntryError at open.  Entries up to 2 MiB are checked before
 any byte is served; larger ones are checked as they stream and raise CorruptEntryError from
 the read that reaches their end (a seek first checks the whole entry once).  XXH3 was chosen
 by measurement: about 10 us per MiB here, against 150 us for zlib.crc32.
@@ -68,7 +68,8 @@ log = logging.getLogger("cached_stores_factory.tempfile")
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
 _CHUNK = 1024 * 1024
-_SMALL_ENTRY = 64 * 1024  # read whole on open; larger entries stream from the file
+_SMALL_ENTRY = 64 * 1024  # read with its trailer in one call
+_WHOLE_ENTRY = 2 * 1024 * 1024  # read whole and checked on open; larger entries stream
 _STALE_SECONDS = 3600.0
 _TEMP_PREFIX = ".tmp-"
 _META_SUFFIX = ".meta"
@@ -197,39 +198,38 @@ class TempfileStore(Store):
         return fd, info
 
     def open_read(self, key: str) -> EntryReader:
-        """The hit path: open, fstat, then read a small entry whole or wrap a large one.
+        """The hit path: open, fstat, read the entry whole and check it, or wrap a large one.
 
         An entry's file never changes once it is in place (writers rename new files over
-        it), so reading a small one at once is the same snapshot a file object would give,
-        with three syscalls fewer; its checksum is verified before it is returned.  Larger
-        entries stream from a buffered file that verifies them as they are read.
+        it), so reading it at once is the same snapshot a file object would give, with
+        fewer syscalls, and its checksum is verified before a byte is returned.  Entries
+        over 2 MiB stream from a buffered file that verifies them as they are read.
         """
         fd, info = self._open_entry(key)
         size = info.st_size - _TRAILER.size
         stat = EntryStat(size=max(size, 0), modified=info.st_mtime)
-        if size > _SMALL_ENTRY:
-            try:
-                checksum = self._trailer(key, os.pread(fd, _TRAILER.size, size), size)
-            except BaseException:
-                os.close(fd)
-                raise
-            corrupt = functools.partial(self._corrupt, key)
-            raw = _VerifyingFile(io.FileIO(fd, "r"), size, checksum, corrupt)
-            # An explicit buffer size spares open() its isatty() probe.  It stays small: a
-            # 1 MiB buffer beside a 1 MiB result makes glibc trim and re-fault its heap on
-            # every hit (257 page faults per 1 MiB read in a small process).
-            return EntryReader(io.BufferedReader(raw, _SMALL_ENTRY), stat)
         try:
-            data = os.read(fd, info.st_size)
-            while len(data) < info.st_size and (more := os.read(fd, info.st_size - len(data))):
-                data += more
+            if size <= _SMALL_ENTRY:  # one read of data and trailer; slicing copies little
+                whole = memoryview(_read_exactly(fd, info.st_size))
+                data: bytes | memoryview = whole[: max(size, 0)]
+                checksum = self._trailer(key, whole[max(size, 0) :], size)
+            else:  # the trailer apart, so the data is one bytes object, never copied again
+                checksum = self._trailer(key, os.pread(fd, _TRAILER.size, size), size)
+                if size > _WHOLE_ENTRY:
+                    corrupt = functools.partial(self._corrupt, key)
+                    raw = _VerifyingFile(io.FileIO(fd, "r"), size, checksum, corrupt)
+                    fd = _CLOSED  # the file object owns it now
+                    # An explicit buffer size spares open() its isatty() probe.  It stays
+                    # small: a 1 MiB buffer beside a 1 MiB result makes glibc trim and
+                    # re-fault its heap on every hit.
+                    return EntryReader(io.BufferedReader(raw, _SMALL_ENTRY), stat)
+                data = _read_exactly(fd, size)
         finally:
-            os.close(fd)
-        view = memoryview(data)
-        checksum = self._trailer(key, view[size:], size)
-        if size < 0 or xxhash.xxh3_64_intdigest(view[:size]) != checksum:
+            if fd != _CLOSED:
+                os.close(fd)
+        if len(data) != size or xxhash.xxh3_64_intdigest(data) != checksum:
             raise self._corrupt(key)
-        return EntryReader(io.BytesIO(view[:size]), stat)
+        return EntryReader(io.BytesIO(data), stat)
 
     def _corrupt(
         self, key: str, what: str = "its bytes do not match their checksum"
@@ -471,6 +471,14 @@ def _is_orphan(name: str, names: set[str]) -> bool:
     if name.endswith(_META_SUFFIX):
         return name[: -len(_META_SUFFIX)] not in names
     return _ENTRY_NAME.fullmatch(name) is not None and name + _META_SUFFIX not in names
+
+
+def _read_exactly(fd: int, size: int) -> bytes:
+    """`size` bytes from `fd`, or fewer only if the file ends first."""
+    data = os.read(fd, size)
+    while len(data) < size and (more := os.read(fd, size - len(data))):
+        data += more
+    return data
 
 
 class _VerifyingFile(io.RawIOBase):
