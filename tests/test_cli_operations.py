@@ -126,6 +126,18 @@ def test_ls_lists_size_stored_time_freshness_and_place(
 
 
 @pytest.mark.s3
+def test_ls_leaves_out_the_blocks_of_objects_read_in_ranges(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    local = CachedStoreFactory.from_config(config).local_store
+    local.put(".csf-partial/0123abcd", b'{"etag": "e", "size": 9, "block": 4}')
+    local.put(".csf-partial/4567cdef/0", b"1234")
+    capsys.readouterr()
+    assert csf(config, "ls", "--json") == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+@pytest.mark.s3
 def test_rm_deletes_remote_and_local_and_names_a_missing_key(
     config: Path, s3_server: S3Server, bucket: str, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -403,3 +403,61 @@ def test_any_reads_return_the_objects_bytes(
     assert remote.calls["open_read"] <= 1
     if remote.calls["open_read"] == 0:  # ranged all the way: never more than was needed twice
         assert fetched <= 2 * size + len(evictions) * BLOCK
+
+
+class Freshness(CachePolicy):
+    def __init__(self) -> None:
+        self.fresh = True
+
+    def is_fresh(self, key: str, stat: EntryStat) -> bool:
+        return self.fresh
+
+
+def test_a_stale_partial_entry_is_dropped_and_read_again() -> None:
+    remote = VersionedRemote()
+    body = data_of(10 * BLOCK)
+    remote.put("big", body)
+    policy = Freshness()
+    store = cached(remote, policy)
+    reader = open_ranged(store, "big")
+    reader.seek(5 * BLOCK)
+    reader.read(10)
+    del reader
+    assert len(blocks_held(store)) == 1
+    policy.fresh = False  # as a TTL does once the manifest is older than its interval
+    stats = remote.calls["stat"]
+    reader = open_ranged(store, "big")
+    assert remote.calls["stat"] == stats + 1  # asked the remote again
+    reader.seek(5 * BLOCK)
+    assert reader.read(10) == body[5 * BLOCK : 5 * BLOCK + 10]
+    assert remote.ranges == [(5 * BLOCK, 6 * BLOCK)] * 2
+
+
+def test_a_write_while_a_block_is_fetched_keeps_nothing_of_the_old_version() -> None:
+    remote = VersionedRemote()
+    old, new = data_of(10 * BLOCK, seed=5), data_of(10 * BLOCK, seed=6)
+    remote.put("big", old)
+    store = cached(remote)
+    reader = open_ranged(store, "big")
+    remote.gate = threading.Event()
+    errors: list[BaseException] = []
+
+    def read() -> None:
+        reader.seek(3 * BLOCK)
+        try:
+            reader.read(10)
+        except EntryChangedError as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    deadline = time.monotonic() + WAIT
+    while remote.calls["open_range"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    store.put_stream("big", io.BytesIO(new))  # while the block's fetch is held
+    remote.gate.set()
+    thread.join(WAIT)
+    assert len(errors) == 1  # the fetch found the new version: refused, not spliced
+    assert blocks_held(store) == []
+    fresh = store.open_read("big")
+    assert fresh.read() == new

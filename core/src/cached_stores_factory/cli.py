@@ -20,6 +20,7 @@ from typing import Any, BinaryIO
 from ._engine import CachedStore
 from ._factory import CachedStoreFactory
 from ._progress import Meter, MeteredStore
+from ._ranged import ROOT as PARTIAL_ROOT
 from ._version import PLUGIN_API, __version__
 from .errors import ConfigError, CSFError, KeyNotFoundError
 from .plugins import BUILTINS, PluginRegistry, registry
@@ -168,7 +169,9 @@ def _stored_at(modified: float | None) -> str | None:
 
 def _ls_rows(store: CachedStore, prefix: str, meter: Meter) -> Iterator[dict[str, Any]]:
     """One row per key of either store: a local copy's stat and freshness, else the remote's."""
-    local, remote = set(store.local.keys(prefix)), set(store.remote.keys(prefix))
+    # The blocks of objects read in ranges are bookkeeping of the cache, not keys of its own.
+    local = {key for key in store.local.keys(prefix) if not key.startswith(PARTIAL_ROOT + "/")}
+    remote = set(store.remote.keys(prefix))
     keys = sorted(local | remote)
     with meter.bar("listing", len(keys), unit="key", at_least=LS_BAR_KEYS) as advance:
         for key in keys:
