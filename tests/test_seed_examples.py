@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from cached_stores_factory.testing.servers import RedisCluster, S3Server, start_redis
+from cached_stores_factory.testing.servers import RedisCluster, RedisServer, S3Server, start_redis
 
 pytestmark = [pytest.mark.s3, pytest.mark.redis]
 
@@ -313,6 +313,53 @@ def test_example_3_fifo_cache_in_a_frequent_access_bucket(
         assert read_object(s3, "my_frequent_bucket", key) == read_object(
             s3, "my_infrequent_bucket", key
         )
+
+
+def test_example_3_by_four_processes_shares_one_fifo_bound_through_redis(
+    s3: Any, s3_server: S3Server, seed_env: dict[str, str], redis_server: RedisServer
+):
+    import redis
+
+    ledger_url = f"redis://{redis_server.host}:{redis_server.port}/7"
+    client = redis.Redis.from_url(ledger_url)
+    client.flushdb()  # a ledger of its own, in a database no other test uses
+    seed_line = "fifo_cache = FIFOCache(depth=3)"
+    assert seed_line in EXAMPLE_3
+    shared = EXAMPLE_3.replace(seed_line, f"fifo_cache = FIFOCache(depth=3, ledger={ledger_url!r})")
+    others = {f"path/other-{n}.file": f"object {n}\n".encode() for n in range(8)}
+    make_bucket(s3, "my_infrequent_bucket", {KEY: ORIGINAL, **others})
+    make_bucket(s3, "my_frequent_bucket", {})
+    program = PRELUDE + shared + f"_EXTRA_KEYS = {tuple(others)!r}\n" + EPILOGUE
+    try:
+        processes = [
+            subprocess.Popen(
+                [sys.executable, "-c", program],
+                env=seed_env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        for process in processes:
+            _, err = process.communicate(timeout=120)
+            assert process.returncode == 0, err
+            assert "Traceback" not in err, err
+
+        # One bound of 3 for all four processes, not 3 each; eviction dropped copies only.
+        cached = bucket_keys(s3, "my_frequent_bucket")
+        assert 0 < len(cached) <= 3, cached
+        assert bucket_keys(s3, "my_infrequent_bucket") == {KEY, *others}
+        for key in cached:
+            assert read_object(s3, "my_frequent_bucket", key) == read_object(
+                s3, "my_infrequent_bucket", key
+            )
+        order = "csf-ledger:{fifo:s3:my_frequent_bucket/}:order"
+        assert {k.decode() for k in client.zrange(order, 0, -1)} >= cached
+        assert client.zcard(order) <= 3
+    finally:
+        client.flushdb()
+        client.close()
 
 
 def test_csf_plugins_lists_the_four_stores_with_their_distributions():

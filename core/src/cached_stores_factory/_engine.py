@@ -281,6 +281,39 @@ class CachedStore(Store):
             flight.stale = True
         if flight.pin is not None:
             return  # another reader's fetch stored it between our miss and our turn
+        if flight.stale:
+            self._fetch_remote(key, flight)
+            return
+        with self._leased(key) as held:
+            if held:  # another process may have fetched it while this one waited
+                with contextlib.suppress(*_LOCAL_FAILURES):
+                    flight.pin = self._fresh_entry(key)
+            if flight.pin is None:
+                self._fetch_remote(key, flight)
+
+    @contextlib.contextmanager
+    def _leased(self, key: str) -> Iterator[bool]:
+        """Hold the key's cross-process lease, if the local store or the policy offers one.
+
+        Fetches, writes and deletes of one key then run one at a time across every process
+        that shares the local store: a cold key is fetched once, and a fetch in flight never
+        stores over a write or delete made elsewhere.  Yields whether a lease is held; one
+        that cannot be taken (its server is down) is logged and gone without.
+        """
+        lease = self.local.lease(key)
+        if lease is None:
+            lease = self.policy.lease(key)
+        held = False
+        with contextlib.ExitStack() as stack:
+            if lease is not None:
+                try:
+                    stack.enter_context(lease)
+                    held = True
+                except _LOCAL_FAILURES:
+                    log.warning("no lease on %r; going on without one", key, exc_info=True)
+            yield held
+
+    def _fetch_remote(self, key: str, flight: _Flight) -> None:
         with self._remote_entry(key) as remote_entry:
             stat = remote_entry.stat
             if flight.stale or not self.policy.admits(stat.size):
@@ -426,7 +459,7 @@ class CachedStore(Store):
                 spool.seek(0)
                 return self.put_stream(key, spool, etag=etag)
         start = stream.tell()
-        with self._mutation(key) as mutation:
+        with self._mutation(key) as mutation, self._leased(key):
             remote_stat = self.remote.put_stream(key, stream, etag=etag)
             self._count(REMOTE_WRITES)
             if not self.policy.admits(remote_stat.size):
@@ -460,7 +493,7 @@ class CachedStore(Store):
 
     def delete(self, key: str) -> bool:
         """Delete from the remote and the local store; True if either held the key."""
-        with self._mutation(key):
+        with self._mutation(key), self._leased(key):
             removed = self.remote.delete(key)
             return self._drop_local(key) or removed
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -58,6 +59,14 @@ class CachePolicy:
     def expired(self) -> Iterable[str]:
         """Keys whose local copies are stale and may be removed now."""
         return ()
+
+    def lease(self, key: str) -> contextlib.AbstractContextManager[object] | None:
+        """A cross-process lock on `key` (see `Store.lease`), for a local store that has none.
+
+        A policy whose state lives on a server every process reaches (a Redis ledger) can
+        offer one; the local store's own lease wins when it has one.  The default: None.
+        """
+        return None
 
     def share_stats(self, snapshot: Callable[[], Mapping[str, int]]) -> None:
         """`snapshot()` returns this process's counters (CachedStore.stats()).

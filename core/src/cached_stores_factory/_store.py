@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import functools
 import io
 import time
@@ -210,6 +211,16 @@ class Store(abc.ABC):
 
         Policies use it to survive restarts and to share one budget among the processes that
         use this store.  None (the default) means the store has no local directory.
+        """
+        return None
+
+    def lease(self, key: str) -> contextlib.AbstractContextManager[object] | None:
+        """A lock on `key` that every process using this store respects, or None (the default).
+
+        The engine holds it around a fetch (so a key read by many processes at once is
+        fetched once: the others wait, then find the entry) and around a write or delete
+        (so a fetch in flight elsewhere never stores over it).  A lease must not outlive a
+        holder that died: a lock file the kernel drops, or a timeout the holder renews.
         """
         return None
 

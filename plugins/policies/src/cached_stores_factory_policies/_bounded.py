@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -13,6 +14,7 @@ from cached_stores_factory import CachePolicy, EntryStat, Store
 from cached_stores_factory.errors import ConfigError
 
 from ._ledger import Bounds, Ledger, open_ledger
+from ._redis_ledger import RedisLedger
 from ._ttl import stale_keys
 from ._validators import count_at_least_one, positive_seconds
 
@@ -81,6 +83,9 @@ class _BoundedCache(CachePolicy):
         validator=attrs.validators.optional(attrs.validators.instance_of(str)),
         repr=False,
     )
+    lease_timeout: float = attrs.field(
+        default=30.0, kw_only=True, validator=positive_seconds, repr=False
+    )
     clock: Callable[[], float] = attrs.field(default=time.time, kw_only=True, repr=False)
     _store: Store | None = attrs.field(default=None, init=False, repr=False)
     _ledger: Ledger | None = attrs.field(default=None, init=False, repr=False)
@@ -104,8 +109,6 @@ class _BoundedCache(CachePolicy):
         client = getattr(store, "redis_client", None)
         if self.ledger is None and (store.state_dir() is not None or client is None):
             return open_ledger(store, bounds, self.name)
-        from ._redis_ledger import RedisLedger
-
         key = self.ledger_key or f"{self.name}:{_store_identity(store)}"
         if self.ledger is None:  # the local store's own Redis
             where = getattr(store, "where", "the local store's Redis")
@@ -160,6 +163,12 @@ class _BoundedCache(CachePolicy):
         if self.ttl is None or self._store is None:
             return []
         return stale_keys(self._store, self.clock(), self.ttl)
+
+    def lease(self, key: str) -> contextlib.AbstractContextManager[object] | None:
+        """With a ledger in Redis: a lease on `key` there, so any local store gets one."""
+        if isinstance(self._ledger, RedisLedger):
+            return self._ledger.lease(key, self.lease_timeout)
+        return None
 
     def share_stats(self, snapshot: Callable[[], Mapping[str, int]]) -> None:
         self.state.share_stats(snapshot)

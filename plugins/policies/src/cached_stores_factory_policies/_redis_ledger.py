@@ -19,6 +19,7 @@ so a late flush never makes a key look older than another process saw it.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import threading
@@ -162,6 +163,7 @@ class RedisLedger:
         self.where = f"{where}, ledger {ledger_key!r}"
         self._secrets = secrets
         self._errors = (redis.RedisError, redis.exceptions.RedisClusterException)
+        self._ledger_key = ledger_key
         keys = ledger_keys(ledger_key)
         self._entry_keys = [keys["order"], keys["sizes"], keys["meta"]]
         self._stats_key = keys["stats"]
@@ -198,6 +200,14 @@ class RedisLedger:
 
     def __repr__(self) -> str:
         return f"RedisLedger({self.where})"
+
+    def lease(self, key: str, timeout: float) -> contextlib.AbstractContextManager[object]:
+        """A lease on `key` in the ledger's Redis, for processes that share the local store."""
+        from cached_stores_factory_redis import RedisLease
+
+        return RedisLease(
+            self._client, f"csf-lease:{self._ledger_key}:{key}", timeout=timeout, where=self.where
+        )
 
     # -- talking to Redis ---------------------------------------------------------------------
 

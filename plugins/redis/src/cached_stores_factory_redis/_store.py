@@ -40,6 +40,8 @@ from cached_stores_factory.errors import (
     redact,
 )
 
+from ._lease import DEFAULT_LEASE_SECONDS, RedisLease
+
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_MAX_VALUE_BYTES",
@@ -175,10 +177,16 @@ class RedisStore(Store):
         socket_timeout: float = DEFAULT_SOCKET_TIMEOUT,
         socket_connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
+        lease_timeout: float = DEFAULT_LEASE_SECONDS,
         **kwargs: Any,
     ) -> None:
         if ex is not None and not ex > 0:
             raise ConfigError(f"RedisStore ex must be a positive number of seconds, not {ex!r}")
+        if not lease_timeout > 0:
+            raise ConfigError(
+                "RedisStore lease_timeout must be a positive number of seconds, "
+                f"not {lease_timeout!r}"
+            )
         if not isinstance(prefix, str):
             raise ConfigError(f"RedisStore prefix must be a str, not {type(prefix).__name__}")
         import redis
@@ -209,10 +217,24 @@ class RedisStore(Store):
             self.db = connection.get("db", db)
         self.ex = ex
         self.prefix = prefix
+        self.lease_timeout = lease_timeout
         self.max_value_bytes = max_value_bytes
         self._prefix = prefix.encode("utf-8")
         self._secrets = (password, connection.get("password"), url)
         self._errors = (redis.RedisError, redis.exceptions.RedisClusterException)
+
+    def lease(self, key: str) -> RedisLease:
+        """A lease on `key` in this Redis, for every process that uses the same prefix.
+
+        Held by the engine around a fetch, a write or a delete of the key; renewed while
+        held, it expires `lease_timeout` seconds after a holder died.
+        """
+        return RedisLease(
+            self._client,
+            f"csf-lease:{self.prefix}{key}",
+            timeout=self.lease_timeout,
+            where=self.where,
+        )
 
     @property
     def redis_client(self) -> Any:

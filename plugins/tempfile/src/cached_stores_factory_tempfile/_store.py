@@ -89,6 +89,10 @@ _DIR_FLAGS = os.O_RDONLY | _O_DIRECTORY | _O_NOFOLLOW | _O_CLOEXEC
 _NOT_A_FILE = frozenset({errno.ELOOP, errno.ENXIO})
 _CLOSED = -1  # the descriptor of a closed store: any *at() call on it fails with EBADF
 
+LEASE_STRIPES = 1024
+"""Keys share this many lock files (by a hash of the key), so leases never pile up files;
+two keys of one stripe only wait for each other's fetch, write or delete."""
+
 
 @functools.lru_cache(maxsize=65536)
 def _entry_name(key: str) -> str:
@@ -171,6 +175,32 @@ class TempfileStore(Store):
 
     def state_dir(self) -> Path:
         return self.root / "state"
+
+    def lease(self, key: str) -> contextlib.AbstractContextManager[object]:
+        """An exclusive flock on one of LEASE_STRIPES files in `<root>/state/leases/`.
+
+        Every process that opens the directory takes the same file for the same key; the
+        kernel wakes the next waiter as soon as the holder closes it, or dies.
+        """
+        return self._lease(key)
+
+    @contextlib.contextmanager
+    def _lease(self, key: str) -> Iterator[None]:
+        stripe = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:4]) % LEASE_STRIPES
+        leases = self.state_dir() / "leases"
+        with self._disk():
+            leases.mkdir(mode=0o700, exist_ok=True)
+            fd = os.open(
+                leases / f"{stripe:04d}.lock",
+                os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC,
+                0o600,
+            )
+        try:
+            with self._disk():
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def close(self) -> None:
         """Close the directory descriptor; later calls raise StoreError.  Idempotent."""
