@@ -16,9 +16,7 @@ if TYPE_CHECKING:
     from ._store import DEFAULT_MAX_VALUE_BYTES, RedisStore, connect
 
 __all__ = ["DEFAULT_MAX_VALUE_BYTES", "RedisLease", "RedisStore", "connect"]
-__getattr__ = lazy_exports(
-    __name__, {**dict.fromkeys(__all__, "._store"), "RedisLease": "._lease"}
-)
+__getattr__ = lazy_exports(__name__, {**dict.fromkeys(__all__, "._store"), "RedisLease": "._lease"})
 CSF_PLUGIN_API = (1, 1)  # the core plugin API versions this plugin works with
 
 
