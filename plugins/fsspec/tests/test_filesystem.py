@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import io
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import IO, Any
@@ -372,3 +373,26 @@ def test_a_large_cold_object_is_read_in_blocks(local: MemoryStore) -> None:
         assert handle.read() == body  # from the start, past the first block: the rest whole
     assert remote.calls["open_read"] == 1
     assert fs.cat_file("big.bin") == body and remote.calls["open_read"] == 1
+
+
+def test_every_thread_shares_the_one_store_built_from_a_config(tmp_path: Path) -> None:
+    config = tmp_path / "cache.toml"
+    config.write_text('[local]\nstore = "memory"\n\n[remote]\nstore = "memory"\n')
+    found: list[CachedStoreFileSystem] = []
+
+    def build() -> None:  # as fsspec does in a new thread: a filesystem of its own
+        found.append(fsspec.filesystem("csf", config=str(config), skip_instance_cache=True))
+
+    threads = [threading.Thread(target=build) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert len({id(fs) for fs in found}) == 4  # four filesystems ...
+    assert len({id(fs.store) for fs in found}) == 1  # ... over one cached store
+    config.write_text('[local]\nstore = "memory"\n\n[remote]\nstore = "memory"\n\n\n')
+    edited = fsspec.filesystem("csf", config=str(config), skip_instance_cache=True)
+    assert edited.store is not found[0].store  # an edited file builds anew
+    mapping = fsspec.filesystem("csf", config=dict(MEMORY_CONFIG), skip_instance_cache=True)
+    again = fsspec.filesystem("csf", config=dict(MEMORY_CONFIG), skip_instance_cache=True)
+    assert mapping.store is again.store

@@ -11,8 +11,10 @@ import contextlib
 import datetime
 import errno
 import io
+import json
 import os
 import shutil
+import threading
 from collections.abc import Iterator, Mapping
 from typing import IO, Any
 
@@ -25,6 +27,33 @@ from cached_stores_factory.errors import KeyNotFoundError
 __all__ = ["CachedStoreFileSystem"]
 
 _COPY_CHUNK = 1024 * 1024
+
+
+_stores: dict[str, CachedStore] = {}
+_stores_lock = threading.Lock()
+
+
+def _built(config: Mapping[str, Any] | str | os.PathLike[str]) -> CachedStore:
+    """The process's one cached store for `config`, built on first use.
+
+    fsspec keeps a filesystem per thread, so without this each thread would build its own
+    store, and two threads reading one cold key would fetch it twice.  A file is known by its
+    path and its version on disk (an edited file builds anew); a mapping by its contents.
+    """
+    if isinstance(config, Mapping):
+        identity = "mapping:" + json.dumps(config, sort_keys=True, default=repr)
+    else:
+        path = os.path.realpath(config)
+        try:
+            info = os.stat(path)
+        except OSError:
+            return CachedStoreFactory.from_config(config).build()  # let it say what is wrong
+        identity = f"file:{path}:{info.st_mtime_ns}:{info.st_size}"
+    with _stores_lock:
+        store = _stores.get(identity)
+        if store is None:
+            store = _stores[identity] = CachedStoreFactory.from_config(config).build()
+        return store
 
 
 class _Instances(_Cached):  # type: ignore[misc]
@@ -41,7 +70,8 @@ class CachedStoreFileSystem(AbstractFileSystem, metaclass=_Instances):  # type: 
     """The `csf` protocol: read and write a cached store's keys through fsspec.
 
     Build it from a config (`config="cache.toml"` or a mapping, as for
-    `CachedStoreFactory.from_config`), or wrap a cached store you built (`store=cs`).
+    `CachedStoreFactory.from_config`; one store per config in a process, whatever the
+    thread), or wrap a cached store you built (`store=cs`).
     Reads are served by the local store while it holds a fresh copy; `info` and `ls` take
     each entry's details from the fresh local copy, else from the remote.
     """
@@ -64,7 +94,7 @@ class CachedStoreFileSystem(AbstractFileSystem, metaclass=_Instances):  # type: 
             )
         if store is None:
             assert config is not None
-            store = CachedStoreFactory.from_config(config).build()
+            store = _built(config)
         elif not isinstance(store, CachedStore):
             raise TypeError(
                 f"store= must be a built CachedStore (CachedStoreFactory(...).build()), "
