@@ -177,7 +177,7 @@ class TempfileStore(Store):
         return self.root / "state"
 
     def lease(self, key: str) -> contextlib.AbstractContextManager[object]:
-        """An exclusive flock on one of LEASE_STRIPES files in `<root>/state/leases/`.
+        """An exclusive flock on one of LEASE_STRIPES files in `<root>/leases/`.
 
         Every process that opens the directory takes the same file for the same key; the
         kernel wakes the next waiter as soon as the holder closes it, or dies.
@@ -187,7 +187,7 @@ class TempfileStore(Store):
     @contextlib.contextmanager
     def _lease(self, key: str) -> Iterator[None]:
         stripe = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:4]) % LEASE_STRIPES
-        leases = self.state_dir() / "leases"
+        leases = self.root / "leases"
         with self._disk():
             leases.mkdir(mode=0o700, exist_ok=True)
             fd = os.open(
