@@ -29,14 +29,7 @@ from ._reexport import FIRST_PARTY, Kind, install_hint
 from ._version import __version__, check_plugin_api
 from .errors import DuplicatePluginError, PluginLoadError, PluginNotFoundError
 
-__all__ = [
-    "ENTRY_POINT_GROUP",
-    "Component",
-    "Kind",
-    "PluginRecord",
-    "PluginRegistry",
-    "registry",
-]
+__all__ = ["ENTRY_POINT_GROUP", "Component", "Kind", "PluginRecord", "PluginRegistry", "registry"]
 
 ENTRY_POINT_GROUP = "cached_stores_factory"
 CORE_DISTRIBUTION = "cached-stores-factory-core"
