@@ -165,6 +165,17 @@ def test_a_truncated_ranged_body_resumes_within_its_range(store: S3Store, fault_
     assert 1_000 < int(start) <= 51_000 and last == "150999"
 
 
+def test_a_resumed_body_is_checked_against_the_whole_objects_checksum(
+    store: S3Store, fault_proxy: FaultProxy
+):
+    fault_proxy.plan(truncate(100_000), method="GET")
+    fault_proxy.plan(corrupt(5_000), method="GET")  # the ranged GET that resumes it
+    with pytest.raises(RemoteError, match="checksum does not match"):
+        store.get("obj")
+    assert gets(fault_proxy)[-1]["range"]
+    assert store.get("obj") == DATA
+
+
 def test_a_body_that_keeps_breaking_fails_cleanly(store: S3Store, fault_proxy: FaultProxy):
     fault_proxy.plan(truncate(50_000), method="GET", times=10)
     with pytest.raises(RemoteError, match="broke off after"):

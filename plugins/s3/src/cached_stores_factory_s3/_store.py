@@ -16,6 +16,7 @@ unchanged object answers 304 with no body.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import io
 import os
@@ -88,7 +89,9 @@ class _Body(io.RawIOBase):
     the rest is asked for with a ranged GET conditional on the first response's ETag, so a
     newer version is never spliced onto the old one's head; at most `_RESUMES` times.  What
     cannot be resumed raises RemoteError.  Every read goes to the body, the last one too:
-    botocore validates the object's checksum on the read that finds the end.
+    botocore validates the object's checksum on the read that finds the end.  A ranged
+    response carries no checksum, so after a resume this stream carries on the checksum
+    botocore began over the bytes before the break and checks the whole object at its end.
     """
 
     def __init__(
@@ -106,6 +109,7 @@ class _Body(io.RawIOBase):
         self._position = 0
         self._resumes = 0
         self._breaks: tuple[type[BaseException], ...] = (*store._errors, OSError)
+        self._carried: tuple[Any, str] | None = None  # botocore's running checksum, expected
 
     def readable(self) -> bool:
         return True
@@ -122,9 +126,19 @@ class _Body(io.RawIOBase):
             if not data and self._position < self._size:
                 self._resume(None)  # ended early without an error
                 continue
+            if self._carried is not None:
+                self._check_carried(data)
             buffer[: len(data)] = data
             self._position += len(data)
             return len(data)
+
+    def _check_carried(self, data: bytes) -> None:
+        """Carry the object's checksum over resumed bytes; check it at the end."""
+        assert self._carried is not None
+        checksum, expected = self._carried
+        checksum.update(data)
+        if not data and checksum.digest() != base64.b64decode(expected):
+            raise self._failure(f"its checksum does not match: expected {expected}")
 
     def _failure(self, what: str) -> RemoteError:
         return RemoteError(f"{self._store._where(self._key)}: reading the object failed: {what}")
@@ -135,6 +149,12 @@ class _Body(io.RawIOBase):
         if self._resumes >= _RESUMES or self._etag is None:
             raise self._failure(reason)
         self._resumes += 1
+        checksum, expected = (
+            getattr(self._body, "checksum", None),
+            getattr(self._body, "_expected", None),
+        )
+        if self._carried is None and checksum is not None and isinstance(expected, str):
+            self._carried = (checksum, expected)
         self._body.close()
         store = self._store
         try:
