@@ -244,8 +244,8 @@ class PluginRegistry:
         """The component registered as `name`, or an error that says what to do instead."""
         self._ensure_loaded()
         candidates = self._components.get((kind, name), [])
-        if len(candidates) == 1:
-            candidates[0].factory  # noqa: B018 - a "module:attribute" that fails, fails here
+        if len(candidates) == 1:  # a "module:attribute" is imported (or fails) here, once
+            candidates[0] = candidates[0]._replace(target=candidates[0].factory)
             return candidates[0]
         if len(candidates) > 1:
             sources = " and ".join(
