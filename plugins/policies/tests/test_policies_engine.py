@@ -22,6 +22,7 @@ from cached_stores_factory import CachedStore, CachedStoreFactory, CachePolicy, 
 from cached_stores_factory.testing.servers import RedisServer
 from cached_stores_factory_policies import FIFOCache, LRUCache, TTLCache, _ledger
 from cached_stores_factory_tempfile import TempfileStore
+from cached_stores_factory_tempfile._store import _entry_name
 
 
 @pytest.fixture
@@ -367,3 +368,15 @@ def _args(policy: CachePolicy) -> dict[str, Any]:
         return {"interval": policy.interval}
     assert isinstance(policy, LRUCache)
     return {"depth": policy.depth, "ttl": policy.ttl}
+
+
+def test_a_corrupt_entry_does_not_stop_an_in_process_ledger_from_building(tmp_path: Path) -> None:
+    local = TempfileStore("local", root=tmp_path / "local")
+    local.put("whole", b"v" * 100)
+    local.put("cut", b"v" * 100)
+    cut = local.root / "objects" / _entry_name("cut")
+    os.truncate(cut, 10)
+    (local.state_dir() / "lru.sqlite3").mkdir()  # no lasting ledger: rebuilt from the store
+    cached = CachedStoreFactory(local, MemoryStore(), LRUCache(3)).build()
+    cached.put("new", b"x")
+    assert local.get("whole") == b"v" * 100

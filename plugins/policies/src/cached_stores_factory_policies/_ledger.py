@@ -26,7 +26,7 @@ from typing import Protocol
 import attrs
 
 from cached_stores_factory import Store
-from cached_stores_factory.errors import KeyNotFoundError
+from cached_stores_factory.errors import CorruptEntryError, KeyNotFoundError
 
 from ._fleet import CounterDeltas
 
@@ -76,8 +76,8 @@ def _store_entries(store: Store, keys: Iterable[str]) -> list[tuple[float, str, 
     for key in keys:
         try:
             stat = store.stat(key)
-        except KeyNotFoundError:
-            continue
+        except (KeyNotFoundError, CorruptEntryError):
+            continue  # gone, or found corrupt: its next read drops it
         entries.append((stat.modified or 0.0, key, stat.size))  # unknown age: the oldest
     entries.sort()
     return entries

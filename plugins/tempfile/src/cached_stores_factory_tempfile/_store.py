@@ -307,10 +307,17 @@ class TempfileStore(Store):
         return meta if _entry_name(meta["key"]) == name else None
 
     def stat(self, key: str) -> EntryStat:
-        """Size and time from the data file; digest and etag if its sidecar describes it."""
+        """Size and time from the data file; digest and etag if its sidecar describes it.
+
+        The file's trailer is read too, so a truncated entry is CorruptEntryError here as it
+        is on open (a changed byte shows only when the data is read).
+        """
         fd, info = self._open_entry(key)
-        os.close(fd)
-        size = max(info.st_size - _TRAILER.size, 0)
+        size = info.st_size - _TRAILER.size
+        try:
+            self._trailer(key, os.pread(fd, _TRAILER.size, max(size, 0)), size)
+        finally:
+            os.close(fd)
         meta = self._sidecar(_entry_name(key))
         if meta is None or meta.get("inode") != info.st_ino or meta.get("size") != size:
             return EntryStat(size=size, modified=info.st_mtime)
