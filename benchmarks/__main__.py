@@ -26,7 +26,17 @@ from typing import Any
 
 import attrs
 
-from . import coldstart, freshness_rows, fsspec_rows, hits, policies, redis_hits, s3_rows, streaming
+from . import (
+    coldstart,
+    fleet_rows,
+    freshness_rows,
+    fsspec_rows,
+    hits,
+    policies,
+    redis_hits,
+    s3_rows,
+    streaming,
+)
 from ._harness import REPORT, Row, Sizes
 from ._services import ServiceUnavailable, kill_children, running_redis, running_s3
 
@@ -55,6 +65,7 @@ def _watchdog(seconds: float) -> threading.Timer:
 SECTIONS = (
     "hits",
     "redis",
+    "fleet",
     "s3-miss",
     "stampede",
     "streaming",
@@ -73,6 +84,7 @@ def _sections(sizes: Sizes, services: dict[str, Any]) -> dict[str, Callable[[], 
     return {
         "hits": lambda: hits.run(sizes, s3),
         "redis": lambda: redis_hits.run(sizes, redis, redis_missing),
+        "fleet": lambda: fleet_rows.run(sizes, redis, redis_missing),
         "s3-miss": lambda: s3_rows.run_miss(sizes, s3, s3_missing),
         "stampede": lambda: s3_rows.run_stampede(sizes, s3),
         "streaming": lambda: streaming.run(sizes, s3),

@@ -17,6 +17,7 @@ from cached_stores_factory import CachedStore, CachedStoreFactory, Store
 from cached_stores_factory.errors import KeyNotFoundError
 
 BUCKET = "fleet-bucket"
+FREQUENT_BUCKET = "fleet-frequent"
 REGION = "eu-central-1"
 
 
@@ -33,11 +34,11 @@ def make_local(kind: str, where: str, lease_timeout: float = 30.0) -> Store:
     return RedisStore(host, int(port), prefix=prefix, lease_timeout=lease_timeout)
 
 
-def make_s3(endpoint_url: str) -> Store:
+def make_s3(endpoint_url: str, bucket: str = BUCKET) -> Store:
     from cached_stores_factory_s3 import S3Store
 
     return S3Store(
-        BUCKET,
+        bucket,
         s3_region=REGION,
         endpoint_url=endpoint_url,
         aws_access_key_id="testing",
@@ -46,8 +47,20 @@ def make_s3(endpoint_url: str) -> Store:
 
 
 def read_cold_key(kind: str, where: str, endpoint_url: str, key: str, start: Any, out: Any) -> None:
-    """Build, wait for the start signal, read `key` once; put its sha256 on `out`."""
-    cached = CachedStoreFactory(make_local(kind, where), make_s3(endpoint_url)).build()
+    """Build, wait for the start signal, read `key` once; put its sha256 on `out`.
+
+    `kind` "frequent-bucket": the local store is the bucket FREQUENT_BUCKET under a FIFO
+    policy whose ledger (and so the lease) is in Redis; `where` is "<redis url> <ledger key>".
+    """
+    if kind == "frequent-bucket":
+        from cached_stores_factory_policies import FIFOCache
+
+        url, ledger_key = where.split()
+        policy = FIFOCache(10, ledger=url, ledger_key=ledger_key)
+        local = make_s3(endpoint_url, FREQUENT_BUCKET)
+        cached = CachedStoreFactory(local, make_s3(endpoint_url), policy).build()
+    else:
+        cached = CachedStoreFactory(make_local(kind, where), make_s3(endpoint_url)).build()
     start.wait(60)
     with cached.open_read(key) as entry:
         out.put(hashlib.sha256(entry.read()).hexdigest())

@@ -42,6 +42,8 @@ def local_kind(request: pytest.FixtureRequest) -> str:
 def local_address(kind: str, tmp_path: Path, redis_server: RedisServer) -> str:
     if kind == "tempfile":
         return str(tmp_path / "local")
+    if kind == "frequent-bucket":
+        return f"{redis_server.url} fleet-{uuid.uuid4().hex[:8]}"
     return f"{redis_server.host}:{redis_server.port}/fleet-{uuid.uuid4().hex[:8]}:"
 
 
@@ -49,10 +51,10 @@ def local_address(kind: str, tmp_path: Path, redis_server: RedisServer) -> str:
 def bucket(s3_server: S3Server) -> Iterator[Any]:
     s3_server.reset()
     client = s3_server.client()
-    client.create_bucket(
-        Bucket=fleet_workers.BUCKET,
-        CreateBucketConfiguration={"LocationConstraint": fleet_workers.REGION},
-    )
+    for name in (fleet_workers.BUCKET, fleet_workers.FREQUENT_BUCKET):
+        client.create_bucket(
+            Bucket=name, CreateBucketConfiguration={"LocationConstraint": fleet_workers.REGION}
+        )
     yield client
     s3_server.reset()
 
@@ -67,6 +69,7 @@ def finish(processes: list[Any], timeout: float = 120) -> None:
     assert [process.exitcode for process in processes] == [0] * len(processes)
 
 
+@pytest.mark.parametrize("local_kind", ["tempfile", "redis", "frequent-bucket"])
 def test_a_cold_key_read_by_four_processes_costs_one_get(
     local_kind: str,
     tmp_path: Path,
