@@ -136,6 +136,10 @@ def test_a_lease_holder_killed_mid_fetch_is_recovered_from(
     assert out.empty()
     os.kill(holder.pid, signal.SIGKILL)  # type: ignore[arg-type]
     holder.join(10)
+    if local_kind == "redis":  # the dead holder's lease can only outlive it by its timeout
+        _, prefix = where.split("/", 1)
+        remaining = int(redis_server.command("PTTL", f"csf-lease:{prefix}slow/key")[1:])
+        assert 0 < remaining <= 2000, remaining
     stall.unlink()  # the remote answers again, for whoever fetches next
     # The lease was the holder's: the waiter takes it once the kernel (lock file) or the
     # timeout (2 s, Redis) frees it, and completes the read itself.
