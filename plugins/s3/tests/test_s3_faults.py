@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 from botocore.config import Config
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cached_stores_factory import CachedStore
 from cached_stores_factory.errors import RemoteError
@@ -232,3 +234,35 @@ def test_a_changed_object_is_opened_by_the_conditional_read(store: S3Store, s3: 
     with entry:
         assert entry.read() == b"new version"
         assert entry.stat.etag != etag
+
+
+# -- any mix of faults: the whole object or a RemoteError, and never a bad local entry ---------
+
+FAULTS = st.sampled_from(
+    [slow_down(), reset(), truncate(1), truncate(150_000), corrupt(0), corrupt(299_999)]
+)
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(faults=st.lists(FAULTS, max_size=3))
+def test_any_mix_of_faults_yields_the_object_or_a_remote_error_never_a_bad_entry(
+    store: S3Store, fault_proxy: FaultProxy, tmp_path_factory: pytest.TempPathFactory, faults
+):
+    local = TempfileStore("local", root=tmp_path_factory.mktemp("local"))
+    cached = CachedStore(local, store)
+    fault_proxy.clear()
+    for fault in faults:
+        fault_proxy.plan(fault, method="GET")
+    try:
+        data = cached.get("obj")
+    except RemoteError:
+        assert "obj" not in local
+    else:
+        assert data == DATA
+    if "obj" in local:
+        assert local.get("obj") == DATA
+    assert fault_proxy.count("GET") <= 1 + len(faults) + 2  # a retry or a resume per fault
