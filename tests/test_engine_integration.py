@@ -473,7 +473,7 @@ def test_the_demo_runs_and_shows_every_behaviour() -> None:
     for line in (
         "Example 1: TempfileStore + S3Store + TTLCache(interval=1.0)",
         "TTL expiry",
-        "     5  reports/2024.csv       remote",  # the expired entry is fetched again
+        "     5  reports/2024.csv       304",  # the expired copy is revalidated, no body
         "16 readers got identical bytes from 1 remote fetch",
         """S3 now holds b"the seed's file\\nmy_data, appended\\n\"""",
         "local copies now: ['images/logo.bin', 'reports/2024.csv']",

@@ -210,9 +210,8 @@ def test_a_misspelt_argument_is_reported_with_the_missing_one() -> None:
         CachedStoreFactory.from_config({**MEMORY_PAIR, "policy": {"name": "lru", "size": 3}})
     assert str(info.value) == (
         "config: [policy] policy 'lru': unexpected argument 'size' "
-        "(accepted: depth, max_bytes, ttl, ledger, ledger_cluster, ledger_key, lease_timeout, "
-        "clock); "
-        "missing argument 'depth'"
+        "(accepted: depth, max_bytes, ttl, stale_if_error, stale_while_revalidate, ledger, "
+        "ledger_cluster, ledger_key, lease_timeout, clock); missing argument 'depth'"
     )
 
 

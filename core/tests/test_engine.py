@@ -27,7 +27,12 @@ from cached_stores_factory import (
     Store,
 )
 from cached_stores_factory._spool import SPOOL_LIMIT
-from cached_stores_factory.errors import KeyNotFoundError, SerializerError, StoreError
+from cached_stores_factory.errors import (
+    KeyNotFoundError,
+    RemoteError,
+    SerializerError,
+    StoreError,
+)
 
 WAIT = 10.0  # seconds a test waits for other threads before it gives up (never a timing check)
 
@@ -183,6 +188,8 @@ def test_a_miss_fetches_once_then_hits_never_call_the_remote(cs, remote, local) 
         "remote_reads": 1,
         "remote_writes": 0,
         "evictions": 0,
+        "revalidated": 0,
+        "stale_served": 0,
         "bytes_from_remote": 12,
         "bytes_from_local": 60,
     }
@@ -480,7 +487,7 @@ def test_a_write_commits_remote_then_local(cs, remote, local, commit: str) -> No
     assert cs.stats()["remote_writes"] == 1
 
 
-def test_a_failed_remote_write_raises_leaves_local_alone_and_can_be_retried(
+def test_a_failed_remote_write_raises_and_every_read_still_sees_the_old_value(
     cs, remote, local
 ) -> None:
     cs.get("a/b.txt")  # a local copy of the old version
@@ -490,8 +497,11 @@ def test_a_failed_remote_write_raises_leaves_local_alone_and_can_be_retried(
     with pytest.raises(StoreError, match="refused"):
         fh.close()
     assert not fh.closed
-    assert local.get("a/b.txt") == b"hello\nworld\n"
     assert remote.get("a/b.txt") == b"hello\nworld\n"
+    # The copy was dropped before the attempt, so no failure could leave it older than the
+    # remote; the next read fetches the unchanged version again.
+    assert "a/b.txt" not in local
+    assert cs.get("a/b.txt") == b"hello\nworld\n"
     remote.fail_writes = None
     fh.close()
     assert remote.get("a/b.txt") == b"new"
@@ -796,12 +806,12 @@ def test_every_waiter_gets_its_own_error_chained_to_the_cause(cs, remote) -> Non
 
     threading.Thread(target=opener, daemon=True).start()
     errors = run_threads(8, lambda: cs.get("a/b.txt"))
-    assert all(isinstance(error, StoreError) for error in errors)
-    cause = remote.fail_reads
-    waiters = [error for error in errors if error is not cause]
-    assert len(waiters) == 7  # one leader raised the cause itself
-    assert len({id(error) for error in waiters}) == 7
-    assert all(error.__cause__ is cause and str(error) == str(cause) for error in waiters)
+    assert all(isinstance(e, RemoteError) and "the remote is down" in str(e) for e in errors)
+    assert len({id(error) for error in errors}) == 8
+    [leader] = [error for error in errors if error.__cause__ is remote.fail_reads]
+    waiters = [error for error in errors if error is not leader]
+    assert all(error.__cause__ is leader and str(error) == str(leader) for error in waiters)
+    assert all(error.__traceback__ is not leader.__traceback__ for error in waiters)
 
 
 class FailingInsertPolicy(CachePolicy):

@@ -10,7 +10,7 @@ import logging
 import shutil
 import threading
 from collections.abc import Iterable, Iterator
-from typing import IO, Any, Final
+from typing import IO, Any, Final, cast
 
 import attrs
 
@@ -18,10 +18,11 @@ from ._fileobj import TextHandle, WriteHandle, close_handles, parse_mode
 from ._keys import validate_key
 from ._policy import CachePolicy
 from ._ranged import PartialEntries
+from ._resilience import Outage, Refresher
 from ._serializer import BytesSerializer, Serializer
 from ._spool import SharedSpool, new_spool
 from ._store import EntryReader, EntryStat, Store
-from .errors import KeyNotFoundError, StoreError
+from .errors import CorruptEntryError, KeyNotFoundError, RemoteError, StoreError
 
 __all__ = ["CacheStats", "CachedStore"]
 
@@ -36,8 +37,11 @@ class CacheStats:
     `hits`: reads served by a fresh local entry; `misses`: reads that were not, including
     readers that waited on another thread's fetch (`coalesced` counts those alone);
     `remote_reads`/`remote_writes`: objects fetched from and written to the remote;
-    `evictions`: local entries the policy removed; `bytes_from_remote`: sizes of the fetched
-    objects; `bytes_from_local`: sizes of the entries served on hits.
+    `evictions`: local entries the policy removed; `revalidated`: expired copies the remote
+    confirmed unchanged (no body sent); `stale_served`: expired copies served within the
+    policy's `stale_while_revalidate` or, with the remote failing, `stale_if_error` window;
+    `bytes_from_remote`: sizes of the fetched objects; `bytes_from_local`: sizes of the
+    entries served on hits.
     """
 
     hits: int = 0
@@ -46,6 +50,8 @@ class CacheStats:
     remote_reads: int = 0
     remote_writes: int = 0
     evictions: int = 0
+    revalidated: int = 0
+    stale_served: int = 0
     bytes_from_remote: int = 0
     bytes_from_local: int = 0
 
@@ -54,8 +60,19 @@ class CacheStats:
 
 
 _FIELDS: Final = tuple(field.name for field in attrs.fields(CacheStats))
-# Slots in a thread's list of counts, found by name so CacheStats may change its order.
-HITS, MISSES, COALESCED, REMOTE_READS, REMOTE_WRITES, EVICTIONS, FROM_REMOTE, FROM_LOCAL = (
+# Slots in the list of counts, found by name so CacheStats may change its order.
+(
+    HITS,
+    MISSES,
+    COALESCED,
+    REMOTE_READS,
+    REMOTE_WRITES,
+    EVICTIONS,
+    REVALIDATED,
+    STALE_SERVED,
+    FROM_REMOTE,
+    FROM_LOCAL,
+) = (
     _FIELDS.index(name)
     for name in (
         "hits",
@@ -64,6 +81,8 @@ HITS, MISSES, COALESCED, REMOTE_READS, REMOTE_WRITES, EVICTIONS, FROM_REMOTE, FR
         "remote_reads",
         "remote_writes",
         "evictions",
+        "revalidated",
+        "stale_served",
         "bytes_from_remote",
         "bytes_from_local",
     )
@@ -167,6 +186,11 @@ class CachedStore(Store):
     instance may be shared by any number of threads.  A hit takes only the counters' lock, for
     two additions.  A miss takes a short lock to join or start the key's fetch, never held
     across I/O, so readers of other keys never wait for it.
+
+    A local store that fails is a slow cache, never an error: reads and writes go to the
+    remote, the outage is logged once, and the local store is skipped for a back-off period,
+    then tried again.  Keys whose local copy could not be dropped when the remote changed are
+    bypassed until it is.
     """
 
     def __init__(
@@ -187,6 +211,11 @@ class CachedStore(Store):
         # When each entry this engine stored reached the local store, for stores that can't
         # say (their stat reports `modified=None`): an entry is never taken for younger.
         self._stored_at: dict[str, float] = {}
+        # Keys whose local copy may be older than the remote (its drop failed): bypassed.
+        self._unsynced: set[str] = set()
+        self._local_outage = Outage("local", local)
+        self._remote_outage = Outage("remote", remote)
+        self._refresher = Refresher(self._refresh)
         self.partials = PartialEntries(self)  # objects read in blocks (ranged reads)
         self.policy.bind(local)
 
@@ -200,7 +229,8 @@ class CachedStore(Store):
         self._counters.add(index, amount)
 
     def stats(self) -> dict[str, int]:
-        """hits, misses, coalesced, remote_reads, remote_writes, evictions, bytes_from_*."""
+        """hits, misses, coalesced, remote_reads, remote_writes, evictions, revalidated,
+        stale_served, bytes_from_remote, bytes_from_local."""
         return self._counters.snapshot().as_dict()
 
     # -- reading --------------------------------------------------------------------------
@@ -214,20 +244,38 @@ class CachedStore(Store):
         return entry if entry is not None else self._miss(key)
 
     def open_fresh(self, key: str) -> EntryReader | None:
-        """The fresh local entry, served and counted as a hit; None (no remote call) if none."""
+        """The local entry if it may be served now, counted; None (no remote call) if not.
+
+        Fresh, or expired within the policy's `stale_while_revalidate` window (then a
+        background refresh is queued).
+        """
         # The hit path: one local open (which validates the key), two policy calls, one count.
+        outage = self._local_outage
+        if (outage.until and outage.skipping()) or (self._unsynced and key in self._unsynced):
+            return None
         try:
             entry = self.local.open_read(key)
         except KeyNotFoundError:
             return None
-        except _LOCAL_FAILURES:
-            return None  # a miss; the fetch logs it and serves the object uncached
+        except CorruptEntryError as exc:
+            self._drop_corrupt(key, exc)
+            return None
+        except _LOCAL_FAILURES as exc:
+            outage.failed(exc)
+            return None
+        if outage.until:
+            outage.answered()
         stat = entry.stat
         if stat.modified is None:
             stat = self._with_stored_time(key, stat)
         if self.policy.is_fresh(key, stat):
             self.policy.on_hit(key, stat)
             self._counters.hit(stat.size)
+            return entry
+        window = self.policy.stale_while_revalidate
+        if window and self.policy.expired_for(key, stat) <= window:
+            self._count(STALE_SERVED)
+            self._refresher.submit(key)
             return entry
         entry.close()
         return None
@@ -259,6 +307,17 @@ class CachedStore(Store):
         finally:
             flight.release()
 
+    def _refresh(self, key: str) -> None:
+        """Fetch or revalidate `key` in the background, unless a fetch of it is running."""
+        with self._lock:
+            if key in self._flights:
+                return
+            flight = self._flights[key] = _Flight(stale=key in self._mutations)
+        try:
+            self._lead(key, flight)
+        finally:
+            flight.release()
+
     def _lead(self, key: str, flight: _Flight) -> None:
         try:
             self._fetch(key, flight)
@@ -273,23 +332,23 @@ class CachedStore(Store):
             flight.done.set()
 
     def _fetch(self, key: str, flight: _Flight) -> None:
-        try:
-            flight.pin = self._fresh_entry(key)
-        except _LOCAL_FAILURES:
-            # A cache that is down (Redis gone, a disk error) must not take the data with it.
-            log.warning("the local store failed; serving %r uncached", key, exc_info=True)
-            flight.stale = True
-        if flight.pin is not None:
-            return  # another reader's fetch stored it between our miss and our turn
+        """Serve `key` to the flight's readers: a fresh copy, a revalidated one, or the remote's."""
+        expired = None if flight.stale else self._local_entry(key, flight)
+        if expired is not None and self.policy.is_fresh(key, expired.stat):
+            flight.pin = expired  # another reader's fetch stored it meanwhile
+            return
         if flight.stale:
-            self._fetch_remote(key, flight)
+            self._fetch_remote(key, flight, expired)
             return
         with self._leased(key) as held:
             if held:  # another process may have fetched it while this one waited
-                with contextlib.suppress(*_LOCAL_FAILURES):
-                    flight.pin = self._fresh_entry(key)
-            if flight.pin is None:
-                self._fetch_remote(key, flight)
+                if expired is not None:
+                    expired.close()
+                expired = self._local_entry(key, flight)
+                if expired is not None and self.policy.is_fresh(key, expired.stat):
+                    flight.pin = expired
+                    return
+            self._fetch_remote(key, flight, expired)
 
     @contextlib.contextmanager
     def _leased(self, key: str) -> Iterator[bool]:
@@ -313,46 +372,161 @@ class CachedStore(Store):
                     log.warning("no lease on %r; going on without one", key, exc_info=True)
             yield held
 
-    def _fetch_remote(self, key: str, flight: _Flight) -> None:
-        with self._remote_entry(key) as remote_entry:
-            stat = remote_entry.stat
-            if flight.stale or not self.policy.admits(stat.size):
-                flight.serve_unkept(remote_entry.stream, stat)
-                return
-            try:
-                local_stat = self.local.put_stream(key, remote_entry.stream, etag=stat.etag)
-                flight.pin = self.local.open_read(key)
-            except Exception:
-                # A cache that cannot hold the object (full disk, a Redis value limit) must
-                # not fail the read: fetch it again, for the waiting readers only.
-                log.warning("caching %r locally failed; serving it uncached", key, exc_info=True)
-                with contextlib.suppress(Exception):
-                    self._forget_local(key)
-                local_stat = None
-        if local_stat is None:
-            with self._remote_entry(key) as remote_entry:
-                flight.serve_unkept(remote_entry.stream, remote_entry.stat)
-            return
-        self._stored_at[key] = local_stat.modified if local_stat.modified is not None else 0.0
+    def _fetch_remote(self, key: str, flight: _Flight, expired: EntryReader | None) -> None:
+        """Ask the remote: revalidate the expired copy, or fetch and keep the object."""
         try:
-            victims = self.policy.on_insert(key, local_stat)
-        except Exception:
-            # The policy can't track the copy, so no copy may stay: readers get the pin.
-            log.exception("the policy failed on inserting %r; its local copy is dropped", key)
-            self._forget_local(key)
+            fetched = self._remote_read(key, expired)
+        except RemoteError as exc:
+            if expired is not None and self._may_serve_stale(key, expired.stat):
+                log.debug("serving %r stale: %s", key, exc)
+                self._count(STALE_SERVED)
+                flight.pin = expired
+                return
+            if expired is not None:
+                expired.close()
+            raise
+        except KeyNotFoundError:
+            if expired is not None:  # gone from the remote: so must the copy be
+                expired.close()
+                self._drop_quietly(key)
+            raise
+        if fetched is None:
+            assert expired is not None
+            flight.pin = self._revalidated(key, expired)
             return
-        self._evict(victims)
-        if flight.stale and key not in victims:
-            self._drop_local(key)
+        if expired is not None:
+            expired.close()
+        with fetched:
+            self._keep(key, flight, fetched)
 
-    def _remote_entry(self, key: str) -> EntryReader:
-        entry = self.remote.open_read(key)
-        self._count_fetch(entry.stat.size)
+    def _local_entry(self, key: str, flight: _Flight) -> EntryReader | None:
+        """The local entry, aged, or None; a flight that must not touch the local store is stale."""
+        if self._local_outage.skipping() or not self._settled(key):
+            flight.stale = True
+            return None
+        try:
+            entry = self.local.open_read(key)
+        except KeyNotFoundError:
+            return None
+        except CorruptEntryError as exc:
+            self._drop_corrupt(key, exc)
+            return None
+        except _LOCAL_FAILURES as exc:
+            self._local_outage.failed(exc)
+            flight.stale = True
+            return None
+        self._local_outage.answered()
+        if entry.stat.modified is None:
+            return EntryReader(entry.stream, self._with_stored_time(key, entry.stat))
+        return entry
+
+    def _remote_read(self, key: str, expired: EntryReader | None) -> EntryReader | None:
+        """The remote's entry, or None if it still has the expired copy's version."""
+        etag = None if expired is None else expired.stat.etag or self._local_etag(key)
+        try:
+            if etag is not None:
+                entry = self.remote.open_read_if_changed(key, etag)
+            else:
+                entry = self.remote.open_read(key)
+        except KeyNotFoundError:
+            raise
+        except RemoteError as exc:
+            self._remote_outage.failed(exc)
+            raise
+        except _LOCAL_FAILURES as exc:
+            self._remote_outage.failed(exc)
+            raise RemoteError(f"reading {key!r} from the remote {self.remote!r}: {exc}") from exc
+        self._remote_outage.answered()
+        if entry is not None:
+            self._count_fetch(entry.stat.size)
         return entry
 
     def _count_fetch(self, size: int) -> None:
         self._count(REMOTE_READS)
         self._count(FROM_REMOTE, size)
+
+    def _local_etag(self, key: str) -> str | None:
+        """The entity tag recorded with the local copy (a hit's stat may leave it out)."""
+        try:
+            return self.local.stat(key).etag
+        except (KeyNotFoundError, *_LOCAL_FAILURES):
+            return None
+
+    def _revalidated(self, key: str, expired: EntryReader) -> EntryReader:
+        """The remote still has this version: stamp the copy fresh, and serve it."""
+        self._count(REVALIDATED)
+        try:
+            stat = self.local.touch(key)
+        except (KeyNotFoundError, *_LOCAL_FAILURES):
+            log.debug("re-stamping %r failed; it is revalidated again next time", key)
+            return expired
+        if stat.modified is not None:
+            self._stored_at[key] = stat.modified
+        self.policy.on_hit(key, stat)
+        return EntryReader(expired.stream, stat)
+
+    def _may_serve_stale(self, key: str, stat: EntryStat) -> bool:
+        window = self.policy.stale_if_error
+        return bool(window) and self.policy.expired_for(key, stat) <= window
+
+    def _keep(self, key: str, flight: _Flight, fetched: EntryReader) -> None:
+        """Store what the remote sent locally, for the flight's readers and later ones."""
+        stat = fetched.stat
+        if flight.stale or not self.policy.admits(stat.size):
+            flight.serve_unkept(fetched.stream, stat)
+            return
+        source = _RemoteStream(fetched.stream)
+        try:
+            local_stat = self.local.put_stream(key, cast(IO[bytes], source), etag=stat.etag)
+            flight.pin = self.local.open_read(key)
+        except Exception as exc:
+            if source.error is not None:  # the remote's body broke off: not the cache's fault
+                self._remote_outage.failed(source.error)
+                if isinstance(source.error, RemoteError):
+                    raise source.error from None
+                raise RemoteError(
+                    f"reading {key!r} from the remote {self.remote!r}: {source.error}"
+                ) from source.error
+            # A cache that cannot hold the object (full disk, a Redis value limit) must not
+            # fail the read: fetch it again, for the waiting readers only.
+            log.warning("caching %r locally failed (%s); serving it uncached", key, exc)
+            if isinstance(exc, _LOCAL_FAILURES) and not isinstance(exc, CorruptEntryError):
+                self._local_outage.failed(exc)
+            self._drop_quietly(key, tell_policy=False)
+            refetched = self._remote_read(key, None)
+            assert refetched is not None
+            with refetched:
+                flight.serve_unkept(refetched.stream, refetched.stat)
+            return
+        self._inserted(key, local_stat)
+        if flight.stale:  # a write or delete began meanwhile: its version may differ
+            self._drop_quietly(key)
+
+    def _inserted(self, key: str, stat: EntryStat) -> None:
+        """The local store holds a new copy: tell the policy, and evict what it says."""
+        self._stored_at[key] = stat.modified if stat.modified is not None else 0.0
+        try:
+            victims = self.policy.on_insert(key, stat)
+        except Exception:
+            # The policy can't track the copy, so no copy may stay (readers get the pin).
+            log.exception("the policy failed on inserting %r; its local copy is dropped", key)
+            self._drop_quietly(key, tell_policy=False)
+            return
+        self._evict(victims)
+
+    def _evict(self, victims: Iterable[str]) -> None:
+        """Delete the copies the policy gave up; one that can't go is bypassed until it does."""
+        for victim in victims:
+            try:
+                removed = self.local.delete(victim)
+            except _LOCAL_FAILURES as exc:
+                self._local_outage.failed(exc)
+                self._unsynced.add(victim)  # it goes before it is served again
+            else:
+                self._stored_at.pop(victim, None)
+                if removed:
+                    self._count(EVICTIONS)
+            self.policy.on_delete(victim)
 
     def _serve(self, key: str, flight: _Flight) -> EntryReader:
         if flight.spool is None:
@@ -366,25 +540,21 @@ class CachedStore(Store):
         assert flight.spool is not None and flight.stat is not None
         return EntryReader(flight.spool.open(), flight.stat)
 
-    def _fresh_entry(self, key: str) -> EntryReader | None:
-        """The local entry opened, if it is there and fresh."""
-        try:
-            entry = self.local.open_read(key)
-        except KeyNotFoundError:
-            return None
-        stat = entry.stat
-        if stat.modified is None:
-            stat = self._with_stored_time(key, stat)
-        if self.policy.is_fresh(key, stat):
-            return entry
-        entry.close()
-        return None
-
     def _fresh_stat(self, key: str) -> EntryStat | None:
+        """The local copy's stat if it is fresh; None if missing, stale or unavailable."""
+        if self._local_outage.skipping() or not self._settled(key):
+            return None
         try:
             stat = self.local.stat(key)
         except KeyNotFoundError:
             return None
+        except CorruptEntryError as exc:
+            self._drop_corrupt(key, exc)
+            return None
+        except _LOCAL_FAILURES as exc:
+            self._local_outage.failed(exc)
+            return None
+        self._local_outage.answered()
         if stat.modified is None:
             stat = self._with_stored_time(key, stat)
         return stat if self.policy.is_fresh(key, stat) else None
@@ -392,8 +562,13 @@ class CachedStore(Store):
     def get(self, key: str, default: Any = _MISSING) -> Any:
         """The value under `key`, through the serializer; `default` if given and missing."""
         try:
-            with self._read(key) as entry:
-                data = entry.read()
+            try:
+                with self._read(key) as entry:
+                    data = entry.read()
+            except CorruptEntryError as exc:  # found while reading: drop it, fetch again
+                self._drop_corrupt(key, exc)
+                with self._miss(key) as entry:
+                    data = entry.read()
         except KeyNotFoundError:
             if default is _MISSING:
                 raise
@@ -447,11 +622,12 @@ class CachedStore(Store):
                     del self._mutations[key]
 
     def put_stream(self, key: str, stream: IO[bytes], *, etag: str | None = None) -> EntryStat:
-        """Write through: remote first, then local, then the policy.
+        """Write through: drop the local copy, write the remote, then the local copy and policy.
 
-        A failed remote write raises and leaves the local store as it was.  A failed local
-        write after a good remote one drops the local copy (so it cannot be stale) and is
-        logged, not raised: the data is safe in the remote.
+        The local copy goes first, so no failure after the remote changed (a crash, a local
+        store that is down or full) leaves an older copy to be served.  A failed remote
+        write raises; reads then fetch the remote's unchanged version again.  A failed local
+        write after a good remote one is logged, not raised: the data is safe in the remote.
         """
         if not stream.seekable():
             with new_spool() as spool:
@@ -460,28 +636,23 @@ class CachedStore(Store):
                 return self.put_stream(key, spool, etag=etag)
         start = stream.tell()
         with self._mutation(key) as mutation, self._leased(key):
+            cacheable = self._drop_before_change(key)
             remote_stat = self.remote.put_stream(key, stream, etag=etag)
             self._count(REMOTE_WRITES)
-            if not self.policy.admits(remote_stat.size):
-                self._drop_local(key)
+            if not cacheable or not self.policy.admits(remote_stat.size):
                 return remote_stat
             stream.seek(start)
             try:
                 local_stat = self.local.put_stream(key, stream, etag=remote_stat.etag)
-            except Exception:
-                log.warning("caching %r locally failed; the remote holds it", key, exc_info=True)
-                self._drop_local(key)
+            except Exception as exc:
+                log.warning("caching %r locally failed (%s); the remote holds it", key, exc)
+                if isinstance(exc, _LOCAL_FAILURES):
+                    self._local_outage.failed(exc)
+                self._drop_quietly(key, tell_policy=False)
                 return remote_stat
-            self._stored_at[key] = local_stat.modified if local_stat.modified is not None else 0.0
-            try:
-                victims = self.policy.on_insert(key, local_stat)
-            except Exception:
-                log.exception("the policy failed on inserting %r; its local copy is dropped", key)
-                self._forget_local(key)
-                return remote_stat
-            self._evict(victims)
+            self._inserted(key, local_stat)
             if mutation.contended:
-                self._drop_local(key)
+                self._drop_quietly(key)
         return remote_stat
 
     def put(self, key: str, value: Any) -> None:
@@ -492,10 +663,10 @@ class CachedStore(Store):
         self.put(key, value)
 
     def delete(self, key: str) -> bool:
-        """Delete from the remote and the local store; True if either held the key."""
+        """Delete the local copy, then the remote object; True if either held the key."""
         with self._mutation(key), self._leased(key):
-            removed = self.remote.delete(key)
-            return self._drop_local(key) or removed
+            removed_local = self._drop_before_change(key, count=True)
+            return self.remote.delete(key) or removed_local is True
 
     def __delitem__(self, key: str) -> None:
         if not self.delete(key):
@@ -519,20 +690,57 @@ class CachedStore(Store):
         return sum(1 for key in list(keys) if self._drop_local(key))
 
     def _drop_local(self, key: str) -> bool:
-        removed = self._forget_local(key)
+        """Drop the local copy and tell the policy; the local store's errors raise."""
+        self._stored_at.pop(key, None)
+        removed = self.local.delete(key)
+        self._unsynced.discard(key)
         self.policy.on_delete(key)
         return removed
 
-    def _forget_local(self, key: str) -> bool:
-        """Delete the local copy without telling the policy."""
-        self._stored_at.pop(key, None)
-        return self.local.delete(key)
+    def _drop_before_change(self, key: str, *, count: bool = False) -> Any:
+        """Drop the local copy before the remote changes.
 
-    def _evict(self, victims: Iterable[str]) -> None:
-        for victim in victims:
-            if self._forget_local(victim):
-                self._count(EVICTIONS)
-            self.policy.on_delete(victim)
+        Returns False when the local store can't be used for `key` now (the copy could not
+        be dropped, so the key is bypassed until it is); else True, or with `count` whether
+        a copy was there.
+        """
+        if self._local_outage.skipping():
+            self._unsynced.add(key)
+            return False
+        try:
+            removed = self._drop_local(key)
+        except _LOCAL_FAILURES as exc:
+            self._local_outage.failed(exc)
+            self._unsynced.add(key)
+            return False
+        self._local_outage.answered()
+        return removed if count else True
+
+    def _drop_quietly(self, key: str, *, tell_policy: bool = True) -> None:
+        """Drop the local copy; if that fails, bypass the key until it can be dropped."""
+        self._stored_at.pop(key, None)
+        try:
+            self.local.delete(key)
+        except _LOCAL_FAILURES as exc:
+            self._local_outage.failed(exc)
+            self._unsynced.add(key)
+        if tell_policy:
+            self.policy.on_delete(key)
+
+    def _drop_corrupt(self, key: str, error: CorruptEntryError) -> None:
+        log.warning("dropping a corrupt local copy: %s", error)
+        self._drop_quietly(key)
+
+    def _settled(self, key: str) -> bool:
+        """Whether the local store may serve `key`: its copy is not possibly outdated."""
+        if not self._unsynced or key not in self._unsynced:
+            return True
+        try:
+            self._drop_local(key)
+        except _LOCAL_FAILURES as exc:
+            self._local_outage.failed(exc)
+            return False
+        return True
 
     # -- file objects ---------------------------------------------------------------------
 
@@ -582,6 +790,37 @@ class CachedStore(Store):
         self.policy.close()
         self.local.close()
         self.remote.close()
+
+
+class _RemoteStream(io.RawIOBase):
+    """The remote's body as the local store reads it, keeping the error if reading it failed.
+
+    So a body that breaks off mid-copy is told apart from a local store that fails.
+    """
+
+    def __init__(self, stream: IO[bytes]) -> None:
+        super().__init__()
+        self._stream = stream
+        self.error: BaseException | None = None
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        try:
+            return self._stream.read(-1 if size is None else size)
+        except Exception as exc:
+            self.error = exc
+            raise
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readinto(self, buffer: Any) -> int:
+        with memoryview(buffer) as view, view.cast("B") as target:
+            data = self.read(len(target))
+            target[: len(data)] = data
+        return len(data)
 
 
 def _own_copy(error: BaseException) -> BaseException:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
@@ -31,9 +32,15 @@ class CachePolicy:
     A policy whose state other processes share may also count for the whole fleet: the
     factory hands it the cached store's counters through `share_stats`, and `fleet_stats`
     returns their sum over every process (what `csf stats` shows).
+
+    Two windows, in seconds past expiry, let the engine serve an expired copy anyway:
+    `stale_while_revalidate` (served at once, refreshed in the background) and
+    `stale_if_error` (served when the remote fails).  Both need `expired_for`.
     """
 
     clock: Callable[[], float] = staticmethod(time.time)
+    stale_if_error: float = 0.0
+    stale_while_revalidate: float = 0.0
 
     def bind(self, store: Store) -> None:
         """Attach to the local store.  Stateful policies rebuild or load their state here."""
@@ -45,6 +52,10 @@ class CachePolicy:
     def is_fresh(self, key: str, stat: EntryStat) -> bool:
         """Whether a local entry may be served without asking the remote."""
         return True
+
+    def expired_for(self, key: str, stat: EntryStat) -> float:
+        """Seconds since a local entry stopped being fresh; infinity if that is unknown."""
+        return math.inf
 
     def on_hit(self, key: str, stat: EntryStat) -> None:
         """A fresh local entry was served."""

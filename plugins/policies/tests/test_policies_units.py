@@ -43,8 +43,12 @@ def test_config_names_build_the_same_policies() -> None:
     policy = factory.cache_policy
     assert isinstance(policy, LRUCache)
     assert (policy.depth, policy.max_bytes, policy.ttl) == (3, 100, 60.0)
-    assert repr(policy) == "LRUCache(depth=3, max_bytes=100, ttl=60.0)"
-    assert repr(TTLCache(interval=60)) == "TTLCache(interval=60)"
+    assert repr(policy) == (
+        "LRUCache(depth=3, max_bytes=100, ttl=60.0, stale_if_error=0.0, stale_while_revalidate=0.0)"
+    )
+    assert repr(TTLCache(interval=60)) == (
+        "TTLCache(interval=60, stale_if_error=0.0, stale_while_revalidate=0.0)"
+    )
 
 
 @pytest.mark.parametrize(

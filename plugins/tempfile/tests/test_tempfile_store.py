@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import io
 import json
@@ -30,6 +29,7 @@ from cached_stores_factory.errors import (
     StoreError,
 )
 from cached_stores_factory.plugins import registry
+from cached_stores_factory.testing.faults import tmpfs
 from cached_stores_factory.testing.stores import ChunkedStream, StoreConformance
 from cached_stores_factory_tempfile import TempfileStore
 from cached_stores_factory_tempfile._store import _entry_name
@@ -473,7 +473,8 @@ def test_any_flipped_bit_is_detected_never_served(tmp_path_factory, size: int, w
         flip(path, int(where * (size + TRAILER)))
         with pytest.raises(CorruptEntryError, match="corrupt"):
             read_all(store, "k")
-        with pytest.raises(CorruptEntryError):
+        # Never served: a small entry fails again; a streamed one was dropped when found.
+        with pytest.raises((CorruptEntryError, KeyNotFoundError)):
             store.get("k")
 
 
@@ -573,23 +574,6 @@ def test_a_live_writers_temp_file_is_not_swept(store: TempfileStore):
 
 
 # -- a read-only or full root is a StoreError, never a raw OSError ---------------------------
-
-
-@contextlib.contextmanager
-def tmpfs(path: Path, size: str) -> Iterator[Path]:
-    """A small tmpfs at `path` (root only); skips where mounting is impossible."""
-    path.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def test_a_full_root_raises_store_error_and_keeps_the_old_entry(tmp_path: Path):

@@ -13,7 +13,8 @@ fixture (`pytest_plugins = ["cached_stores_factory.testing.faults"]`):
   byte, a flipped byte.
 
 Both only ever listen on 127.0.0.1, hold a bounded number of connections and threads, and
-stop when their block ends.
+stop when their block ends.  `tmpfs(path, size)` mounts a small filesystem (as root) that a
+test can fill up or remount read-only under a local store.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -50,6 +52,7 @@ __all__ = [
     "running_fault_proxy",
     "slow_down",
     "slow_first_byte",
+    "tmpfs",
     "truncate",
 ]
 
@@ -403,3 +406,27 @@ def fault_proxy(s3_server: Any) -> Iterator[FaultProxy]:
     """A fault proxy in front of the session's moto S3 server, for one test."""
     with running_fault_proxy(s3_server.endpoint_url) as proxy:
         yield proxy
+
+
+# -- a filesystem that fills up or goes read-only --------------------------------------------
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """A tmpfs of `size` ("1m") mounted at `path`, made here; skips where mounting is refused.
+
+    Mounting needs root.  `subprocess.run(["mount", "-o", "remount,ro", str(path)])` makes it
+    read-only; writing past `size` fails with ENOSPC.
+    """
+    path.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)

@@ -277,6 +277,7 @@ class _Response:
     method: str
     path: str
     size: int = 0  # body bytes sent so far
+    status: int = 0  # the HTTP status code, once the response started
 
 
 @attrs.define
@@ -304,6 +305,15 @@ class S3Server:
                 for response in self._responses
                 if (method is None or response.method == method) and path_contains in response.path
             )
+
+    def statuses(self, method: str | None = None, path_contains: str = "") -> list[int]:
+        """The HTTP status codes of the requests that matched, in order."""
+        with self._lock:
+            return [
+                response.status
+                for response in self._responses
+                if (method is None or response.method == method) and path_contains in response.path
+            ]
 
     def count(self, method: str | None = None, path_contains: str = "") -> int:
         """How many requests matched `method` (any if None) with `path_contains` in the path."""
@@ -348,7 +358,12 @@ def _counting(
             return app(environ, start_response)
         query = environ.get("QUERY_STRING", "")
         response = server.record(environ["REQUEST_METHOD"], path + (f"?{query}" if query else ""))
-        return _measured(app(environ, start_response), response)
+
+        def recording_start(status: str, headers: Any, *args: Any) -> Any:
+            response.status = int(status.split(" ", 1)[0])
+            return start_response(status, headers, *args)
+
+        return _measured(app(environ, recording_start), response)
 
     return middleware
 

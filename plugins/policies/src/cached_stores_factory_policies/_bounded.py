@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
@@ -15,8 +16,8 @@ from cached_stores_factory.errors import ConfigError
 
 from ._ledger import Bounds, Ledger, open_ledger
 from ._redis_ledger import RedisLedger
-from ._ttl import stale_keys
-from ._validators import count_at_least_one, positive_seconds
+from ._ttl import seconds_past, stale_keys
+from ._validators import count_at_least_one, non_negative_seconds, positive_seconds
 
 _LEDGER_SCHEMES = ("redis", "rediss", "unix")
 
@@ -71,6 +72,10 @@ class _BoundedCache(CachePolicy):
     ttl: float | None = attrs.field(
         default=None, validator=attrs.validators.optional(positive_seconds)
     )
+    stale_if_error: float = attrs.field(default=0.0, kw_only=True, validator=non_negative_seconds)
+    stale_while_revalidate: float = attrs.field(
+        default=0.0, kw_only=True, validator=non_negative_seconds
+    )
     # Where the ledger lives is not part of the repr (`state` shows it): a URL may hold a
     # password, and the repr names the policy's behaviour.
     ledger: str | None = attrs.field(default=None, kw_only=True, validator=_redis_url, repr=False)
@@ -91,6 +96,13 @@ class _BoundedCache(CachePolicy):
     _ledger: Ledger | None = attrs.field(default=None, init=False, repr=False)
 
     name: ClassVar[str]  # the registered name; also names the state file
+
+    def __attrs_post_init__(self) -> None:
+        if self.ttl is None and (self.stale_if_error or self.stale_while_revalidate):
+            raise ValueError(
+                f"{self.name}: stale_if_error and stale_while_revalidate need a ttl: "
+                "without one, entries never expire"
+            )
 
     def bind(self, store: Store) -> None:
         if self._ledger is not None:
@@ -150,6 +162,11 @@ class _BoundedCache(CachePolicy):
             return True
         modified = stat.modified
         return modified is not None and self.clock() - modified < self.ttl
+
+    def expired_for(self, key: str, stat: EntryStat) -> float:
+        if self.ttl is None:
+            return -math.inf  # never expires
+        return seconds_past(self.clock(), stat.modified, self.ttl)
 
     def on_insert(self, key: str, stat: EntryStat) -> Sequence[str]:
         if not self.admits(stat.size):  # the size was unknown when it was admitted

@@ -89,9 +89,12 @@ class MemoryLedger:
     def __init__(self, store: Store, bounds: Bounds) -> None:
         self._bounds = bounds
         self._lock = threading.Lock()
-        self._order: OrderedDict[str, int] = OrderedDict(
-            (key, size) for _, key, size in _store_entries(store, list(store.keys()))
-        )
+        try:
+            entries = _store_entries(store, list(store.keys()))
+        except (StoreError, OSError) as exc:  # a store that is down still gets a policy
+            log.warning("%r can't list its entries (%s); the policy starts empty", store, exc)
+            entries = []
+        self._order: OrderedDict[str, int] = OrderedDict((key, size) for _, key, size in entries)
         self._total = sum(self._order.values())
 
     def insert(self, key: str, size: int, now: float) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -10,9 +11,14 @@ import attrs
 from cached_stores_factory import CachePolicy, EntryStat, Store
 from cached_stores_factory.errors import KeyNotFoundError
 
-from ._validators import positive_seconds
+from ._validators import non_negative_seconds, positive_seconds
 
-__all__ = ["TTLCache", "stale_keys"]
+__all__ = ["TTLCache", "seconds_past", "stale_keys"]
+
+
+def seconds_past(now: float, modified: float | None, lifetime: float) -> float:
+    """How long ago an entry stored at `modified` outlived `lifetime`: negative while fresh."""
+    return math.inf if modified is None else now - modified - lifetime
 
 
 def stale_keys(store: Store, now: float, ttl: float) -> list[str]:
@@ -38,12 +44,20 @@ class TTLCache(CachePolicy):
     Stateless by design: freshness is `clock() - stat.modified < interval`, where
     `stat.modified` is the time the local store received the entry (a file's mtime, a memory
     store's stamp; for a store that can't say, the engine's own record, and an entry of
-    unknown age is stale).  So ages survive restarts and agree across processes with no state of
-    its own, and a hit costs one subtraction.  Stale copies are replaced on their next read
-    and removed all at once by `CachedStore.purge()`.
+    unknown age is stale).  So ages survive restarts and agree across processes with no
+    state of its own, and a hit costs one subtraction.  Stale copies are replaced (or
+    revalidated) on their next read and removed all at once by `CachedStore.purge()`.
+
+    `stale_while_revalidate` serves an expired entry for that many more seconds while it is
+    refreshed in the background; `stale_if_error` serves it for that many more seconds when
+    the remote fails.
     """
 
     interval: float = attrs.field(validator=positive_seconds)
+    stale_if_error: float = attrs.field(default=0.0, kw_only=True, validator=non_negative_seconds)
+    stale_while_revalidate: float = attrs.field(
+        default=0.0, kw_only=True, validator=non_negative_seconds
+    )
     clock: Callable[[], float] = attrs.field(default=time.time, kw_only=True, repr=False)
     _store: Store | None = attrs.field(default=None, init=False, repr=False)
 
@@ -53,6 +67,9 @@ class TTLCache(CachePolicy):
     def is_fresh(self, key: str, stat: EntryStat) -> bool:
         modified = stat.modified
         return modified is not None and self.clock() - modified < self.interval
+
+    def expired_for(self, key: str, stat: EntryStat) -> float:
+        return seconds_past(self.clock(), stat.modified, self.interval)
 
     def expired(self) -> list[str]:
         if self._store is None:

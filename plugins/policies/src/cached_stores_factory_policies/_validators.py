@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import attrs
 
-__all__ = ["count_at_least_one", "positive_seconds"]
+__all__ = ["count_at_least_one", "non_negative_seconds", "positive_seconds"]
 
 
 def count_at_least_one(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
@@ -20,7 +19,18 @@ def count_at_least_one(instance: Any, attribute: attrs.Attribute[Any], value: An
 
 def positive_seconds(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     """A number of seconds > 0; infinity means "never ages"."""
+    _seconds(attribute, value)
+    if not value > 0:  # nan too
+        raise ValueError(f"{attribute.name} must be > 0 seconds, got {value}")
+
+
+def non_negative_seconds(instance: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A number of seconds >= 0, where 0 means "off"."""
+    _seconds(attribute, value)
+    if not value >= 0:  # nan too
+        raise ValueError(f"{attribute.name} must be >= 0 seconds, got {value}")
+
+
+def _seconds(attribute: attrs.Attribute[Any], value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"{attribute.name} must be a number of seconds, not {type(value).__name__}")
-    if math.isnan(value) or value <= 0:
-        raise ValueError(f"{attribute.name} must be > 0 seconds, got {value}")

@@ -246,7 +246,7 @@ class TempfileStore(Store):
             else:  # the trailer apart, so the data is one bytes object, never copied again
                 checksum = self._trailer(key, os.pread(fd, _TRAILER.size, size), size)
                 if size > _WHOLE_ENTRY:
-                    corrupt = functools.partial(self._corrupt, key)
+                    corrupt = functools.partial(self._corrupt_streamed, key, info.st_ino)
                     raw = _VerifyingFile(io.FileIO(fd, "r"), size, checksum, corrupt)
                     fd = _CLOSED  # the file object owns it now
                     # An explicit buffer size spares open() its isatty() probe.  It stays
@@ -265,6 +265,25 @@ class TempfileStore(Store):
         self, key: str, what: str = "its bytes do not match their checksum"
     ) -> CorruptEntryError:
         return CorruptEntryError(f"{self!r}: the entry for {key!r} is corrupt: {what}")
+
+    def _corrupt_streamed(self, key: str, inode: int) -> CorruptEntryError:
+        """A large entry found corrupt while streaming: drop it, unless it was replaced."""
+        with contextlib.suppress(OSError):
+            name = _entry_name(key)
+            if os.stat(name, dir_fd=self._objects, follow_symlinks=False).st_ino == inode:
+                os.unlink(name, dir_fd=self._objects)
+                os.unlink(name + _META_SUFFIX, dir_fd=self._objects)
+        return self._corrupt(key, "its bytes do not match their checksum (dropped)")
+
+    def touch(self, key: str) -> EntryStat:
+        """Set the data file's mtime, which is the entry's stored time, to now."""
+        try:
+            os.utime(_entry_name(key), dir_fd=self._objects, follow_symlinks=False)
+        except FileNotFoundError:
+            raise KeyNotFoundError(key, repr(self)) from None
+        except OSError as exc:
+            raise self._failure(exc) from None
+        return self.stat(key)
 
     def _trailer(self, key: str, trailer: bytes | memoryview, size: int) -> int:
         """The checksum a data file's trailer records, once it names the file's own length."""

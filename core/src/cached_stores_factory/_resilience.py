@@ -1,0 +1,126 @@
+"""What keeps a cached store useful while a store fails: outage tracking and background refresh."""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+import weakref
+from collections.abc import Callable
+
+__all__ = ["Outage", "Refresher"]
+
+log = logging.getLogger("cached_stores_factory")
+
+BACKOFF_FIRST = 1.0
+"""Seconds the engine skips a local store after it first fails; doubled per failed retry."""
+BACKOFF_MAX = 30.0
+"""The longest a failing local store is skipped before it is tried again."""
+
+
+class Outage:
+    """Whether a store is failing: logged once per outage, and skipped for a back-off period.
+
+    `until` is read without the lock on every hit: 0.0 while the store is healthy, so the
+    hit path pays one attribute test.
+    """
+
+    def __init__(self, role: str, store: object, clock: Callable[[], float] = time.monotonic):
+        self._role = role
+        self._store = store
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._backoff = BACKOFF_FIRST
+        self.until = 0.0  # the monotonic time before which the store is skipped; 0.0: healthy
+
+    def failed(self, error: BaseException) -> None:
+        """The store failed: log it if this starts an outage, and skip it for a while."""
+        with self._lock:
+            if not self.until:
+                log.warning(
+                    "the %s store %r failed (%s); %s until it answers again",
+                    self._role,
+                    self._store,
+                    error,
+                    "reads and writes go to the remote" if self._role == "local" else "retrying",
+                )
+            else:
+                self._backoff = min(self._backoff * 2, BACKOFF_MAX)
+            self.until = self._clock() + self._backoff
+
+    def skipping(self) -> bool:
+        """True while the back-off after a failure lasts."""
+        until = self.until
+        return bool(until) and self._clock() < until
+
+    def answered(self) -> None:
+        """The store answered: an outage, if there was one, is over."""
+        if not self.until:
+            return
+        with self._lock:
+            if self.until:
+                log.warning("the %s store %r answers again", self._role, self._store)
+                self.until = 0.0
+                self._backoff = BACKOFF_FIRST
+
+
+class Refresher:
+    """A few daemon threads that refresh entries served stale, each key queued once.
+
+    Daemon threads, so nothing waits for a refresh at exit; idle ones end after a few
+    seconds, so a dropped cached store is not kept alive by them.  In a forked child the
+    queue starts empty.
+    """
+
+    WORKERS = 2
+    QUEUED = 256
+    IDLE_SECONDS = 5.0
+
+    def __init__(self, refresh: Callable[[str], None]) -> None:
+        self._refresh = weakref.WeakMethod(refresh)
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._pid = os.getpid()
+        self._queue: queue.Queue[str] = queue.Queue(self.QUEUED)
+        self._pending: set[str] = set()
+        self._workers = 0
+
+    def submit(self, key: str) -> None:
+        """Refresh `key` soon, unless it is queued already or the queue is full."""
+        with self._lock:
+            if self._pid != os.getpid():
+                self._reset()
+            if key in self._pending:
+                return
+            try:
+                self._queue.put_nowait(key)
+            except queue.Full:
+                return
+            self._pending.add(key)
+            if self._workers < self.WORKERS:
+                self._workers += 1
+                threading.Thread(target=self._work, name="csf-refresh", daemon=True).start()
+
+    def _work(self) -> None:
+        while True:
+            try:
+                key = self._queue.get(timeout=self.IDLE_SECONDS)
+            except queue.Empty:
+                with self._lock:
+                    if self._queue.empty():
+                        self._workers -= 1
+                        return
+                continue
+            try:
+                refresh = self._refresh()
+                if refresh is not None:
+                    refresh(key)
+            except Exception:
+                log.debug("refreshing %r in the background failed", key, exc_info=True)
+            finally:
+                with self._lock:
+                    self._pending.discard(key)
