@@ -257,11 +257,8 @@ class CachedStore(Store):
             entry = self.local.open_read(key)
         except KeyNotFoundError:
             return None
-        except CorruptEntryError as exc:
-            self._drop_corrupt(key, exc)
-            return None
         except _LOCAL_FAILURES as exc:
-            outage.failed(exc)
+            self._local_failed(key, exc)
             return None
         if outage.until:
             outage.answered()
@@ -548,11 +545,8 @@ class CachedStore(Store):
             stat = self.local.stat(key)
         except KeyNotFoundError:
             return None
-        except CorruptEntryError as exc:
-            self._drop_corrupt(key, exc)
-            return None
         except _LOCAL_FAILURES as exc:
-            self._local_outage.failed(exc)
+            self._local_failed(key, exc)
             return None
         self._local_outage.answered()
         if stat.modified is None:
@@ -727,9 +721,26 @@ class CachedStore(Store):
         if tell_policy:
             self.policy.on_delete(key)
 
+    def _local_failed(self, key: str, error: Exception) -> None:
+        """A local read failed: a corrupt copy goes; any other failure starts an outage."""
+        if isinstance(error, CorruptEntryError):
+            self._drop_corrupt(key, error)
+        else:
+            self._local_outage.failed(error)
+
     def _drop_corrupt(self, key: str, error: CorruptEntryError) -> None:
         log.warning("dropping a corrupt local copy: %s", error)
         self._drop_quietly(key)
+
+    def local_usable(self, key: str) -> bool:
+        """Whether the local store is in use now (no outage) for `key` (not bypassed)."""
+        return not self._local_outage.skipping() and not (self._unsynced and key in self._unsynced)
+
+    def bypass(self, key: str, error: Exception | None = None) -> None:
+        """Serve `key` from the remote until its local copies can be dropped."""
+        if error is not None:
+            self._local_outage.failed(error)
+        self._unsynced.add(key)
 
     def _settled(self, key: str) -> bool:
         """Whether the local store may serve `key`: its copy is not possibly outdated."""
@@ -740,7 +751,8 @@ class CachedStore(Store):
         except _LOCAL_FAILURES as exc:
             self._local_outage.failed(exc)
             return False
-        return True
+        self.partials.forget(key)  # bypasses the key again if its blocks can't go
+        return key not in self._unsynced
 
     # -- file objects ---------------------------------------------------------------------
 

@@ -179,6 +179,8 @@ class PartialEntries:
             partial = self._partials.get(key)
         if partial is not None and not partial.stale and not partial.whole:
             return partial
+        if not self._cached.local_usable(key):
+            return None  # read whole, uncached, while the local store is out or behind
         local, policy = self._cached.local, self._cached.policy
         try:
             with local.open_read(manifest_key(key)) as entry:
@@ -187,10 +189,9 @@ class PartialEntries:
                 self.forget(key)
                 return None
             version = Version.load(key, data)
-        except KeyNotFoundError:
-            return None
-        except (ValueError, KeyError, TypeError):
-            self.forget(key)  # a damaged manifest: start again
+        except (ValueError, KeyError, TypeError) as exc:  # KeyNotFoundError too
+            if not isinstance(exc, KeyNotFoundError):
+                self.forget(key)  # a damaged manifest: start again
             return None
         except _LOCAL_FAILURES:
             log.warning("the local store failed; reading %r whole", key, exc_info=True)
@@ -227,14 +228,17 @@ class PartialEntries:
             partial.stale = True
             versions.add(partial.version)
         local = self._cached.local
+        if not self._cached.local_usable(key):
+            self._cached.bypass(key)  # its blocks go before the local store serves it again
+            return
         try:
             with local.open_read(manifest_key(key)) as entry:
                 data: bytes | None = entry.read()
         except KeyNotFoundError:
             data = None
-        except _LOCAL_FAILURES:
-            log.warning("reading the partial entry of %r failed", key, exc_info=True)
-            data = None
+        except _LOCAL_FAILURES as exc:
+            self._cached.bypass(key, exc)
+            return
         try:
             if data is not None:
                 with contextlib.suppress(ValueError, KeyError, TypeError):
@@ -242,8 +246,8 @@ class PartialEntries:
             local.delete(manifest_key(key))
             for version in versions:
                 self._drop_blocks(version)
-        except _LOCAL_FAILURES:
-            log.warning("dropping the partial entry of %r failed", key, exc_info=True)
+        except _LOCAL_FAILURES as exc:
+            self._cached.bypass(key, exc)
 
     def _drop_blocks(self, version: Version) -> None:
         for index in range(version.blocks):

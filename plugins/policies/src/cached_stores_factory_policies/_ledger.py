@@ -26,7 +26,7 @@ from typing import Protocol
 import attrs
 
 from cached_stores_factory import Store
-from cached_stores_factory.errors import CorruptEntryError, KeyNotFoundError
+from cached_stores_factory.errors import CorruptEntryError, KeyNotFoundError, StoreError
 
 from ._fleet import CounterDeltas
 
