@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-
-import attrs
 
 from ._types import argument_hints, convert, type_problem, validator_problem
 from .errors import ConfigError, PluginError, redact
@@ -134,7 +133,7 @@ def _check_arguments(where: str, factory: Callable[..., Any], arguments: Mapping
         raise ConfigError(f"{where}: {'; '.join(problems)}")
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class Recipe:
     """A component a config names, with its checked arguments: `make()` constructs it.
 
@@ -143,8 +142,8 @@ class Recipe:
     """
 
     where: str
-    factory: Callable[..., Any] = attrs.field(repr=False)
-    arguments: Mapping[str, Any] = attrs.field(repr=False)
+    factory: Callable[..., Any] = dataclasses.field(repr=False)
+    arguments: Mapping[str, Any] = dataclasses.field(repr=False)
 
     def make(self) -> Any:
         try:

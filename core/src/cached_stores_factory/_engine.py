@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import dataclasses
 import errno
 import io
 import logging
@@ -11,8 +12,6 @@ import shutil
 import threading
 from collections.abc import Iterable, Iterator
 from typing import IO, Any, Final, cast
-
-import attrs
 
 from ._fileobj import TextHandle, WriteHandle, close_handles, parse_mode
 from ._keys import validate_key
@@ -30,7 +29,7 @@ log = logging.getLogger("cached_stores_factory")
 _MISSING: Any = object()
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class CacheStats:
     """Counters since the cached store was built.  `as_dict()` is what `stats()` returns.
 
@@ -56,10 +55,10 @@ class CacheStats:
     bytes_from_local: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return attrs.asdict(self)
+        return dataclasses.asdict(self)
 
 
-_FIELDS: Final = tuple(field.name for field in attrs.fields(CacheStats))
+_FIELDS: Final = tuple(field.name for field in dataclasses.fields(CacheStats))
 # Slots in the list of counts, found by name so CacheStats may change its order.
 (
     HITS,
@@ -168,7 +167,7 @@ class _Flight:
             pin.close()
 
 
-@attrs.define
+@dataclasses.dataclass(slots=True)
 class _Mutation:
     """Writes and deletes of one key in progress; `contended` once two overlapped."""
 
@@ -279,7 +278,7 @@ class CachedStore(Store):
 
     def _with_stored_time(self, key: str, stat: EntryStat) -> EntryStat:
         stored = self._stored_at.get(key)
-        return stat if stored is None else attrs.evolve(stat, modified=stored)
+        return stat if stored is None else dataclasses.replace(stat, modified=stored)
 
     def _miss(self, key: str) -> EntryReader:
         self._count(MISSES)

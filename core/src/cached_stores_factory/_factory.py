@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections.abc import Mapping
 from typing import Any, Self
-
-import attrs
 
 from ._config import Recipe, load_config, parse, parse_toml, resolve
 from ._engine import CachedStore
@@ -34,24 +33,22 @@ _EXAMPLES = {
 }
 
 
-def _part(role: str, base: type, *, optional: bool = False, recipe: bool = False) -> Any:
-    """A validator whose message says what to pass instead, with no attrs internals."""
-
-    def check(instance: object, attribute: object, value: object) -> None:
-        if isinstance(value, base) or (optional and value is None):
-            return
-        if recipe and isinstance(value, Recipe):
-            return
-        raise TypeError(
-            f"CachedStoreFactory: {role} must be a {base.__name__} such as {_EXAMPLES[role]}, "
-            f"not {type(value).__name__} {value!r}; to name parts as strings, use "
-            "CachedStoreFactory.from_config() or from_toml()"
-        )
-
-    return check
+def _check(
+    role: str, value: object, base: type, *, optional: bool = False, recipe: bool = False
+) -> None:
+    """Refuse a part that is not a `base`, saying what to pass instead."""
+    if isinstance(value, base) or (optional and value is None):
+        return
+    if recipe and isinstance(value, Recipe):
+        return
+    raise TypeError(
+        f"CachedStoreFactory: {role} must be a {base.__name__} such as {_EXAMPLES[role]}, "
+        f"not {type(value).__name__} {value!r}; to name parts as strings, use "
+        "CachedStoreFactory.from_config() or from_toml()"
+    )
 
 
-@attrs.frozen(repr=False)
+@dataclasses.dataclass(frozen=True, slots=True, init=False, repr=False)
 class CachedStoreFactory:
     """The parts of a cached store.  `build()` makes one; `from_config()` names the parts.
 
@@ -59,19 +56,36 @@ class CachedStoreFactory:
     directory created, its client set up) when `build()` or the attribute first needs it.
     """
 
-    _local_store: Store | Recipe = attrs.field(validator=_part("local_store", Store, recipe=True))
-    _remote_store: Store | Recipe = attrs.field(validator=_part("remote_store", Store, recipe=True))
-    cache_policy: CachePolicy | None = attrs.field(
-        default=None, validator=_part("cache_policy", CachePolicy, optional=True)
-    )
-    serializer: Serializer | None = attrs.field(
-        default=None,
-        kw_only=True,
-        converter=_serializer_from_name,
-        validator=_part("serializer", Serializer, optional=True),
-    )
-    _made: dict[str, Store] = attrs.field(factory=dict, init=False, eq=False)
-    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False, eq=False)
+    _local_store: Store | Recipe
+    _remote_store: Store | Recipe
+    cache_policy: CachePolicy | None
+    serializer: Serializer | None
+    _made: dict[str, Store] = dataclasses.field(compare=False)
+    _lock: threading.Lock = dataclasses.field(compare=False)
+
+    def __init__(
+        self,
+        local_store: Store | Recipe,
+        remote_store: Store | Recipe,
+        cache_policy: CachePolicy | None = None,
+        *,
+        serializer: Serializer | str | None = None,
+    ) -> None:
+        serializer = _serializer_from_name(serializer)
+        _check("local_store", local_store, Store, recipe=True)
+        _check("remote_store", remote_store, Store, recipe=True)
+        _check("cache_policy", cache_policy, CachePolicy, optional=True)
+        _check("serializer", serializer, Serializer, optional=True)
+        fields: dict[str, object] = {
+            "_local_store": local_store,
+            "_remote_store": remote_store,
+            "cache_policy": cache_policy,
+            "serializer": serializer,
+            "_made": {},
+            "_lock": threading.Lock(),
+        }
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)  # frozen: set once, here
 
     @property
     def local_store(self) -> Store:

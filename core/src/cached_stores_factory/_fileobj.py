@@ -13,6 +13,7 @@ The lifecycle, as the user guide's table gives it:
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import errno
 import functools
 import io
@@ -22,8 +23,6 @@ import threading
 import weakref
 from types import TracebackType
 from typing import IO, TYPE_CHECKING
-
-import attrs
 
 from ._spool import CHUNK, new_spool
 from .errors import KeyNotFoundError
@@ -38,7 +37,7 @@ __all__ = ["OpenMode", "TextHandle", "WriteHandle", "close_handles", "parse_mode
 log = logging.getLogger("cached_stores_factory")
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class OpenMode:
     """A parsed `open()` mode string."""
 

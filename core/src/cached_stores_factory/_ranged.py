@@ -22,6 +22,7 @@ object raises EntryChangedError and drops the partial entry, never splicing two 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import io
 import json
@@ -30,8 +31,6 @@ import threading
 import time
 import weakref
 from typing import IO, TYPE_CHECKING, cast
-
-import attrs
 
 from ._store import EntryReader, EntryStat, Store
 from .errors import CorruptEntryError, EntryChangedError, KeyNotFoundError, StoreError
@@ -67,7 +66,7 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:40]
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class Version:
     """One version of one object, and where its blocks live in the local store."""
 

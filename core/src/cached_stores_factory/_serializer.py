@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import json
 from typing import Any
-
-import attrs
 
 from .errors import SerializerError, UnsafeSerializerError
 
@@ -31,7 +30,7 @@ class Serializer(abc.ABC):
         """Decode bytes written by `dumps`; raise SerializerError for bytes it cannot read."""
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class BytesSerializer(Serializer):
     """The default: values are bytes, stored as they are."""
 
@@ -47,7 +46,7 @@ class BytesSerializer(Serializer):
         return data
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class TextSerializer(Serializer):
     """Values are str, stored encoded."""
 
@@ -65,7 +64,7 @@ class TextSerializer(Serializer):
             raise SerializerError(f"entry is not valid {self.encoding} text: {exc}") from exc
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class JsonSerializer(Serializer):
     """Values are JSON documents: safe to load from a cache that others can write."""
 
@@ -90,14 +89,19 @@ _PICKLE_REFUSAL = (
 )
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class PickleSerializer(Serializer):
     """Any picklable value.  Refuses to work unless `trusted=True` (see the message below)."""
 
-    trusted: bool = attrs.field(default=False, validator=attrs.validators.instance_of(bool))
+    trusted: bool = False
     protocol: int = 5  # pickle.HIGHEST_PROTOCOL since Python 3.8
 
-    def __attrs_post_init__(self) -> None:
+    def __post_init__(self) -> None:
+        if not isinstance(self.trusted, bool):
+            raise TypeError(
+                f"'trusted' must be {bool!r} (got {self.trusted!r} that is a "
+                f"{type(self.trusted)!r})."
+            )
         if not self.trusted:
             raise UnsafeSerializerError(_PICKLE_REFUSAL)
 

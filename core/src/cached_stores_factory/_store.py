@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 import functools
 import io
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, ClassVar, Self, TypeVar
-
-import attrs
 
 from ._keys import validate_key, validate_prefix
 from .errors import EntryChangedError, KeyNotFoundError
@@ -36,19 +35,23 @@ _KEYED_METHODS = (
 )
 
 
-@attrs.frozen
+@dataclasses.dataclass(frozen=True, slots=True)
 class EntryStat:
     """What a store knows about one entry."""
 
-    size: int = attrs.field(validator=attrs.validators.ge(0))
+    size: int
     # When the store received this version, in seconds since the epoch; None if it can't
     # say.  Never the time of the read: policies age entries by it.
     modified: float | None
     etag: str | None = None  # the origin's entity tag, when known (S3's ETag)
     digest: str | None = None  # "<algorithm>:<hex>" of the content, when the store computed it
 
+    def __post_init__(self) -> None:
+        if self.size < 0:
+            raise ValueError(f"'size' must be >= 0: {self.size}")
 
-@attrs.frozen
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class EntryReader:
     """An open entry: a binary stream to read and the entry's stat, taken at open time."""
 

@@ -15,8 +15,6 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-import attrs
-
 from .errors import ConfigError
 
 __all__ = ["argument_hints", "convert", "type_problem", "validator_problem"]
@@ -133,8 +131,10 @@ def validator_problem(factory: Callable[..., Any], name: str, value: Any) -> str
     Validators run without an instance, so only those that look at the value alone (as
     attrs's own do) can answer; one that needs the instance is skipped.
     """
-    if not (isinstance(factory, type) and attrs.has(factory)):
-        return None
+    if not (isinstance(factory, type) and hasattr(factory, "__attrs_attrs__")):
+        return None  # not an attrs class: attrs, a slow import, is not needed
+    import attrs
+
     for field in attrs.fields(factory):
         if field.init and field.alias == name and field.validator is not None:
             try:
