@@ -335,6 +335,25 @@ def test_importing_the_core_imports_neither_boto3_nor_redis() -> None:
     assert out.stdout.strip() == "[]"
 
 
+def test_a_cold_start_and_a_hit_import_neither_attrs_nor_a_remote_client(tmp_path: Path) -> None:
+    """Importing attrs costs a quarter of an entry-point scan: the core's own classes are
+    dataclasses, so building a store from config and reading it through needs no attrs."""
+    code = (
+        "import sys\n"
+        "from cached_stores_factory import CachedStoreFactory\n"
+        f"config = {{'local': {{'store': 'tempfile', 'name': 'cold', 'root': {str(tmp_path)!r}}},\n"
+        "          'remote': {'store': 'memory'}}\n"
+        "store = CachedStoreFactory.from_config(config).build()\n"
+        "store.put('k', b'v')\n"
+        "with store.open('k', 'rb') as f:\n"
+        "    assert f.read() == b'v'\n"
+        "assert store.stats()['hits'] == 1, store.stats()\n"
+        "print([m for m in ('attrs', 'boto3', 'botocore', 'redis') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
 def test_loading_the_plugins_imports_no_store_or_policy_module() -> None:
     code = (
         "import sys\n"
