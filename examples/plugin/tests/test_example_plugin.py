@@ -98,3 +98,19 @@ def test_the_installed_plugin_is_found_by_name(
         assert any(
             line.split()[1:3] == [name, "csf-example-plugin"] for line in listing.splitlines()
         )
+
+
+def test_a_ttl_over_the_worked_example_store_expires_on_time(tmp_path: Path) -> None:
+    """Its `stat` reports when each row was written, so an entry is never taken for younger."""
+    from cached_stores_factory.caches.TTL_cache import TTLCache
+
+    remote = MemoryStore()
+    remote.put("k", b"v1")
+    local = SQLiteStore(str(tmp_path / "entries.db"))
+    cached = CachedStoreFactory(local, remote, TTLCache(interval=0.5)).build()
+    assert cached.get("k") == b"v1"
+    remote.put("k", b"v2")
+    time.sleep(0.7)
+    assert cached.get("k") == b"v2"  # expired: fetched again, not a hit
+    assert cached.stats()["hits"] == 0 and cached.stats()["remote_reads"] == 2
+    assert cached.purge() == 0  # purge and reads agree: the new copy is fresh
