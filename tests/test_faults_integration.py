@@ -23,6 +23,7 @@ from cached_stores_factory.stores.S3_store import S3Store
 from cached_stores_factory.stores.tempfile_store import TempfileStore
 from cached_stores_factory.testing.faults import RedisControl, tmpfs
 from cached_stores_factory.testing.servers import S3Server, running_s3
+from cached_stores_factory_tempfile._store import _entry_name
 
 
 def s3_store(server: S3Server, bucket: str) -> S3Store:
@@ -108,6 +109,46 @@ def test_a_stale_copy_is_served_while_the_s3_endpoint_is_stopped(
         past = CachedStoreFactory(local, remote, TTLCache(interval=0.2, stale_if_error=0.1)).build()
         with pytest.raises(RemoteError, match=bucket):
             past.get("k")
+
+
+@pytest.mark.s3
+def test_stale_while_revalidate_refreshes_once_in_the_background(
+    s3_server: S3Server, tmp_path: Path
+) -> None:
+    bucket = new_bucket(s3_server)
+    s3_server.client().put_object(Bucket=bucket, Key="k", Body=b"version 1")
+    local = TempfileStore("swr", root=tmp_path / "cache")
+    cs = CachedStoreFactory(
+        local, s3_store(s3_server, bucket), TTLCache(interval=0.3, stale_while_revalidate=60.0)
+    ).build()
+    assert cs.get("k") == b"version 1"
+    s3_server.client().put_object(Bucket=bucket, Key="k", Body=b"version 2")
+    time.sleep(0.4)
+    gets = s3_server.count("GET", f"/{bucket}/k")
+    assert [cs.get("k") for _ in range(10)] == [b"version 1"] * 10  # at once, stale
+    deadline = time.monotonic() + 10
+    while local.get("k") != b"version 2":
+        assert time.monotonic() < deadline, "the background refresh never happened"
+        time.sleep(0.05)
+    assert s3_server.count("GET", f"/{bucket}/k") == gets + 1  # one refresh for ten reads
+    assert cs.stats()["stale_served"] == 10
+    assert cs.get("k") == b"version 2"
+
+
+def test_a_flipped_byte_in_a_tempfile_entry_is_never_served(tmp_path: Path) -> None:
+    remote = MemoryStore()
+    for key, size in (("small", 4096), ("large", 3 * 1024 * 1024)):
+        remote.put(key, bytes(range(256)) * (size // 256))
+    local = TempfileStore("flip", root=tmp_path / "cache")
+    cs = CachedStoreFactory(local, remote).build()
+    for key in ("small", "large"):
+        assert cs.get(key) == remote.get(key)
+        data_file = tmp_path / "cache" / "objects" / _entry_name(key)
+        raw = bytearray(data_file.read_bytes())
+        raw[len(raw) // 3] ^= 0x01
+        data_file.write_bytes(bytes(raw))
+        assert cs.get(key) == remote.get(key)  # detected, dropped and fetched again
+    assert cs.stats()["remote_reads"] == 4
 
 
 # -- Redis as the local store: killed, hung, back ----------------------------------------------
