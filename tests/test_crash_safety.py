@@ -39,11 +39,6 @@ WRITER = Path(__file__).with_name("crash_writer.py")
 BUCKET = "crash-safety"
 KEY = "data/value.bin"
 READY_TIMEOUT = 60.0
-# The engine writes the remote, then the local copy, and drops nothing first: a kill between
-# the two leaves the old local copy serving (about 1 kill in 8 here).  Until the engine
-# invalidates the local copy before the remote write, such runs are an expected failure;
-# torn, short or corrupt values fail the test in any case.  Set to False once it does.
-STALE_AFTER_A_KILL_IS_KNOWN = True
 
 
 def load_writer() -> ModuleType:
@@ -137,8 +132,4 @@ def test_a_writer_killed_at_random_moments_leaves_complete_values_never_stale(
         if read != on_remote:
             stale.append(f"{context}: remote {on_remote}, local {in_cache}, read {read}")
     message = "a reader got another version than the remote holds:\n" + "\n".join(stale)
-    if stale and STALE_AFTER_A_KILL_IS_KNOWN:
-        pytest.xfail(
-            f"known until the engine drops the local copy before the remote write; {message}"
-        )
     assert not stale, message
