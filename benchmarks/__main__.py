@@ -74,6 +74,7 @@ SECTIONS = (
     "fsspec",
     "revalidation",
     "integrity",
+    "outage",
 )
 
 
@@ -93,6 +94,7 @@ def _sections(sizes: Sizes, services: dict[str, Any]) -> dict[str, Callable[[], 
         "fsspec": lambda: fsspec_rows.run(sizes, s3, s3_missing),
         "revalidation": lambda: freshness_rows.run_revalidation(sizes, s3, s3_missing),
         "integrity": lambda: freshness_rows.run_checksum(sizes),
+        "outage": lambda: freshness_rows.run_stall(redis_missing),
     }
 
 

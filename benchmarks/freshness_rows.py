@@ -1,20 +1,27 @@
-"""What freshness and integrity cost: a 304 beside a full GET, and the checksum of a hit."""
+"""What freshness and faults cost: a 304 beside a GET, a hit's checksum, a hung Redis's stall."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from cached_stores_factory.testing.servers import S3Server
 
 from ._harness import REPORT, KiB, MiB, Row, Sizes, Target, median_times, unavailable
-from ._parts import PartMissing
+from ._parts import PartMissing, part
 from .s3_rows import BUCKET, create_bucket, s3_store
 
 REVALIDATE = "revalidation: S3 304 round trip vs a full GET, 1 MiB"
 REVALIDATE_BYTES = "revalidation: body bytes per unchanged 1 MiB object"
 ZERO_BYTES = Target("value", "==", 0, "bytes")
+STALL = {
+    "pooled": "outage: one call's stall on a hung Redis (SIGSTOP), pooled connection",
+    "fresh": "outage: one call's stall on a hung Redis (SIGSTOP), new connection",
+}
+STALL_TARGET = Target("value", "<=", 1.2, "s")
 CHECKSUM = {
     4 * KiB: "integrity: XXH3 of a 4 KiB hit vs raw",
     MiB: "integrity: XXH3 of a 1 MiB hit vs raw",
@@ -111,3 +118,43 @@ def run_checksum(sizes: Sizes) -> list[Row]:
                 )
             )
     return rows
+
+
+def run_stall(missing: str) -> list[Row]:
+    """How long one RedisStore call hangs on a paused server before it raises StoreError."""
+    from cached_stores_factory.errors import StoreError
+    from cached_stores_factory.testing.faults import controlled_redis
+    from cached_stores_factory.testing.servers import ServiceUnavailable
+
+    stalls: dict[str, float] = {}
+    with contextlib.ExitStack() as stack:
+        try:
+            redis_store = part("RedisStore")
+            redis = stack.enter_context(controlled_redis())
+        except (PartMissing, ServiceUnavailable) as exc:
+            return [
+                unavailable(figure, STALL_TARGET, str(exc) or missing) for figure in STALL.values()
+            ]
+        pooled = redis_store(redis.server.host, redis.server.port, prefix="bench-stall:")
+        pooled.put("k", b"v")  # its pool now holds a live connection
+        fresh = redis_store(redis.server.host, redis.server.port, prefix="bench-stall:")
+        redis.pause()
+        for name, store in (("pooled", pooled), ("fresh", fresh)):
+            start = time.perf_counter()
+            try:
+                store.get("k")
+            except StoreError:
+                stalls[name] = time.perf_counter() - start
+            else:
+                raise AssertionError("a paused Redis answered")
+        redis.resume()
+    return [
+        Row(
+            STALL[name],
+            STALL_TARGET,
+            stalls[name],
+            unit="s",
+            note="RedisStore defaults: socket_timeout=0.25, socket_connect_timeout=0.25, retries=1",
+        )
+        for name in STALL
+    ]

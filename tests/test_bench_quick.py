@@ -49,6 +49,8 @@ EXPECTED_PREFIXES = [
     "revalidation: body bytes",
     "integrity: XXH3 of a 4 KiB",
     "integrity: XXH3 of a 1 MiB",
+    "outage: one call's stall on a hung Redis (SIGSTOP), pooled",
+    "outage: one call's stall on a hung Redis (SIGSTOP), new",
     "fsspec hit 4 KiB: csf:// vs simplecache",
     "cold column read, 1 of 8 columns",
 ]
@@ -110,6 +112,7 @@ def test_counted_facts(quick_run: tuple[str, dict]) -> None:
     assert _row(report, "S3 miss: requests per miss")["ours"] == 1
     assert _row(report, "Redis hit: server commands per hit")["ours"] == 1
     assert _row(report, "cold start: of boto3")["ours"] == 0
+    assert _row(report, "revalidation: body bytes")["ours"] == 0  # counted by moto
     column = _row(report, "cold column read, 1 of 8 columns")  # bytes counted by the server
     assert 0 < column["ours"] <= column["target_limit"], column
     rss = _row(report, "streaming ")
