@@ -23,9 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import io
-import json
 import logging
 import threading
 import time
@@ -63,6 +61,8 @@ _LOCAL_FAILURES = (StoreError, OSError)
 
 
 def _digest(*parts: object) -> str:
+    import hashlib  # here, like json below: a cold start never reads in blocks
+
     return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()[:40]
 
 
@@ -91,10 +91,14 @@ class Version:
         return start, min(start + self.block, self.size)
 
     def dump(self) -> bytes:
+        import json
+
         return json.dumps({"etag": self.etag, "size": self.size, "block": self.block}).encode()
 
     @classmethod
     def load(cls, key: str, data: bytes) -> Version:
+        import json
+
         fields = json.loads(data)
         version = cls(key, str(fields["etag"]), int(fields["size"]), int(fields["block"]))
         if version.size < 0 or version.block <= 0:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import json
 from typing import Any
 
 from .errors import SerializerError, UnsafeSerializerError
@@ -69,12 +68,16 @@ class JsonSerializer(Serializer):
     """Values are JSON documents: safe to load from a cache that others can write."""
 
     def dumps(self, value: Any) -> bytes:
+        import json  # imported by the serializer that uses it, like pickle below
+
         try:
             return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
         except (TypeError, ValueError) as exc:
             raise SerializerError(f"value cannot be stored as JSON: {exc}") from exc
 
     def loads(self, data: bytes) -> Any:
+        import json
+
         try:
             return json.loads(data)
         except ValueError as exc:

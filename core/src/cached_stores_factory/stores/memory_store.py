@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import io
 import threading
 import time
@@ -30,6 +29,8 @@ class MemoryStore(Store):
         return f"MemoryStore(<{len(self._entries)} entries>)"
 
     def _stamp(self, data: bytes, etag: str | None) -> EntryStat:
+        import hashlib  # only writes need it: a cold start skips loading OpenSSL
+
         digest = "sha256:" + hashlib.sha256(data).hexdigest()
         return EntryStat(size=len(data), modified=self._clock(), etag=etag, digest=digest)
 

@@ -36,11 +36,9 @@ import fcntl
 import functools
 import hashlib
 import io
-import json
 import logging
 import os
 import re
-import secrets
 import shutil
 import stat as statmod
 import struct
@@ -314,6 +312,8 @@ class TempfileStore(Store):
             fd = os.open(name + _META_SUFFIX, _READ_FLAGS, dir_fd=self._objects)
         except OSError:
             return None
+        import json  # sidecars are read by stat() and keys(), never by a hit
+
         with open(fd, "rb") as handle:
             if not statmod.S_ISREG(os.fstat(fd).st_mode):
                 return None
@@ -369,6 +369,8 @@ class TempfileStore(Store):
         between create and flock and unlink the file, so the writer checks that its name
         still leads to its file, and tries a new name if not.
         """
+        import secrets  # only writes need it
+
         while True:
             temp = f"{_TEMP_PREFIX}{name[:16]}-{secrets.token_hex(8)}"
             fd = os.open(temp, _CREATE_FLAGS, _FILE_MODE, dir_fd=self._objects)
@@ -441,6 +443,8 @@ class TempfileStore(Store):
         return stat
 
     def _write_sidecar(self, name: str, key: str, stat: EntryStat, inode: int) -> None:
+        import json
+
         meta = {
             "key": key,
             "size": stat.size,
