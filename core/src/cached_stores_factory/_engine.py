@@ -7,7 +7,6 @@ import copy
 import dataclasses
 import errno
 import io
-import logging
 import shutil
 import threading
 from collections.abc import Iterable, Iterator
@@ -15,6 +14,7 @@ from typing import IO, Any, Final, cast
 
 from ._fileobj import TextHandle, WriteHandle, close_handles, parse_mode
 from ._keys import validate_key
+from ._log import lazy_logger
 from ._policy import CachePolicy
 from ._ranged import PartialEntries
 from ._resilience import Outage, Refresher
@@ -25,7 +25,7 @@ from .errors import CorruptEntryError, KeyNotFoundError, RemoteError, StoreError
 
 __all__ = ["CacheStats", "CachedStore"]
 
-log = logging.getLogger("cached_stores_factory")
+log = lazy_logger("cached_stores_factory")
 _MISSING: Any = object()
 
 

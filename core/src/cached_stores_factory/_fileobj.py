@@ -17,13 +17,13 @@ import dataclasses
 import errno
 import functools
 import io
-import logging
 import os
 import threading
 import weakref
 from types import TracebackType
 from typing import IO, TYPE_CHECKING
 
+from ._log import lazy_logger
 from ._spool import CHUNK, new_spool
 from .errors import KeyNotFoundError
 
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ["OpenMode", "TextHandle", "WriteHandle", "close_handles", "parse_mode"]
 
-log = logging.getLogger("cached_stores_factory")
+log = lazy_logger("cached_stores_factory")
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -24,12 +24,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
-import logging
 import threading
 import time
 import weakref
 from typing import IO, TYPE_CHECKING, cast
 
+from ._log import lazy_logger
 from ._store import EntryReader, EntryStat, Store
 from .errors import CorruptEntryError, EntryChangedError, KeyNotFoundError, StoreError
 
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BLOCK_SIZE", "READAHEAD", "WHOLE_LIMIT", "PartialEntries"]
 
-log = logging.getLogger("cached_stores_factory")
+log = lazy_logger("cached_stores_factory")
 
 MiB = 1024 * 1024
 BLOCK_SIZE = 1 * MiB

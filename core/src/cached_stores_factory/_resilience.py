@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import queue
 import threading
@@ -10,9 +9,11 @@ import time
 import weakref
 from collections.abc import Callable
 
+from ._log import lazy_logger
+
 __all__ = ["Outage", "Refresher"]
 
-log = logging.getLogger("cached_stores_factory")
+log = lazy_logger("cached_stores_factory")
 
 BACKOFF_FIRST = 1.0
 """Seconds the engine skips a local store after it first fails; doubled per failed retry."""

@@ -36,7 +36,6 @@ import fcntl
 import functools
 import hashlib
 import io
-import logging
 import os
 import re
 import shutil
@@ -52,6 +51,7 @@ from typing import IO, Any
 import xxhash
 
 from cached_stores_factory import EntryReader, EntryStat, Store
+from cached_stores_factory._log import lazy_logger
 from cached_stores_factory.errors import (
     ConfigError,
     CorruptEntryError,
@@ -61,7 +61,7 @@ from cached_stores_factory.errors import (
 
 __all__ = ["TempfileStore"]
 
-log = logging.getLogger("cached_stores_factory.tempfile")
+log = lazy_logger("cached_stores_factory.tempfile")
 
 _DIR_MODE = 0o700
 _FILE_MODE = 0o600
