@@ -7,6 +7,7 @@ import os
 import random
 import sqlite3
 import stat
+import subprocess
 import threading
 import time
 import uuid
@@ -19,6 +20,7 @@ import pytest
 from policies_testlib import age_tempfile_store
 
 from cached_stores_factory import CachedStore, CachedStoreFactory, CachePolicy, MemoryStore, Store
+from cached_stores_factory.testing.faults import tmpfs
 from cached_stores_factory.testing.servers import RedisServer
 from cached_stores_factory_policies import FIFOCache, LRUCache, TTLCache, _ledger
 from cached_stores_factory_tempfile import TempfileStore
@@ -250,25 +252,12 @@ def test_an_unusable_state_directory_falls_back_to_a_ledger_in_the_process(
 
 
 def test_a_read_only_state_directory_still_builds(tmp_path: Path) -> None:
-    import subprocess
-
-    mount = tmp_path / "ro"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with tmpfs(tmp_path / "ro", "2m") as mount:
         TempfileStore("local", root=mount).close()
         subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
         local = TempfileStore("local", root=mount)
         cached = CachedStoreFactory(local, MemoryStore(), LRUCache(3)).build()
         assert "k" not in cached
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 @pytest.mark.parametrize("umask", [0o000, 0o022])
