@@ -96,6 +96,13 @@ def test_put_reads_stdin(tmp_path: Path) -> None:
     assert out.stdout == b"from stdin"
 
 
+def test_ls_of_a_prefix_with_no_entries_prints_only_the_header(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["-c", str(config_file(tmp_path)), "ls", "nothing/"]) == 0
+    assert capsys.readouterr().out.split() == ["key", "size", "stored", "state", "where"]
+
+
 def test_cat_of_a_missing_key_exits_1_naming_the_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -64,7 +64,7 @@ def _plugin_rows(plugins: PluginRegistry) -> list[dict[str, Any]]:
 
 def _print_table(headers: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     table = [[str(cell if cell is not None else "-") for cell in row] for row in rows]
-    widths = [max(len(h), *(len(r[i]) for r in table)) for i, h in enumerate(headers)]
+    widths = [max([len(h), *(len(r[i]) for r in table)]) for i, h in enumerate(headers)]
     for line in [list(headers), *table]:
         print("  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
 
