@@ -1,8 +1,7 @@
 """Progress bars for the `csf` command: tqdm on stderr, imported only when a bar is drawn.
 
-tqdm over rich: it costs about 7 ms to import in a `csf` process (rich.progress about 21 ms,
-both measured after what `csf` imports anyway), and it counts bytes through a plain
-`update(n)`, which is all a stream wrapper needs.
+tqdm over rich: it is the cheaper import (docs/performance.md has the figures), and it counts
+bytes through a plain `update(n)`, which is all a stream wrapper needs.
 """
 
 from __future__ import annotations

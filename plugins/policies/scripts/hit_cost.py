@@ -1,4 +1,4 @@
-"""Hit cost of the policies with 10**3 and 10**6 entries (issue 5, item 9).
+"""Hit cost of the policies with 10**3 and 10**6 entries.
 
     .venv/bin/python plugins/policies/scripts/hit_cost.py [--small 1000] [--large 1000000]
 
@@ -8,7 +8,7 @@ Two access patterns: keys drawn uniformly from all entries (a large population t
 pays CPU-cache misses in every dict it touches, the store's too), and a hot set of 1,000
 keys.  Small and large runs alternate and the best of each is kept, so load from other
 processes hits both alike.  Last, a tempfile-store hit against a raw 4 KiB `open().read()`,
-the DESIGN's hit budget.
+the hit path's budget.
 """
 
 from __future__ import annotations

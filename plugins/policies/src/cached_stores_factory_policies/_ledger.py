@@ -290,7 +290,7 @@ class SQLiteLedger:
         candidates = _store_entries(self._store, present - known)
         with self._transaction() as db:
             # A rebuild writes rows in random key order: a page cache that holds the whole
-            # ledger makes that 3-4x faster.  It is given back right after.
+            # ledger makes that much faster (docs/performance.md).  It is given back right after.
             db.execute(f"PRAGMA cache_size = -{SYNC_CACHE_KIB}")
             known = {key for (key,) in db.execute("SELECT key FROM entries")}
             gone = [key for key in known - present if key not in self._store]

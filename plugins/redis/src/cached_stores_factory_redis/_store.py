@@ -11,7 +11,7 @@ an entry is one key, so its data and metadata share a hash slot and a hit stays 
 trip to the node that owns it; listing scans every primary.
 
 Integrity: the metadata records the value's XXH3-64 checksum, and every read of the value
-checks it (about 10 us per MiB, under 1% of a 1 MiB hit).  A value that changed behind the
+checks it (a small part of a hit: docs/performance.md).  A value that changed behind the
 cache, or metadata that is not what this store writes (bad JSON, a missing field, bytes that
 are not UTF-8, an entry of an older layout), raises CorruptEntryError, never a raw
 KeyError or UnicodeDecodeError.
