@@ -33,6 +33,7 @@ from cached_stores_factory.errors import (
     SerializerError,
     StoreError,
 )
+from cached_stores_factory.testing.stores import DictStore
 
 WAIT = 10.0  # seconds a test waits for other threads before it gives up (never a timing check)
 
@@ -766,31 +767,12 @@ def test_threads_hammering_few_keys_leave_no_stale_copy() -> None:
 # -- third-party contract tolerance and small failures -------------------------------------
 
 
-class PlainKeyErrorStore(Store):
-    """A store as an author writes it first: a dict, and a plain KeyError for a missing key."""
-
-    def __init__(self) -> None:
-        self.entries: dict[str, bytes] = {}
-
-    def get(self, key: str) -> bytes:
-        return self.entries[key]
-
-    def put(self, key: str, data: bytes) -> None:
-        self.entries[key] = bytes(data)
-
-    def delete(self, key: str) -> bool:
-        return self.entries.pop(key, None) is not None
-
-    def keys(self, prefix: str = "") -> Iterator[str]:
-        return (key for key in list(self.entries) if key.startswith(prefix))
-
-
 def test_a_plain_key_error_from_a_third_party_store_is_a_miss(remote) -> None:
-    local = PlainKeyErrorStore()
+    local = DictStore()  # raises a plain KeyError for a missing key
     cs = CachedStoreFactory(local, remote).build()
     assert cs.get("a/b.txt") == b"hello\nworld\n"  # the local KeyError was a miss
     assert local.entries["a/b.txt"] == b"hello\nworld\n"
-    with pytest.raises(KeyNotFoundError, match="PlainKeyErrorStore"):
+    with pytest.raises(KeyNotFoundError, match="DictStore"):
         local.stat("absent")
     assert "absent" not in local
     assert CachedStoreFactory(MemoryStore(), local).build().get("absent", None) is None

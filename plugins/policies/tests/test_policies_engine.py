@@ -22,6 +22,7 @@ from policies_testlib import age_tempfile_store
 from cached_stores_factory import CachedStore, CachedStoreFactory, CachePolicy, MemoryStore, Store
 from cached_stores_factory.testing.faults import tmpfs
 from cached_stores_factory.testing.servers import RedisServer
+from cached_stores_factory.testing.stores import DictStore
 from cached_stores_factory_policies import FIFOCache, LRUCache, TTLCache, _ledger
 from cached_stores_factory_tempfile import TempfileStore
 from cached_stores_factory_tempfile._store import _entry_name
@@ -311,32 +312,13 @@ def test_reads_never_fail_under_churn_and_each_miss_fetches_once() -> None:
     assert len(list(cached.local.keys())) <= 3
 
 
-class MinimalStore(Store):
-    """Only the four required methods: it can't say when it stored an entry."""
-
-    def __init__(self) -> None:
-        self.entries: dict[str, bytes] = {}
-
-    def get(self, key: str) -> bytes:
-        return self.entries[key]
-
-    def put(self, key: str, data: bytes) -> None:
-        self.entries[key] = bytes(data)
-
-    def delete(self, key: str) -> bool:
-        return self.entries.pop(key, None) is not None
-
-    def keys(self, prefix: str = "") -> Iterator[str]:
-        return (key for key in list(self.entries) if key.startswith(prefix))
-
-
 @pytest.mark.parametrize("policy", [TTLCache(interval=10.0), LRUCache(depth=5, ttl=10.0)])
 def test_ttl_expires_over_a_store_that_cannot_say_when_it_stored(policy: CachePolicy) -> None:
     now = [time.time()]  # the default put_stream stamps the real clock
     policy.clock = lambda: now[0]  # type: ignore[method-assign]
     remote = MemoryStore()
     remote.put("k", b"v1")
-    local = MinimalStore()
+    local = DictStore()  # the four required methods only: no stored times
     cached = CachedStoreFactory(local, remote, policy).build()
     assert cached.get("k") == b"v1"
     remote.put("k", b"v2")

@@ -35,7 +35,7 @@ from hypothesis import strategies as st
 from .._store import EntryStat, Store
 from ..errors import InvalidKeyError, KeyNotFoundError
 
-__all__ = ["ChunkedStream", "StoreConformance", "keys_strategy"]
+__all__ = ["ChunkedStream", "DictStore", "StoreConformance", "keys_strategy"]
 
 MiB = 1024 * 1024
 
@@ -63,6 +63,29 @@ INVALID_KEYS: tuple[Any, ...] = (
     b"bytes",
     42,
 )
+
+
+class DictStore(Store):
+    """A store as an author writes it first: the four required methods over a dict.
+
+    A missing key raises a plain KeyError, and no stored time is reported: what the engine
+    must tolerate from a minimal third-party store.
+    """
+
+    def __init__(self) -> None:
+        self.entries: dict[str, bytes] = {}
+
+    def get(self, key: str) -> bytes:
+        return self.entries[key]
+
+    def put(self, key: str, data: bytes) -> None:
+        self.entries[key] = bytes(data)
+
+    def delete(self, key: str) -> bool:
+        return self.entries.pop(key, None) is not None
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        return (key for key in list(self.entries) if key.startswith(prefix))
 
 
 class ChunkedStream(io.RawIOBase):
