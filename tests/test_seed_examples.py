@@ -1,7 +1,7 @@
 """The seed's three examples, verbatim, each in a fresh interpreter against real servers.
 
 Each example's code is copied unchanged from the user's description; the only edit is the
-one the issue asks for (Example 3 builds `FIFOCache(depth=3)` where the seed, by a slip,
+one the project asked for (Example 3 builds `FIFOCache(depth=3)` where the seed, by a slip,
 calls `TTLCache(interval=60.0)`).  A prelude defines `my_data`; statements appended after
 the example read more and print facts as JSON.  The interpreter runs with an AWS config
 file whose profile `my_profile` points at moto's S3 server, TMPDIR in a temporary
