@@ -70,6 +70,12 @@ def test_an_unknown_name_lists_installed_names_and_the_closest(tmp_path: Path) -
     assert "did you mean 'memory'?" in message
 
 
+def test_a_name_in_the_wrong_case_suggests_the_installed_spelling() -> None:
+    config = {**MEMORY_PAIR, "remote": {"store": "MEMORY"}}
+    with pytest.raises(PluginNotFoundError, match="did you mean 'memory'"):
+        CachedStoreFactory.from_config(config, plugins=core_only())
+
+
 @pytest.mark.parametrize(
     ("section", "name", "command"),
     [

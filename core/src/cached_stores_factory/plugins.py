@@ -275,9 +275,10 @@ class PluginRegistry:
         installed = self.names(kind)
         plural = "policies" if kind == "policy" else f"{kind}s"
         message = f"unknown {kind} {name!r}; installed {plural}: {', '.join(installed) or 'none'}"
-        close = difflib.get_close_matches(name, installed, n=1, cutoff=0.5)
+        by_folded = {installed_name.casefold(): installed_name for installed_name in installed}
+        close = difflib.get_close_matches(name.casefold(), by_folded, n=1, cutoff=0.5)
         if close:
-            message += f"; did you mean {close[0]!r}?"
+            message += f"; did you mean {by_folded[close[0]]!r}?"
         hint = install_hint(kind, name)
         if hint:
             message += f". {kind.capitalize()} {name!r} is first-party: {hint}"
