@@ -261,7 +261,12 @@ def test_pipe_file_create_mode_refuses_an_existing_file(fs: CachedStoreFileSyste
 
 def test_transactions_are_refused_rather_than_half_done(fs: CachedStoreFileSystem) -> None:
     with pytest.raises(NotImplementedError, match="transactions"), fs.transaction:
-        fs.open("k", "wb")
+        fs.pipe_file("k", b"written at once, so the transaction could not take it back")
+    with pytest.raises(NotImplementedError, match="transactions"):
+        fs.start_transaction()
+    with pytest.raises(NotImplementedError, match="transactions"):
+        fs.open("k", "wb", autocommit=False)
+    assert not fs.exists("k")
 
 
 def test_rm_files_and_directories(fs: CachedStoreFileSystem, remote: CountingRemote) -> None:

@@ -20,6 +20,7 @@ from typing import IO, Any
 
 from fsspec import AbstractFileSystem
 from fsspec.spec import _Cached
+from fsspec.transaction import Transaction
 
 from cached_stores_factory import CachedStore, CachedStoreFactory, EntryStat, validate_key
 from cached_stores_factory.errors import KeyNotFoundError
@@ -27,6 +28,9 @@ from cached_stores_factory.errors import KeyNotFoundError
 __all__ = ["CachedStoreFileSystem"]
 
 _COPY_CHUNK = 1024 * 1024
+_NO_TRANSACTIONS = (
+    "csf:// writes commit when their file closes; fsspec transactions are not supported"
+)
 
 
 _stores: dict[str, CachedStore] = {}
@@ -66,6 +70,14 @@ class _Instances(_Cached):  # type: ignore[misc]
         return super().__call__(*args, **kwargs)
 
 
+class _RefusedTransaction(Transaction):  # type: ignore[misc]
+    """Refused on entry: `pipe_file`, `put_file` and `rm` write at once, so a transaction
+    could only ever be half done."""
+
+    def start(self) -> None:
+        raise NotImplementedError(_NO_TRANSACTIONS)
+
+
 class CachedStoreFileSystem(AbstractFileSystem, metaclass=_Instances):  # type: ignore[misc]
     """The `csf` protocol: read and write a cached store's keys through fsspec.
 
@@ -78,6 +90,7 @@ class CachedStoreFileSystem(AbstractFileSystem, metaclass=_Instances):  # type: 
 
     protocol = "csf"
     root_marker = ""
+    transaction_type = _RefusedTransaction
 
     def __init__(
         self,
@@ -212,6 +225,9 @@ class CachedStoreFileSystem(AbstractFileSystem, metaclass=_Instances):  # type: 
             raise IsADirectoryError(errno.EISDIR, "A directory has no modification time", path)
         return datetime.datetime.fromtimestamp(info["mtime"], tz=datetime.UTC)
 
+    def start_transaction(self) -> None:
+        raise NotImplementedError(_NO_TRANSACTIONS)
+
     # -- reading ----------------------------------------------------------------------------
 
     def _open(
@@ -224,9 +240,7 @@ class CachedStoreFileSystem(AbstractFileSystem, metaclass=_Instances):  # type: 
         **kwargs: Any,
     ) -> IO[bytes]:
         if not autocommit:
-            raise NotImplementedError(
-                "csf:// writes commit when their file closes; fsspec transactions are not supported"
-            )
+            raise NotImplementedError(_NO_TRANSACTIONS)
         if mode not in ("rb", "wb", "ab", "xb"):
             raise ValueError(f"csf:// opens files in 'rb', 'wb', 'ab' or 'xb' mode, not {mode!r}")
         key = self._key(path)
