@@ -85,6 +85,13 @@ def test_refuses_a_symlinked_root(tmp_path: Path):
     assert list((tmp_path / "elsewhere").iterdir()) == []
 
 
+def test_a_root_that_cannot_be_made_names_the_reason_and_no_wrong_hint(tmp_path: Path):
+    root = tmp_path / ("x" * 300)
+    with pytest.raises(StoreError, match=r"File name too long$") as info:
+        TempfileStore("x", root=root)
+    assert str(root) in str(info.value)
+
+
 def test_refuses_a_root_others_can_write(tmp_path: Path):
     shared = tmp_path / "shared"
     shared.mkdir()

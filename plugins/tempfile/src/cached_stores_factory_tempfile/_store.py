@@ -112,10 +112,9 @@ def _open_private_dir(path: str | Path, *, dir_fd: int | None = None) -> int:
             os.mkdir(path, _DIR_MODE, dir_fd=dir_fd)
         fd = os.open(path, _DIR_FLAGS, dir_fd=dir_fd)
     except OSError as exc:
-        raise StoreError(
-            f"cannot open the store directory {path}: {exc.strerror} "
-            "(it must be a real directory, not a symlink)"
-        ) from None
+        not_a_directory = exc.errno in (errno.ENOTDIR, errno.ELOOP)  # a file, or a symlink
+        hint = " (it must be a real directory, not a file or a symlink)" if not_a_directory else ""
+        raise StoreError(f"cannot open the store directory {path}: {exc.strerror}{hint}") from None
     info = os.fstat(fd)
     if info.st_uid != os.geteuid() or info.st_mode & 0o022:
         os.close(fd)
