@@ -103,6 +103,20 @@ def test_ls_of_a_prefix_with_no_entries_prints_only_the_header(
     assert capsys.readouterr().out.split() == ["key", "size", "stored", "state", "where"]
 
 
+@pytest.mark.parametrize(
+    ("jobs", "problem"),
+    [("abc", "must be a whole number, not 'abc'"), ("0", "must be at least 1, not 0")],
+)
+def test_warm_jobs_that_are_not_a_positive_number_are_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], jobs: str, problem: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["-c", str(config_file(tmp_path)), "warm", "k", "--jobs", jobs])
+    assert exit_info.value.code == 2
+    last_line = capsys.readouterr().err.splitlines()[-1]
+    assert last_line == f"csf warm: error: argument -j/--jobs: {problem}"
+
+
 def test_cat_of_a_missing_key_exits_1_naming_the_key(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
