@@ -1,7 +1,7 @@
-"""`make demo`: the seed's Example 1 on nothing but this machine.
+"""`make demo`: the original Example 1 on nothing but this machine.
 
 It starts moto's S3 server on a free loopback port, writes an AWS profile for it into a
-temporary directory (so the seed's `S3Store(bucketname=..., s3_profile=..., s3_region=...)`
+temporary directory (so the original `S3Store(bucketname=..., s3_profile=..., s3_region=...)`
 runs unchanged), uploads a few objects and reads them through TempfileStore + S3Store +
 TTLCache.  Each step prints where the bytes came from and how long it took; each phase ends
 with the cache's counters.  It shows a TTL expiry, an LRU eviction, single-flight and a
@@ -35,7 +35,7 @@ OBJECTS = {
     "reports/2024.csv": b"month,sales\n" + b"".join(b"%d,%d\n" % (m, m * 1000) for m in range(12)),
     "reports/2025.csv": b"month,sales\n" + b"".join(b"%d,%d\n" % (m, m * 1100) for m in range(12)),
     "images/logo.bin": bytes(range(256)) * 4096,  # 1 MiB
-    "path/my.file": b"the seed's file\n",
+    "path/my.file": b"the original file\n",
 }
 STATS = (
     "hits",
@@ -131,7 +131,7 @@ class Table:
 
 
 def phase_example_1() -> None:
-    """The seed's Example 1, with a TTL short enough to watch."""
+    """The original Example 1, with a TTL short enough to watch."""
     temp_store = TempfileStore("my_local_store")  # in the demo's temporary directory
     s3_store = S3Store(bucketname=BUCKET, s3_profile=PROFILE, s3_region=REGION)
     ttl_cache = TTLCache(interval=TTL)
@@ -171,11 +171,11 @@ def phase_example_1() -> None:
     print(f"  16 readers got identical bytes from {fetches} remote fetch")
     table.stats()
 
-    table.header("Write-through: the seed's open / read / write, never closed")
+    table.header("Write-through: the original examples' open / read / write, never closed")
     opened: list[Any] = []
 
     def open_and_read() -> bytes:
-        CSFD = CS.open("path/my.file")  # the default mode, r+b, as in the seed
+        CSFD = CS.open("path/my.file")  # the default mode, r+b, as in the original examples
         opened.append(CSFD)
         data: bytes = CSFD.read()
         return data
@@ -186,7 +186,7 @@ def phase_example_1() -> None:
 
     def write() -> bytes:
         CSFD.write(my_data)
-        CSFD.close()  # the seed never closes: garbage collection or exit would commit it
+        CSFD.close()  # the examples never close: garbage collection or exit would commit it
         return res + my_data
 
     table.measure("path/my.file", write, label="written")
@@ -215,7 +215,7 @@ def phase_lru() -> None:
 
 
 def phase_redis() -> None:
-    """The seed's Example 2, if a Redis answers on localhost:6379."""
+    """The original Example 2, if a Redis answers on localhost:6379."""
     if not redis_answers():
         print("\n== Redis: nothing answers on localhost:6379, so the Redis tier is skipped")
         print("   (start one, e.g. `redis-server`, and run `make demo` again to see it)")

@@ -475,7 +475,7 @@ def test_the_demo_runs_and_shows_every_behaviour() -> None:
         "TTL expiry",
         "     5  reports/2024.csv       304",  # the expired copy is revalidated, no body
         "16 readers got identical bytes from 1 remote fetch",
-        """S3 now holds b"the seed's file\\nmy_data, appended\\n\"""",
+        "S3 now holds b'the original file\\nmy_data, appended\\n'",
         "local copies now: ['images/logo.bin', 'reports/2024.csv']",
         "evictions=2",
         "Demo finished",

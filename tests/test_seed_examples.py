@@ -80,7 +80,7 @@ res = CSFD.read()
 CSFD.write(my_data)
 """  # noqa: W291 - the seed's trailing spaces, kept verbatim
 
-# The seed's line `fifo_cache = TTLCache(interval=60.0)` is replaced, as the issue asks.
+# The seed's line `fifo_cache = TTLCache(interval=60.0)` is replaced, as the project asked.
 EXAMPLE_3 = """\
 from cached_stores_factory.stores.S3_store import S3Store
 from cached_stores_factory.caches.TTL_cache import FIFOCache
