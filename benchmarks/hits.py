@@ -28,7 +28,11 @@ from ._harness import (
 from ._parts import PartMissing, part
 from ._services import S3_CREDENTIALS
 
-RAW_TARGETS = {4 * KiB: 1.5, MiB: 1.2}
+# A hit's budget as a multiple of a raw read of the same bytes: with no policy, with a TTL or
+# LRU policy (4 KiB), and in a child process that holds nothing else (its earlier target).
+RAW_TARGETS = {4 * KiB: 1.1, MiB: 1.25}
+FRESH_TARGETS = {4 * KiB: 1.5, MiB: 1.25}
+POLICY_TARGET = 1.2
 LABELS = {4 * KiB: "4 KiB", MiB: "1 MiB"}
 BUCKET = "csf-bench-hits"
 
@@ -136,14 +140,16 @@ def _figures(size: int) -> list[tuple[str, Target, str, str]]:
     """(figure, target, our contender, baseline contender) for one object size."""
     label = LABELS[size]
     versus_raw = Target("ratio", "<=", RAW_TARGETS[size])
+    fresh = Target("ratio", "<=", FRESH_TARGETS[size])
     figures = [
         (f"tempfile hit {label} vs raw open().read()", versus_raw, "ours", "raw"),
-        (f"tempfile hit {label} vs raw, in a fresh small process", versus_raw, "fresh", "raw"),
+        (f"tempfile hit {label} vs raw, in a fresh small process", fresh, "fresh", "raw"),
     ]
     if size == 4 * KiB:
+        with_policy = Target("ratio", "<=", POLICY_TARGET)
         figures += [
-            (f"tempfile hit {label}, TTL policy, vs raw", versus_raw, "ttl", "raw"),
-            (f"tempfile hit {label}, LRU policy, vs raw", versus_raw, "lru", "raw"),
+            (f"tempfile hit {label}, TTL policy, vs raw", with_policy, "ttl", "raw"),
+            (f"tempfile hit {label}, LRU policy, vs raw", with_policy, "lru", "raw"),
         ]
     return [
         *figures,
