@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import pickle
 import threading
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from cached_stores_factory import (
     CachedStoreFactory,
     CachePolicy,
+    EntryReader,
     EntryStat,
     MemoryStore,
     Serializer,
@@ -158,3 +161,18 @@ def test_memory_store_stamps_its_clock_and_digest() -> None:
     assert stat.modified == 42.0
     assert stat.digest == "sha256:ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert repr(store) == "MemoryStore(<1 entries>)"
+
+
+def test_entry_stat_is_a_frozen_checked_value_that_pickles_and_weakrefs() -> None:
+    """What plugins and users relied on while EntryStat was an attrs class."""
+    stat = EntryStat(3, 1.0, etag="e")
+    assert stat == EntryStat(size=3, modified=1.0, etag="e", digest=None)
+    assert hash(stat) == hash(EntryStat(3, 1.0, "e"))
+    assert pickle.loads(pickle.dumps(stat)) == stat
+    assert weakref.ref(stat)() is stat
+    with pytest.raises(AttributeError):
+        stat.size = 4  # type: ignore[misc]
+    with pytest.raises(ValueError, match="'size' must be >= 0: -1"):
+        EntryStat(-1, None)
+    reader = EntryReader(io.BytesIO(b"abc"), stat)
+    assert weakref.ref(reader)() is reader and reader.read() == b"abc"

@@ -133,7 +133,7 @@ def _check_arguments(where: str, factory: Callable[..., Any], arguments: Mapping
         raise ConfigError(f"{where}: {'; '.join(problems)}")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True, weakref_slot=True)
 class Recipe:
     """A component a config names, with its checked arguments: `make()` constructs it.
 

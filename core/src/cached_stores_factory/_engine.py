@@ -29,7 +29,7 @@ log = lazy_logger("cached_stores_factory")
 _MISSING: Any = object()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True, weakref_slot=True)
 class CacheStats:
     """Counters since the cached store was built.  `as_dict()` is what `stats()` returns.
 
@@ -167,7 +167,7 @@ class _Flight:
             pin.close()
 
 
-@dataclasses.dataclass(slots=True)
+@dataclasses.dataclass(slots=True, weakref_slot=True)
 class _Mutation:
     """Writes and deletes of one key in progress; `contended` once two overlapped."""
 

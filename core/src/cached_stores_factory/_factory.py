@@ -48,7 +48,7 @@ def _check(
     )
 
 
-@dataclasses.dataclass(frozen=True, slots=True, init=False, repr=False)
+@dataclasses.dataclass(frozen=True, slots=True, weakref_slot=True, init=False, repr=False)
 class CachedStoreFactory:
     """The parts of a cached store.  `build()` makes one; `from_config()` names the parts.
 

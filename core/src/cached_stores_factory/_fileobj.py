@@ -37,7 +37,7 @@ __all__ = ["OpenMode", "TextHandle", "WriteHandle", "close_handles", "parse_mode
 log = lazy_logger("cached_stores_factory")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True, weakref_slot=True)
 class OpenMode:
     """A parsed `open()` mode string."""
 

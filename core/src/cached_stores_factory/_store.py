@@ -35,7 +35,7 @@ _KEYED_METHODS = (
 )
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True, weakref_slot=True)
 class EntryStat:
     """What a store knows about one entry."""
 
@@ -51,7 +51,7 @@ class EntryStat:
             raise ValueError(f"'size' must be >= 0: {self.size}")
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
+@dataclasses.dataclass(frozen=True, slots=True, weakref_slot=True)
 class EntryReader:
     """An open entry: a binary stream to read and the entry's stat, taken at open time."""
 
