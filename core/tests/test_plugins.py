@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 import textwrap
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
 
@@ -312,6 +314,26 @@ def test_loading_is_lazy_and_scans_entry_points_once() -> None:
     assert scans == [1]
 
 
+def test_concurrent_first_lookups_scan_entry_points_once() -> None:
+    scans: list[int] = []
+    start = threading.Barrier(8)
+
+    def source() -> list[object]:
+        scans.append(1)
+        return []
+
+    registry = PluginRegistry(entry_point_source=source)  # type: ignore[arg-type]
+
+    def first_lookup(_: int) -> list[str]:
+        start.wait()
+        return registry.names("serializer")
+
+    with ThreadPoolExecutor(8) as pool:
+        found = list(pool.map(first_lookup, range(8)))
+    assert scans == [1]
+    assert found == [["bytes", "json", "pickle", "text"]] * 8
+
+
 def test_builtins_come_through_the_same_hooks() -> None:
     registry = PluginRegistry(entry_point_source=list)
     rows = {(c.kind, c.name): c.plugin for c in registry.components()}
@@ -445,3 +467,82 @@ def test_a_core_only_venv_names_the_pip_extra_and_finds_an_installed_plugin(
 
 def test_the_version_is_the_core_distribution_s() -> None:
     assert __version__ == metadata.version("cached-stores-factory-core")
+
+
+def test_each_hook_function_runs_once_when_another_plugin_s_hook_raises(site: Path) -> None:
+    (site / "csf_once_calls.py").write_text("CALLS = []\n")
+    install_distribution(
+        site,
+        "csf-first",
+        "csf_first",
+        """
+        import csf_once_calls
+        from cached_stores_factory import MemoryStore, hookimpl
+
+        @hookimpl(tryfirst=True)
+        def csf_register_stores(register):
+            csf_once_calls.CALLS.append("first")
+            register("first", MemoryStore)
+        """,
+    )
+    install_distribution(
+        site,
+        "csf-raises",
+        "csf_raises",
+        """
+        from cached_stores_factory import hookimpl
+
+        @hookimpl(trylast=True)
+        def csf_register_stores(register):
+            raise LookupError("no such backend")
+        """,
+    )
+    registry = PluginRegistry()
+    assert registry.get("store", "first").distribution == "csf-first"
+    with pytest.raises(PluginLoadError, match="no such backend"):
+        registry.get("store", "csf_raises")
+    import csf_once_calls  # type: ignore[import-not-found]
+
+    assert csf_once_calls.CALLS == ["first"]
+
+
+@pytest.mark.parametrize(
+    ("body", "error"),
+    [
+        ("    register('bad', MemoryStore)\n    return\n    yield", "did not yield"),
+        ("    register('bad', MemoryStore)\n    yield\n    yield", "yielded twice"),
+        ("    register('bad', MemoryStore)", "'NoneType' object is not an iterator"),
+        ("    yield\n    register('bad', MemoryStore)\n    raise KeyError('late')", "late"),
+    ],
+    ids=["no-yield", "two-yields", "not-a-generator", "raises-after-yield"],
+)
+def test_a_wrapper_that_breaks_pluggy_s_protocol_fails_alone(
+    site: Path, body: str, error: str, request: pytest.FixtureRequest
+) -> None:
+    module = "csf_" + request.node.callspec.id.replace("-", "_")  # a fresh module each
+    install_distribution(site, "csf-echo", "csf_echo", ECHO_PLUGIN)
+    install_distribution(
+        site,
+        "csf-outer",
+        "csf_outer",
+        """
+        from cached_stores_factory import MemoryStore, hookimpl
+
+        @hookimpl(tryfirst=True, wrapper=True)
+        def csf_register_stores(register):
+            register("outer", MemoryStore)
+            return (yield)
+        """,
+    )
+    source = (
+        "from cached_stores_factory import MemoryStore, hookimpl\n\n"
+        f"@hookimpl(wrapper=True)\ndef csf_register_stores(register):\n{body}\n"
+    )
+    install_distribution(site, "csf-odd", module, source)
+    registry = PluginRegistry()
+    assert {"echo", "outer"} <= set(registry.names("store"))
+    assert "bad" not in registry.names("store")
+    assert registry.get("store", "outer").distribution == "csf-outer"
+    [record] = [p for p in registry.plugins() if p.error is not None]
+    assert (record.name, record.distribution) == (module, "csf-odd")
+    assert error in str(record.error)

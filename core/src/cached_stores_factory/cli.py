@@ -23,12 +23,11 @@ from ._progress import Meter, MeteredStore
 from ._ranged import ROOT as PARTIAL_ROOT
 from ._version import PLUGIN_API, __version__
 from .errors import ConfigError, CSFError, KeyNotFoundError
-from .plugins import BUILTINS, PluginRegistry, registry
+from .plugins import BUILTINS, CORE_DISTRIBUTION, PluginRegistry, registry
 
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-CORE_DISTRIBUTION = "cached-stores-factory-core"
 LS_BAR_KEYS = 1000  # `ls` draws a bar from this many keys: each may cost a remote stat
 
 

@@ -1,23 +1,22 @@
 """Plugin discovery and the component registry.
 
 Plugins are modules named by entry points in the `cached_stores_factory` group.  On the first
-lookup, once, each is imported, checked against the plugin API, registered with one pluggy
-`PluginManager` and called through `pm.hook`, so `tryfirst`, `trylast` and hook wrappers work
-as pluggy documents them.  A plugin that fails to import, targets another plugin API or whose
-hook raises is recorded, not raised: only a lookup of a name it provides fails, with the cause
-chained.  Two plugins registering one name lose that name only.  `CSF_DISABLE_PLUGINS=a,b`
-skips plugins by entry-point name.
+lookup, once, each is imported, checked against the plugin API and registered with one pluggy
+`PluginManager`, and each hook is called once through `pm.hook`, so `tryfirst`, `trylast` and
+hook wrappers work as pluggy documents them.  A plugin that fails to import, targets another
+plugin API or whose hook function raises is recorded, not raised: the other plugins' hook
+functions still run once, and only a lookup of a name it provides fails, with the cause
+chained.  Two plugins registering one name lose that name only.
+`CSF_DISABLE_PLUGINS=a,b` skips plugins by entry-point name.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib
-import inspect
 import os
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import Distribution, EntryPoint, entry_points
 from types import SimpleNamespace
 from typing import Any, NamedTuple
@@ -34,8 +33,7 @@ __all__ = ["ENTRY_POINT_GROUP", "Component", "Kind", "PluginRecord", "PluginRegi
 ENTRY_POINT_GROUP = "cached_stores_factory"
 CORE_DISTRIBUTION = "cached-stores-factory-core"
 BUILTINS = "builtins"
-KINDS: tuple[Kind, ...] = ("store", "policy", "serializer")
-_HOOKS: dict[Kind, str] = {
+HOOKS: dict[Kind, str] = {  # in the order they are called and listed
     "store": "csf_register_stores",
     "policy": "csf_register_policies",
     "serializer": "csf_register_serializers",
@@ -115,15 +113,11 @@ class PluginRegistry:
         self._components: dict[tuple[Kind, str], list[Component]] = {}
         # By pluggy name, "entry-point name = module": unique, unlike entry-point names.
         self._plugins: dict[str, PluginRecord] = {}
-        # During one hook call: what was registered, and id(exception) -> the plugin it left.
-        self._pending: list[tuple[PluginRecord, str, Callable[..., Any] | str]] = []
-        self._raised_by: dict[int, str] = {}
+        self._registered: list[tuple[PluginRecord, str, Callable[..., Any] | str]] = []
 
     # -- loading --------------------------------------------------------------------------
 
     def _ensure_loaded(self) -> None:
-        if self._loaded:
-            return
         with self._lock:
             if not self._loaded:
                 self._load()
@@ -132,9 +126,9 @@ class PluginRegistry:
     def _load(self) -> None:
         manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         manager.add_hookspecs(hookspecs)
-        core = PluginRecord(BUILTINS, None)
+        core = self._plugins[BUILTINS] = PluginRecord(BUILTINS, None)
         core.distribution, core.version = CORE_DISTRIBUTION, __version__
-        self._register(manager, BUILTINS, core, _builtins)
+        self._register(manager, BUILTINS, _builtins)
         disabled = {
             name.strip() for name in self._environ.get("CSF_DISABLE_PLUGINS", "").split(",")
         }
@@ -142,10 +136,9 @@ class PluginRegistry:
             key = f"{entry_point.name} = {entry_point.value}"
             if key in self._plugins:
                 continue  # the same distribution, visible twice on sys.path
-            record = PluginRecord(
+            record = self._plugins[key] = PluginRecord(
                 entry_point.name, entry_point.dist, disabled=entry_point.name in disabled
             )
-            self._plugins[key] = record
             if record.disabled:
                 continue
             try:
@@ -153,32 +146,41 @@ class PluginRegistry:
                 check_plugin_api(module)
             except Exception as exc:
                 record.error = exc
-                continue
-            self._register(manager, key, record, module)
-        for kind, hook_name in _HOOKS.items():
-            self._call(manager, kind, getattr(manager.hook, hook_name))
+            else:
+                self._register(manager, key, module)
+        found: list[Component] = []
+        for kind, hook in HOOKS.items():
+            self._registered.clear()
+            getattr(manager.hook, hook)(register=None)  # each plugin gets its own `register`
+            found += [Component(kind, name, f, record) for record, name, f in self._registered]
+            for key, record in self._plugins.items():  # a failed plugin's later hooks don't run
+                if record.error is not None and manager.has_plugin(key):
+                    manager.unregister(name=key)
+        for component in found:  # a failed plugin loses every name it registered
+            if component.source.error is None:
+                found_as = (component.kind, component.name)
+                self._components.setdefault(found_as, []).append(component)
 
-    def _register(
-        self, manager: pluggy.PluginManager, key: str, record: PluginRecord, module: object
-    ) -> None:
-        """Register the module's hook implementations with pluggy as `key`, each adapted."""
-        self._plugins[key] = record
+    def _register(self, manager: pluggy.PluginManager, key: str, module: object) -> None:
+        """Register the module's hook functions with pluggy as `key`, each adapted."""
         hooks = {}
         for attribute in dir(module):
             options = manager.parse_hookimpl_opts(module, attribute)
             if options is not None:
-                adapted = self._adapt(key, getattr(module, attribute))
-                hooks[attribute] = hookspecs.hookimpl(**options)(adapted)
+                wrapper = bool(options.get("wrapper") or options.get("hookwrapper"))
+                hooks[attribute] = self._adapt(key, getattr(module, attribute), wrapper)
         try:
             manager.register(SimpleNamespace(**hooks), name=key)
             manager.check_pending()  # a misspelt hook name
         except Exception as exc:
             manager.unregister(name=key)
-            record.error = exc
+            self._plugins[key].error = exc
 
-    def _adapt(self, key: str, function: Callable[..., Any]) -> Callable[..., Any]:
-        """`function` as pluggy calls it: its `register` records plugin `key` as the source,
-        and an exception leaving it is blamed on `key` unless a plugin it came through was."""
+    def _adapt(self, key: str, function: Callable[..., Any], wrapper: bool) -> Callable[..., Any]:
+        """`function` as pluggy calls it, with its hookimpl options (`functools.wraps` copies
+        them): it gets a `register` that credits plugin `key`, and an exception it raises
+        fails that plugin instead of the whole hook call, so every other hook function runs
+        once."""
         record = self._plugins[key]
 
         def register(name: str, factory: Callable[..., Any] | str) -> None:
@@ -186,57 +188,44 @@ class PluginRegistry:
                 raise TypeError(f"a component name must be a non-empty str, not {name!r}")
             if not (callable(factory) or (isinstance(factory, str) and ":" in factory)):
                 raise TypeError(f"the factory for {name!r} is not callable nor 'module:attribute'")
-            self._pending.append((record, name, factory))
+            self._registered.append((record, name, factory))
 
         # pluggy passes the arguments a hook function names; the hooks have one, `register`.
-        if inspect.isgeneratorfunction(function):  # a hook wrapper
+        if not wrapper:
 
             @functools.wraps(function)
-            def adapted_wrapper(*args: object) -> Any:
-                with self._blame(key):
-                    return (yield from function(*[register] * len(args)))
+            def adapted(*args: object) -> Any:
+                try:
+                    return function(*[register] * len(args))
+                except Exception as exc:
+                    record.error = exc
+                    return None
 
-            return adapted_wrapper
+            return adapted
+
+        def broken(what: str) -> RuntimeError:
+            return RuntimeError(f"hook wrapper {function.__qualname__} {what}")
 
         @functools.wraps(function)
-        def adapted(*args: object) -> Any:
-            with self._blame(key):
-                return function(*[register] * len(args))
-
-        return adapted
-
-    @contextlib.contextmanager
-    def _blame(self, key: str) -> Iterator[None]:
-        try:
-            yield
-        except Exception as exc:
-            self._raised_by.setdefault(id(exc), key)
-            raise
-
-    def _call(self, manager: pluggy.PluginManager, kind: Kind, hook: pluggy.HookCaller) -> None:
-        """Call one hook through pluggy; while it raises, drop the plugin to blame and retry."""
-        while True:
-            self._pending.clear()
-            self._raised_by.clear()
-            try:
-                hook(register=None)  # each adapted function passes its own `register`
-                break
+        def adapted_wrapper(*args: object) -> Any:  # yields once, as pluggy requires, even if
+            try:  # the plugin's wrapper raises, yields never or yields twice
+                teardown = function(*[register] * len(args))
+                next(teardown)  # its code up to its `yield`
             except Exception as exc:
-                wrappers = [
-                    i.plugin_name for i in hook.get_hookimpls() if i.hookwrapper or i.wrapper
-                ]
-                key = self._raised_by.get(id(exc)) or next(iter(wrappers), None)
-                if key is None:
-                    raise  # not a plugin's exception
-                manager.unregister(name=key)
-                failed = self._plugins[key]
-                failed.error = exc
-                for found in self._components.values():  # withdraw its earlier hooks' names
-                    found[:] = [c for c in found if c.source is not failed]
-        for record, name, factory in self._pending:
-            self._components.setdefault((kind, name), []).append(
-                Component(kind, name, factory, record)
-            )
+                record.error = broken("did not yield") if type(exc) is StopIteration else exc
+                return (yield)
+            result = yield
+            try:
+                teardown.send(result)  # its code after its `yield`
+            except StopIteration as stop:
+                return stop.value
+            except Exception as exc:
+                record.error = exc
+            else:
+                record.error = broken("yielded twice")
+            return result
+
+        return adapted_wrapper
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -258,12 +247,12 @@ class PluginRegistry:
         raise self._not_found(kind, name)
 
     def _not_found(self, kind: Kind, name: str) -> Exception:
-        plugin_name = FIRST_PARTY.get((kind, name), (name, ""))[0]
-        for record in self._plugins.values():
-            where = f"{kind} {name!r} comes from plugin {plugin_name!r}"
-            if record.name == plugin_name and record.disabled:
+        plugin = FIRST_PARTY.get((kind, name), (name, ""))[0]
+        where = f"{kind} {name!r} comes from plugin {plugin!r}"
+        for record in (r for r in self._plugins.values() if r.name == plugin):
+            if record.disabled:
                 return PluginNotFoundError(f"{where}, which CSF_DISABLE_PLUGINS blocks")
-            if record.name == plugin_name and record.error is not None:
+            if record.error is not None:
                 error = PluginLoadError(
                     f"{where} ({record.distribution or 'unknown distribution'}), which failed "
                     f"to load: {type(record.error).__name__}: {record.error}"
@@ -296,7 +285,7 @@ class PluginRegistry:
         self._ensure_loaded()
         return sorted(
             (c for found in self._components.values() for c in found),
-            key=lambda c: (KINDS.index(c.kind), c.name, c.plugin),
+            key=lambda c: (list(HOOKS).index(c.kind), c.name, c.plugin),
         )
 
     def plugins(self) -> list[PluginRecord]:
