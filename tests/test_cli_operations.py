@@ -48,6 +48,33 @@ def test_check_reports_a_wrong_type_in_one_line_before_connecting(
     assert "12345678" not in out.stderr
 
 
+@pytest.mark.parametrize(
+    ("bucket", "code", "problem"),
+    [
+        # Refused when the config is read, naming its place.
+        ("no spaces allowed", 2, "[remote] store 's3': S3Store bucket name 'no spaces allowed'"),
+        # Refused by botocore, whose message spans several lines: one line here.
+        ("arn:not-an-arn", 1, "s3://arn:not-an-arn/k: Parameter validation failed: Invalid"),
+    ],
+)
+def test_a_bad_bucket_name_is_one_line_without_the_secret(
+    tmp_path: Path, bucket: str, code: int, problem: str
+) -> None:
+    config = tmp_path / "f.toml"
+    config.write_text(
+        f'[local]\nstore = "memory"\n[remote]\nstore = "s3"\nbucketname = "{bucket}"\n'
+        'endpoint_url = "http://127.0.0.1:9"\naws_access_key_id = "k"\n'
+        'aws_secret_access_key = "hidden-value"\n'
+    )
+    out = subprocess.run(
+        [*CSF, "-q", "-c", str(config), "cat", "k"], capture_output=True, text=True
+    )
+    assert out.returncode == code
+    error = out.stderr.splitlines()[-1]
+    assert error.startswith("csf: error: ") and problem in error
+    assert "hidden-value" not in out.stderr
+
+
 # -- every subcommand against moto's S3 server over HTTP -----------------------------------
 
 

@@ -162,30 +162,58 @@ def test_a_missing_environment_variable_is_named_with_its_place(
         )
 
 
-def test_dollar_dollar_escapes_a_dollar(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("value", ["${BUCKET", "x-${1BUCKET}", "${}"])
+def test_a_broken_environment_reference_is_an_error_not_a_literal(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"\[serializer\].*'encoding'.*without a closing '}'"):
+        CachedStoreFactory.from_config(
+            {**MEMORY_PAIR, "serializer": {"name": "text", "encoding": value}}
+        )
+
+
+def test_an_unknown_text_encoding_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"\[serializer\].*unknown encoding 'klingon'"):
+        CachedStoreFactory.from_config(
+            {**MEMORY_PAIR, "serializer": {"name": "text", "encoding": "klingon"}}
+        )
+
+
+def with_store(name: str, store_class: type[MemoryStore]) -> PluginRegistry:
+    """The built-ins plus one store registered under `name`."""
+    from cached_stores_factory.plugins import Component, PluginRecord
+
+    registry = core_only()
+    registry.names("store")
+    registry._components["store", name] = [
+        Component("store", name, store_class, PluginRecord("t", None))
+    ]
+    return registry
+
+
+class Labelled(MemoryStore):
+    def __init__(self, label: str) -> None:
+        super().__init__()
+        self.label = label
+
+
+def test_dollar_dollar_escapes_a_dollar() -> None:
     factory = CachedStoreFactory.from_config(
-        {**MEMORY_PAIR, "serializer": {"name": "text", "encoding": "$${X}"}}
+        {**MEMORY_PAIR, "remote": {"store": "labelled", "label": "$${X}"}},
+        plugins=with_store("labelled", Labelled),
     )
-    assert factory.serializer.encoding == "${X}"  # type: ignore[union-attr]
+    assert isinstance(factory.remote_store, Labelled)
+    assert factory.remote_store.label == "${X}"
 
 
 def test_a_secret_in_a_constructor_error_is_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CSF_TEST_PASSWORD", "hunter2-s3cr3t")
-    registry = core_only()
-    registry.names("store")
 
     class Picky(MemoryStore):
         def __init__(self, password: str) -> None:
             raise ValueError(f"login refused for password {password}")
 
-    from cached_stores_factory.plugins import Component, PluginRecord
-
-    registry._components["store", "picky"] = [
-        Component("store", "picky", Picky, PluginRecord("t", None))
-    ]
     factory = CachedStoreFactory.from_config(
         {**MEMORY_PAIR, "remote": {"store": "picky", "password": "${CSF_TEST_PASSWORD}"}},
-        plugins=registry,
+        plugins=with_store("picky", Picky),
     )
     assert "hunter2" not in repr(factory)
     with pytest.raises(ConfigError) as info:

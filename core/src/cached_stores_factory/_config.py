@@ -68,6 +68,11 @@ def _substitute(text: str, where: str, environ: Mapping[str, str]) -> str:
             return default
         raise ConfigError(f"{where}: environment variable {name!r} is not set")
 
+    if "${" in _ENV_REF.sub("", text):
+        raise ConfigError(
+            f"{where}: '${{' without a closing '}}' or a valid variable name; "
+            "write '$$' for a literal '$'"
+        )
     return _ENV_REF.sub(value, text)
 
 

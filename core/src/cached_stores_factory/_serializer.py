@@ -51,6 +51,14 @@ class TextSerializer(Serializer):
 
     encoding: str = "utf-8"
 
+    def __post_init__(self) -> None:
+        import codecs  # already loaded by the interpreter; checks the name at config time
+
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            raise ValueError(f"unknown encoding {self.encoding!r}") from None
+
     def dumps(self, value: Any) -> bytes:
         if not isinstance(value, str):
             raise SerializerError(f"the 'text' serializer stores str, not {type(value).__name__}")

@@ -20,6 +20,7 @@ import base64
 import contextlib
 import io
 import os
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -54,6 +55,7 @@ _READ_TIMEOUT = 60
 _READ_BUFFER = 256 * 1024
 _ETAG_META = "csf-etag"  # the origin's ETag, when this bucket caches another store
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+_BUCKET_NAME = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")  # botocore's own check, made at config time
 _NOT_MODIFIED_CODES = frozenset({"304", "NotModified"})
 _RESUMES = 2  # ranged GETs after a body broke off, beyond botocore's retries of each request
 
@@ -241,6 +243,11 @@ class S3Store(Store):
     ) -> None:
         if not isinstance(bucketname, str) or not bucketname:
             raise ConfigError(f"S3Store needs a bucket name, not {bucketname!r}")
+        if not (_BUCKET_NAME.fullmatch(bucketname) or bucketname.startswith("arn:")):
+            raise ConfigError(
+                f"S3Store bucket name {bucketname!r} may hold only letters, digits, '.', '-' "
+                "and '_' (or be an access point ARN)"
+            )
         if multipart_chunksize < MIN_PART_SIZE:
             raise ConfigError(f"multipart_chunksize must be at least {MIN_PART_SIZE} bytes")
         if prefix and (prefix.startswith("/") or "//" in prefix):
@@ -322,7 +329,8 @@ class S3Store(Store):
         return f"s3://{self.bucketname}/{self._name(key)}"
 
     def _clean(self, exc: BaseException | None) -> str:
-        return redact(str(exc), self._secrets)
+        """The error's message without secrets, on one line (botocore's can span several)."""
+        return " ".join(line.strip() for line in redact(str(exc), self._secrets).splitlines())
 
     @contextlib.contextmanager
     def _calling(self, key: str = "") -> Iterator[None]:
