@@ -114,3 +114,13 @@ def test_value_api_uses_the_configured_serializer() -> None:
     store["doc.json"] = {"a": [1, 2]}
     assert remote.get("doc.json") == b'{"a":[1,2]}'
     assert store["doc.json"] == {"a": [1, 2]}
+
+
+@pytest.mark.parametrize("protocol", [6, 99])
+def test_a_pickle_protocol_python_does_not_have_is_refused_when_made(protocol: int) -> None:
+    with pytest.raises(
+        ValueError, match=rf"up to 5 \(a negative one means the highest\), not {protocol}"
+    ):
+        PickleSerializer(trusted=True, protocol=protocol)
+    highest = PickleSerializer(trusted=True, protocol=-1)  # pickle's own "the highest"
+    assert highest.loads(highest.dumps([1])) == [1]

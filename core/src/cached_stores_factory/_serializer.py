@@ -115,6 +115,13 @@ class PickleSerializer(Serializer):
             )
         if not self.trusted:
             raise UnsafeSerializerError(_PICKLE_REFUSAL)
+        import pickle
+
+        if not isinstance(self.protocol, int) or self.protocol > pickle.HIGHEST_PROTOCOL:
+            raise ValueError(
+                f"protocol must be an int up to {pickle.HIGHEST_PROTOCOL} (a negative one means "
+                f"the highest), not {self.protocol!r}"
+            )
 
     def dumps(self, value: Any) -> bytes:
         import pickle  # loaded only where pickling is switched on
