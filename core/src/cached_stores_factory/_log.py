@@ -1,7 +1,7 @@
 """Loggers made on first use.
 
-Only warnings need logging, and importing it costs a cold start about a twentieth of the
-entry-point scan that start is measured against (docs/performance.md).
+Only warnings need logging, and importing it is a measurable part of a cold start
+(docs/performance.md has the figure).
 """
 
 from __future__ import annotations

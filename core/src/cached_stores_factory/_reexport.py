@@ -1,4 +1,4 @@
-"""First-party components that ship outside the core, and the seed's import paths for them."""
+"""First-party components outside the core, and the original examples' import paths for them."""
 
 from __future__ import annotations
 

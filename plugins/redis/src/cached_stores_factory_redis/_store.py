@@ -162,7 +162,7 @@ class RedisStore(Store):
     entry.
     """
 
-    def __init__(  # noqa: PLR0917 - the seed's positional order: host, port, ex
+    def __init__(  # noqa: PLR0917 - the original examples' order: host, port, ex
         self,
         host: str = "localhost",
         port: int = 6379,

@@ -69,7 +69,7 @@ def _s3_client(profile: str | None, region: str | None, **kwargs: Any) -> Any:
     """An S3 client from the process's one boto3 session for this profile and region.
 
     Building a session loads botocore's service models (a quarter of a second); stores that
-    share a profile, like the two buckets of the seed's Example 3, share the session.
+    share a profile, like the two buckets of the original Example 3, share the session.
     Sessions are not thread-safe, so clients are made under a lock; clients themselves are.
     """
     import boto3
