@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+import sys
 import threading
 import time
 import uuid
@@ -214,8 +215,18 @@ def test_ledger_settings_are_checked():
         FIFOCache(2, ledger="http://example.invalid")
     policy = LRUCache(2, ledger="redis://:pw-s3cret@127.0.0.1:1/0")
     assert "pw-s3cret" not in repr(policy)
-    with pytest.raises(ConfigError, match="ledger_cluster=True needs ledger"):
-        build(MemoryStore(), FIFOCache(2, ledger_cluster=True))
+    with pytest.raises(ValueError, match="ledger_cluster=True needs ledger"):
+        FIFOCache(2, ledger_cluster=True)
+
+
+def test_a_ledger_without_the_redis_plugin_is_a_config_error_naming_its_place(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    monkeypatch.setitem(sys.modules, "cached_stores_factory_redis", None)  # not installed
+    config = {"local": {"store": "memory"}, "remote": {"store": "memory"}}
+    policy = {"name": "lru", "depth": 2, "ledger": "redis://127.0.0.1:1/0"}
+    with pytest.raises(ConfigError, match=r"\[policy\] policy 'lru': .*\[redis\]"):
+        CachedStoreFactory.from_config({**config, "policy": policy})
 
 
 def test_a_ledger_on_a_cluster_by_url(redis_cluster: RedisCluster):

@@ -12,7 +12,6 @@ from urllib.parse import urlsplit
 import attrs
 
 from cached_stores_factory import CachePolicy, EntryStat, Store
-from cached_stores_factory.errors import ConfigError
 
 from ._ledger import Bounds, Ledger, open_ledger
 from ._redis_ledger import RedisLedger
@@ -103,6 +102,16 @@ class _BoundedCache(CachePolicy):
                 f"{self.name}: stale_if_error and stale_while_revalidate need a ttl: "
                 "without one, entries never expire"
             )
+        if self.ledger_cluster and self.ledger is None:
+            raise ValueError(f"{self.name}: ledger_cluster=True needs ledger='redis://...'")
+        if self.ledger is not None:
+            try:  # the plugin's package only: redis-py is imported when the ledger connects
+                import cached_stores_factory_redis  # noqa: F401
+            except ImportError:
+                raise ValueError(
+                    f"{self.name}: a ledger in Redis needs the redis plugin: "
+                    'pip install "cached-stores-factory[redis]"'
+                ) from None
 
     def bind(self, store: Store) -> None:
         if self._ledger is not None:
@@ -116,8 +125,6 @@ class _BoundedCache(CachePolicy):
 
     def _open_ledger(self, store: Store, bounds: Bounds) -> Ledger:
         """A Redis ledger when asked for, or when the local store is Redis; else the default."""
-        if self.ledger_cluster and self.ledger is None:
-            raise ConfigError(f"{self.name}: ledger_cluster=True needs ledger='redis://...'")
         client = getattr(store, "redis_client", None)
         if self.ledger is None and (store.state_dir() is not None or client is None):
             return open_ledger(store, bounds, self.name)
@@ -125,13 +132,8 @@ class _BoundedCache(CachePolicy):
         if self.ledger is None:  # the local store's own Redis
             where = getattr(store, "where", "the local store's Redis")
             return RedisLedger(store, bounds, client, ledger_key=key, where=where, owned=False)
-        try:
-            from cached_stores_factory_redis import connect
-        except ImportError:
-            raise ConfigError(
-                f"{self.name}: a ledger in Redis needs the redis plugin: "
-                'pip install "cached-stores-factory[redis]"'
-            ) from None
+        from cached_stores_factory_redis import connect
+
         parts = urlsplit(self.ledger)
         kind = "Redis Cluster" if self.ledger_cluster else "Redis"
         where = f"{kind} at {parts.hostname or parts.path}" + (
