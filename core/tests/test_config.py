@@ -16,7 +16,7 @@ from cached_stores_factory import (
     MemoryStore,
     Store,
 )
-from cached_stores_factory.errors import ConfigError, PluginNotFoundError
+from cached_stores_factory.errors import ConfigError, PluginNotFoundError, RemoteError, StoreError
 from cached_stores_factory.plugins import PluginRegistry
 
 MEMORY_PAIR: dict[str, Any] = {"local": {"store": "memory"}, "remote": {"store": "memory"}}
@@ -202,6 +202,27 @@ def test_dollar_dollar_escapes_a_dollar() -> None:
     )
     assert isinstance(factory.remote_store, Labelled)
     assert factory.remote_store.label == "${X}"
+
+
+@pytest.mark.parametrize("error", [StoreError, RemoteError])
+def test_a_store_that_cannot_start_names_its_place_and_keeps_its_error_type(
+    error: type[StoreError],
+) -> None:
+    class Unreachable(MemoryStore):
+        def __init__(self) -> None:
+            raise error("cannot open the store directory /nowhere: No such file or directory")
+
+    factory = CachedStoreFactory.from_config(
+        {**MEMORY_PAIR, "local": {"store": "unreachable"}},
+        plugins=with_store("unreachable", Unreachable),
+    )
+    with pytest.raises(error) as info:
+        factory.build()
+    assert type(info.value) is error
+    assert str(info.value) == (
+        "config: [local] store 'unreachable': cannot open the store directory /nowhere: "
+        "No such file or directory"
+    )
 
 
 def test_a_secret_in_a_constructor_error_is_redacted(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ._types import argument_hints, convert, type_problem, validator_problem
-from .errors import ConfigError, PluginError, redact
+from .errors import ConfigError, PluginError, RemoteError, StoreError, redact
 from .plugins import Kind, PluginRegistry
 
 __all__ = ["ComponentSpec", "Recipe", "load_config", "parse", "resolve"]
@@ -158,6 +158,11 @@ class Recipe:
         except (TypeError, ValueError) as exc:
             secrets = [str(v) for k, v in self.arguments.items() if _SECRET_NAME.search(k)]
             raise ConfigError(f"{self.where}: {redact(str(exc), secrets)}") from None
+        except StoreError as exc:
+            if type(exc) not in (StoreError, RemoteError):
+                raise
+            # A store that cannot start (its directory, its cluster): the same error, placed.
+            raise type(exc)(f"{self.where}: {exc}") from None
 
 
 def _check_types(
