@@ -41,11 +41,13 @@ class Outage:
         with self._lock:
             if not self.until:
                 log.warning(
-                    "the %s store %r failed (%s); %s until it answers again",
+                    "the %s store %r failed (%s); %s",
                     self._role,
                     self._store,
                     error,
-                    "reads and writes go to the remote" if self._role == "local" else "retrying",
+                    "reads and writes go to the remote until it answers again"
+                    if self._role == "local"
+                    else "each later call tries it again",
                 )
             else:
                 self._backoff = min(self._backoff * 2, BACKOFF_MAX)
