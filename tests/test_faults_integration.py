@@ -216,6 +216,26 @@ def test_reads_survive_a_redis_local_store_that_dies_or_hangs(
     assert local.get("k0") == b"written during the outage"  # the old copy was dropped
 
 
+@pytest.mark.redis
+@pytest.mark.parametrize("policy", ["fifo", "lru"])
+def test_a_bounded_policy_over_a_dead_redis_still_builds_and_reads(
+    redis_control: RedisControl, policy: str
+) -> None:
+    """Its ledger lives in the same Redis, which is gone: reads go to the remote."""
+    redis_control.kill()
+    cs = CachedStoreFactory.from_config(
+        {
+            "local": {"store": "redis", "port": redis_control.server.port, "prefix": "dead:"},
+            "remote": {"store": "memory"},
+            "policy": {"name": policy, "depth": 3},
+        }
+    ).build()
+    cs.remote.put("k", b"from the remote")
+    assert cs.get("k") == b"from the remote"
+    cs.put("w", b"written")  # the one upload succeeds
+    assert cs.remote.get("w") == b"written"
+
+
 # -- tempfile roots that are full or read-only ------------------------------------------------
 
 

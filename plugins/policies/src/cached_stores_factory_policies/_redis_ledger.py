@@ -175,7 +175,10 @@ class RedisLedger:
         self._counts = CounterDeltas()  # this process's counters, not yet written
         self._lock = threading.Lock()  # one script call at a time takes the buffers
         self._closed = threading.Event()
-        self._sync()
+        try:
+            self._sync()
+        except (StoreError, OSError) as exc:  # the Redis is down: the cache must still build
+            log.warning("%s can't be reconciled (%s); it is at the next start", self.where, exc)
         self._flusher: threading.Thread | None = None
         self._start_flusher()
         ref = weakref.ref(self)
