@@ -873,3 +873,13 @@ def test_an_entry_evicted_before_its_waiters_open_it_costs_no_second_fetch(local
     assert results == [b"hello\nworld\n"] * 4
     assert "a/b.txt" not in local
     assert remote.calls["open_read"] == 2  # a/b.txt once, other once
+
+
+@pytest.mark.parametrize("mode", ["rb", "r"])
+def test_a_read_only_open_refuses_writes_as_a_file_does(cs, remote, mode: str) -> None:
+    for _ in range(2):  # a miss, then a hit
+        with cs.open("a/b.txt", mode) as handle:
+            assert not handle.writable()
+            with pytest.raises(io.UnsupportedOperation):
+                handle.write(b"lost" if "b" in mode else "lost")
+    assert remote.get("a/b.txt") == b"hello\nworld\n"

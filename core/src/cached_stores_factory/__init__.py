@@ -15,13 +15,14 @@ from ._serializer import (
     Serializer,
     TextSerializer,
 )
-from ._store import EntryReader, EntryStat, Store
+from ._store import BytesReader, EntryReader, EntryStat, Store
 from ._version import PLUGIN_API, __version__
 from .hookspecs import hookimpl
 from .stores.memory_store import MemoryStore
 
 __all__ = [
     "PLUGIN_API",
+    "BytesReader",
     "BytesSerializer",
     "CachePolicy",
     "CacheStats",

@@ -91,8 +91,8 @@ _FIELDS: Final = tuple(field.name for field in dataclasses.fields(CacheStats))
 class _Counters:
     """The CacheStats counters behind one lock.
 
-    The lock is held for a few additions, never across I/O: about 0.1 us on a hit that costs
-    10 us or more, and correct without the GIL.
+    The lock is held for a few additions, never across I/O (its cost on a hit is in
+    docs/performance.md), and the counts stay exact without the GIL.
     """
 
     def __init__(self) -> None:

@@ -8,6 +8,8 @@ import os
 import tempfile
 from typing import IO, TYPE_CHECKING
 
+from ._store import BytesReader
+
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
@@ -84,7 +86,7 @@ class SharedSpool:
     def open(self) -> IO[bytes]:
         """A new reader positioned at the start."""
         if self._data is not None:
-            return io.BytesIO(self._data)  # shares the bytes until someone writes
+            return BytesReader(self._data)  # shares the bytes
         return io.BufferedReader(_SpoolFile(self), CHUNK)
 
     def pread(self, size: int, offset: int) -> bytes:

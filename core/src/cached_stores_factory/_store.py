@@ -15,7 +15,7 @@ from typing import IO, Any, ClassVar, Self, TypeVar
 from ._keys import validate_key, validate_prefix
 from .errors import EntryChangedError, KeyNotFoundError
 
-__all__ = ["EntryReader", "EntryStat", "Store"]
+__all__ = ["BytesReader", "EntryReader", "EntryStat", "Store"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -49,6 +49,26 @@ class EntryStat:
     def __post_init__(self) -> None:
         if self.size < 0:
             raise ValueError(f"'size' must be >= 0: {self.size}")
+
+
+class BytesReader(io.BytesIO):
+    """An entry's bytes in memory, read-only as a file opened "rb" is.
+
+    Stores hand it out for small entries, so a write to what `open(key, "rb")` returned
+    raises `io.UnsupportedOperation` instead of being quietly lost.
+    """
+
+    def writable(self) -> bool:
+        return False
+
+    def write(self, data: Any) -> int:
+        raise io.UnsupportedOperation("not writable")
+
+    def writelines(self, lines: Any) -> None:
+        raise io.UnsupportedOperation("not writable")
+
+    def truncate(self, size: int | None = None) -> int:
+        raise io.UnsupportedOperation("not writable")
 
 
 @dataclasses.dataclass(frozen=True, slots=True, weakref_slot=True)
@@ -157,8 +177,8 @@ class Store(abc.ABC):
         """
         data = self.get(key)
         if type(self).stat is not Store.stat:
-            return EntryReader(io.BytesIO(data), self.stat(key))
-        return EntryReader(io.BytesIO(data), EntryStat(size=len(data), modified=None))
+            return EntryReader(BytesReader(data), self.stat(key))
+        return EntryReader(BytesReader(data), EntryStat(size=len(data), modified=None))
 
     def open_read_if_changed(self, key: str, etag: str) -> EntryReader | None:
         """Open the entry unless its current version still has entity tag `etag`: then None.
@@ -187,7 +207,7 @@ class Store(abc.ABC):
             skipped = 0
             while skipped < start and (chunk := entry.read(min(start - skipped, 1 << 20))):
                 skipped += len(chunk)
-            return EntryReader(io.BytesIO(entry.read(end - start)), entry.stat)
+            return EntryReader(BytesReader(entry.read(end - start)), entry.stat)
 
     def touch(self, key: str) -> EntryStat:
         """Stamp the entry as stored now, bytes unchanged, and return its new stat.

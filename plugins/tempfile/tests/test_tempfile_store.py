@@ -622,3 +622,11 @@ def test_a_root_that_is_a_file_is_a_clear_error(tmp_path: Path):
     root.write_bytes(b"")
     with pytest.raises(StoreError, match=f"{root}"):
         TempfileStore("t", root=root)
+
+
+def test_a_small_entry_is_read_only_like_a_file_opened_rb(store: TempfileStore):
+    store.put("k", b"v")
+    with store.open_read("k") as entry:
+        assert not entry.stream.writable()
+        with pytest.raises(io.UnsupportedOperation):
+            entry.stream.write(b"x")

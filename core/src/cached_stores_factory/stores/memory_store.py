@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import io
 import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import IO
 
-from .._store import EntryReader, EntryStat, Store
+from .._store import BytesReader, EntryReader, EntryStat, Store
 from ..errors import KeyNotFoundError
 
 __all__ = ["MemoryStore"]
@@ -67,7 +66,7 @@ class MemoryStore(Store):
             data, stat = self._entries[key]
         except KeyError:
             raise KeyNotFoundError(key, "memory store") from None
-        return EntryReader(io.BytesIO(data), stat)
+        return EntryReader(BytesReader(data), stat)
 
     def stat(self, key: str) -> EntryStat:
         try:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import io
 import json
 import time
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ from urllib.parse import urlsplit
 
 import xxhash
 
-from cached_stores_factory import EntryReader, EntryStat, Store, validate_key
+from cached_stores_factory import BytesReader, EntryReader, EntryStat, Store, validate_key
 from cached_stores_factory.errors import (
     ConfigError,
     CorruptEntryError,
@@ -325,7 +324,7 @@ class RedisStore(Store):
         with self._talking():
             data, meta = self._client.hmget(self._name(key), [_DATA, _META])
         data, stat = self._verified(key, data, meta)
-        return EntryReader(io.BytesIO(data), stat)
+        return EntryReader(BytesReader(data), stat)
 
     def get(self, key: str) -> bytes:
         with self._talking():

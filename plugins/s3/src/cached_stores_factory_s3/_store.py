@@ -26,7 +26,7 @@ import time
 from collections.abc import Iterator
 from typing import IO, Any
 
-from cached_stores_factory import EntryReader, EntryStat, Store, validate_key
+from cached_stores_factory import BytesReader, EntryReader, EntryStat, Store, validate_key
 from cached_stores_factory.errors import (
     ConfigError,
     EntryChangedError,
@@ -426,7 +426,7 @@ class S3Store(Store):
         )
         if if_match is not None and stat.etag != if_match:
             raise EntryChangedError(key, if_match, stat.etag)
-        return EntryReader(io.BytesIO(), stat)
+        return EntryReader(BytesReader(), stat)
 
     def get(self, key: str) -> bytes:
         with self.open_read(key) as entry:

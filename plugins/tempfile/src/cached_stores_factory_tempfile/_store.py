@@ -50,7 +50,7 @@ from typing import IO, Any
 
 import xxhash
 
-from cached_stores_factory import EntryReader, EntryStat, Store
+from cached_stores_factory import BytesReader, EntryReader, EntryStat, Store
 from cached_stores_factory._log import lazy_logger
 from cached_stores_factory.errors import (
     ConfigError,
@@ -256,7 +256,7 @@ class TempfileStore(Store):
                 os.close(fd)
         if len(data) != size or xxhash.xxh3_64_intdigest(data) != checksum:
             raise self._corrupt(key)
-        return EntryReader(io.BytesIO(data), stat)
+        return EntryReader(BytesReader(data), stat)
 
     def _corrupt(
         self, key: str, what: str = "its bytes do not match their checksum"
