@@ -7,7 +7,6 @@ import os
 import re
 import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
@@ -80,11 +79,7 @@ def test_a_bad_bucket_name_is_one_line_without_the_secret(
 
 @pytest.fixture
 def bucket(s3_server: S3Server) -> str:
-    name = f"cli-{uuid.uuid4().hex[:12]}"
-    s3_server.client().create_bucket(
-        Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
-    )
-    return name
+    return s3_server.new_bucket("cli")
 
 
 @pytest.fixture

@@ -223,31 +223,15 @@ def test_redis_local_reads_through_once_and_writes_through(
 # -- S3 (moto's HTTP server) --------------------------------------------------------------
 
 
-def s3_store(s3_server: S3Server, bucket: str) -> Any:
-    from cached_stores_factory.stores.S3_store import S3Store
-
-    return S3Store(
-        bucketname=bucket,
-        s3_region="eu-central-1",
-        endpoint_url=s3_server.endpoint_url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 @pytest.fixture
 def bucket(s3_server: S3Server) -> str:
-    name = f"engine-{uuid.uuid4().hex[:12]}"
-    s3_server.client().create_bucket(
-        Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
-    )
-    return name
+    return s3_server.new_bucket("engine")
 
 
 @pytest.mark.s3
 def test_s3_remote_hits_send_no_request(s3_server: S3Server, bucket: str, tmp_path: Path) -> None:
     s3_server.client().put_object(Bucket=bucket, Key="data/a.csv", Body=b"a,b\n1,2\n")
-    cs = CachedStoreFactory(tempfile_store(tmp_path), s3_store(s3_server, bucket)).build()
+    cs = CachedStoreFactory(tempfile_store(tmp_path), s3_server.store(bucket)).build()
     before = s3_server.count()
     with cs.open("data/a.csv", "r") as fh:
         assert fh.read() == "a,b\n1,2\n"
@@ -265,7 +249,7 @@ def test_s3_single_flight_and_write_through(
 ) -> None:
     client = s3_server.client()
     client.put_object(Bucket=bucket, Key="hot.bin", Body=b"h" * 50_000)
-    cs = CachedStoreFactory(tempfile_store(tmp_path), s3_store(s3_server, bucket)).build()
+    cs = CachedStoreFactory(tempfile_store(tmp_path), s3_server.store(bucket)).build()
 
     def read() -> bytes:
         with cs.open("hot.bin", "rb") as fh:
@@ -393,7 +377,7 @@ def test_large_objects_stream_with_bounded_memory(tmp_path: Path) -> None:
 def test_large_s3_objects_stream_with_bounded_memory(
     s3_server: S3Server, bucket: str, tmp_path: Path
 ) -> None:
-    s3_store(s3_server, bucket)  # skips here, not in the subprocess, if the plugin is missing
+    s3_server.store(bucket)  # skips here, not in the subprocess, if the plugin is missing
     size = 256 * MiB
     source = ChunkedStream(size, seed=3)
     s3_server.client().upload_fileobj(source, bucket, "big")
@@ -416,7 +400,7 @@ def test_unclosed_handles_reach_s3_at_interpreter_exit(
     s3_server: S3Server, bucket: str, tmp_path: Path
 ) -> None:
     """The seed's shape: open, write, never close, exit.  S3 holds the bytes afterwards."""
-    s3_store(s3_server, bucket)
+    s3_server.store(bucket)
     script = f"""
     from cached_stores_factory.factories.cached_store_factory import CachedStoreFactory
     from cached_stores_factory.stores.S3_store import S3Store

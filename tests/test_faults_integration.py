@@ -10,7 +10,6 @@ import contextlib
 import logging
 import subprocess
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,29 +18,10 @@ import pytest
 from cached_stores_factory import CachedStoreFactory, MemoryStore, _resilience
 from cached_stores_factory.caches.TTL_cache import TTLCache
 from cached_stores_factory.errors import RemoteError
-from cached_stores_factory.stores.S3_store import S3Store
 from cached_stores_factory.stores.tempfile_store import TempfileStore
 from cached_stores_factory.testing.faults import RedisControl, tmpfs
 from cached_stores_factory.testing.servers import S3Server, running_s3
 from cached_stores_factory_tempfile._store import _entry_name
-
-
-def s3_store(server: S3Server, bucket: str) -> S3Store:
-    return S3Store(
-        bucketname=bucket,
-        s3_region="eu-central-1",
-        endpoint_url=server.endpoint_url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
-def new_bucket(server: S3Server) -> str:
-    name = f"faults-{uuid.uuid4().hex[:12]}"
-    server.client().create_bucket(
-        Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
-    )
-    return name
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -59,12 +39,12 @@ def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_an_unchanged_expiry_is_a_304_and_sends_no_body(
     s3_server: S3Server, tmp_path: Path
 ) -> None:
-    bucket = new_bucket(s3_server)
+    bucket = s3_server.new_bucket("faults")
     body = bytes(range(256)) * 4096  # 1 MiB
     s3_server.client().put_object(Bucket=bucket, Key="data/blob", Body=body)
     cs = CachedStoreFactory(
         TempfileStore("reval", root=tmp_path / "cache"),
-        s3_store(s3_server, bucket),
+        s3_server.store(bucket),
         TTLCache(interval=0.3),
     ).build()
     assert cs.get("data/blob") == body
@@ -92,9 +72,9 @@ def test_a_stale_copy_is_served_while_the_s3_endpoint_is_stopped(
 ) -> None:
     with contextlib.ExitStack() as running:
         server = running.enter_context(running_s3())
-        bucket = new_bucket(server)
+        bucket = server.new_bucket("faults")
         server.client().put_object(Bucket=bucket, Key="k", Body=b"the value")
-        remote = s3_store(server, bucket)
+        remote = server.store(bucket)
         local = TempfileStore("stale", root=tmp_path / "cache")
         within = CachedStoreFactory(local, remote, TTLCache(interval=0.2, stale_if_error=60.0))
         cs = within.build()
@@ -115,11 +95,11 @@ def test_a_stale_copy_is_served_while_the_s3_endpoint_is_stopped(
 def test_stale_while_revalidate_refreshes_once_in_the_background(
     s3_server: S3Server, tmp_path: Path
 ) -> None:
-    bucket = new_bucket(s3_server)
+    bucket = s3_server.new_bucket("faults")
     s3_server.client().put_object(Bucket=bucket, Key="k", Body=b"version 1")
     local = TempfileStore("swr", root=tmp_path / "cache")
     cs = CachedStoreFactory(
-        local, s3_store(s3_server, bucket), TTLCache(interval=0.3, stale_while_revalidate=60.0)
+        local, s3_server.store(bucket), TTLCache(interval=0.3, stale_while_revalidate=60.0)
     ).build()
     assert cs.get("k") == b"version 1"
     s3_server.client().put_object(Bucket=bucket, Key="k", Body=b"version 2")

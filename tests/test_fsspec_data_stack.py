@@ -5,7 +5,6 @@ The cache is built from a TOML file, as a user writes it, passed as fsspec stora
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import fsspec
@@ -23,11 +22,7 @@ pytestmark = pytest.mark.s3
 
 @pytest.fixture
 def bucket(s3_server: S3Server) -> str:
-    name = f"stack-{uuid.uuid4().hex[:12]}"
-    s3_server.client().create_bucket(
-        Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
-    )
-    return name
+    return s3_server.new_bucket("stack")
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import tempfile
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NoReturn, TypeVar
 
@@ -334,6 +335,27 @@ class S3Server:
         with self._lock:
             self.requests.clear()
             self._responses.clear()
+
+    def new_bucket(self, prefix: str = "test") -> str:
+        """Create a bucket with a unique name starting with `prefix`, and return its name."""
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(
+            Bucket=name, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"}
+        )
+        return name
+
+    def store(self, bucket: str, **kwargs: Any) -> Any:
+        """An S3Store for `bucket` on this endpoint, with dummy credentials."""
+        from cached_stores_factory.stores.S3_store import S3Store
+
+        return S3Store(
+            bucketname=bucket,
+            s3_region="eu-central-1",
+            endpoint_url=self.endpoint_url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 - moto accepts any
+            **kwargs,
+        )
 
     def client(self, **kwargs: Any) -> Any:
         """A boto3 S3 client for this endpoint, with dummy credentials."""
