@@ -629,7 +629,7 @@ class CachedStore(Store):
                 return self.put_stream(key, spool, etag=etag)
         start = stream.tell()
         with self._mutation(key) as mutation, self._leased(key):
-            cacheable = self._drop_before_change(key)
+            cacheable = self._drop_before_change(key) is not None
             remote_stat = self.remote.put_stream(key, stream, etag=etag)
             self._count(REMOTE_WRITES)
             if not cacheable or not self.policy.admits(remote_stat.size):
@@ -658,8 +658,8 @@ class CachedStore(Store):
     def delete(self, key: str) -> bool:
         """Delete the local copy, then the remote object; True if either held the key."""
         with self._mutation(key), self._leased(key):
-            removed_local = self._drop_before_change(key, count=True)
-            return self.remote.delete(key) or removed_local is True
+            removed_local = self._drop_before_change(key)
+            return self.remote.delete(key) or bool(removed_local)
 
     def __delitem__(self, key: str) -> None:
         if not self.delete(key):
@@ -690,24 +690,23 @@ class CachedStore(Store):
         self.policy.on_delete(key)
         return removed
 
-    def _drop_before_change(self, key: str, *, count: bool = False) -> Any:
-        """Drop the local copy before the remote changes.
+    def _drop_before_change(self, key: str) -> bool | None:
+        """Drop the local copy before the remote changes; whether there was one.
 
-        Returns False when the local store can't be used for `key` now (the copy could not
-        be dropped, so the key is bypassed until it is); else True, or with `count` whether
-        a copy was there.
+        None when the local store can't be used for `key` now: the copy could not be
+        dropped, so the key is bypassed until it is.
         """
         if self._local_outage.skipping():
             self._unsynced.add(key)
-            return False
+            return None
         try:
             removed = self._drop_local(key)
         except _LOCAL_FAILURES as exc:
             self._local_outage.failed(exc)
             self._unsynced.add(key)
-            return False
+            return None
         self._local_outage.answered()
-        return removed if count else True
+        return removed
 
     def _drop_quietly(self, key: str, *, tell_policy: bool = True) -> None:
         """Drop the local copy; if that fails, bypass the key until it can be dropped."""
