@@ -323,7 +323,9 @@ class RedisLedger:
         while not self._closed.wait(FLUSH_SECONDS):
             try:
                 self.flush()
-            except StoreError as exc:
+            except Exception as exc:  # no caller to raise to: log, and keep flushing
+                # A client closed under the flush (the store closing) can fail inside
+                # redis-py with a ValueError rather than a RedisError.
                 log.warning("%s; recent uses and counts lost", exc)
 
     def close(self) -> None:
