@@ -103,6 +103,19 @@ def test_ls_of_a_prefix_with_no_entries_prints_only_the_header(
     assert capsys.readouterr().out.split() == ["key", "size", "stored", "state", "where"]
 
 
+def test_ls_and_get_leave_out_remote_keys_under_the_reserved_prefix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = config_file(tmp_path, f'store = "tempfile"\nname = "local"\nroot = "{tmp_path}/local"')
+    factory = CachedStoreFactory.from_config(path)
+    factory.remote_store.put(".csf-partial/from-another-client", b"x")
+    factory.remote_store.put("k", b"x")
+    assert main(["-c", str(path), "ls", "--json"]) == 0
+    assert [row["key"] for row in json.loads(capsys.readouterr().out)] == ["k"]
+    assert main(["-c", str(path), "cat", ".csf-partial/from-another-client"]) == 1
+    assert "reserves for the blocks of ranged reads" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     ("jobs", "problem"),
     [("abc", "must be a whole number, not 'abc'"), ("0", "must be at least 1, not 0")],

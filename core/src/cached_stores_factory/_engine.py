@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from typing import IO, Any, Final, cast
 
 from ._fileobj import TextHandle, WriteHandle, close_handles, parse_mode
-from ._keys import validate_key
+from ._keys import is_reserved, validate_user_key
 from ._log import lazy_logger
 from ._policy import CachePolicy
 from ._ranged import PartialEntries
@@ -190,6 +190,10 @@ class CachedStore(Store):
     remote, the outage is logged once, and the local store is skipped for a back-off period,
     then tried again.  Keys whose local copy could not be dropped when the remote changed are
     bypassed until it is.
+
+    Keys under `.csf-partial/` are refused (InvalidKeyError): the local store keeps the blocks
+    of ranged reads there.  Every key from the user passes `validate_user_key` on its way in,
+    in `open_fresh`, `_fresh_stat`, `_mutation`, `invalidate` or `open`.
     """
 
     def __init__(
@@ -248,7 +252,8 @@ class CachedStore(Store):
         Fresh, or expired within the policy's `stale_while_revalidate` window (then a
         background refresh is queued).
         """
-        # The hit path: one local open (which validates the key), two policy calls, one count.
+        # The hit path: one cached key check, one local open, two policy calls, one count.
+        key = validate_user_key(key)
         outage = self._local_outage
         if (outage.until and outage.skipping()) or (self._unsynced and key in self._unsynced):
             return None
@@ -538,6 +543,7 @@ class CachedStore(Store):
 
     def _fresh_stat(self, key: str) -> EntryStat | None:
         """The local copy's stat if it is fresh; None if missing, stale or unavailable."""
+        key = validate_user_key(key)
         if self._local_outage.skipping() or not self._settled(key):
             return None
         try:
@@ -582,8 +588,12 @@ class CachedStore(Store):
         return self._fresh_stat(key) is not None or key in self.remote  # type: ignore[arg-type]
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        """Keys of the remote: the local store holds only copies."""
-        return self.remote.keys(prefix)
+        """Keys of the remote: the local store holds only copies.
+
+        A remote key under the reserved prefix (written by some other client) is left out:
+        this store refuses it.
+        """
+        return (key for key in self.remote.keys(prefix) if not is_reserved(key))
 
     # -- writing --------------------------------------------------------------------------
 
@@ -595,6 +605,7 @@ class CachedStore(Store):
         nothing locally.  Two writes of one key that overlap leave no local copy, because
         which one the remote kept is unknown here.
         """
+        key = validate_user_key(key)
         with self._lock:
             mutation = self._mutations.get(key)
             if mutation is None:
@@ -667,7 +678,7 @@ class CachedStore(Store):
 
     def invalidate(self, key: str) -> bool:
         """Drop the local copy (and any blocks of it) only; the next read fetches again."""
-        key = validate_key(key)
+        key = validate_user_key(key)
         self.partials.forget(key)
         return self._drop_local(key)
 
@@ -781,7 +792,7 @@ class CachedStore(Store):
                     errno.ENOENT, "No such key in the cached store", key
                 ) from None
         else:
-            binary = WriteHandle.open(self, validate_key(key), parsed)  # type: ignore[assignment]
+            binary = WriteHandle.open(self, validate_user_key(key), parsed)  # type: ignore[assignment]
         if parsed.binary:
             return binary
         text = (TextHandle if parsed.writing else io.TextIOWrapper)(

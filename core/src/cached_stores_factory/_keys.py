@@ -8,6 +8,10 @@ import re
 from .errors import InvalidKeyError
 
 MAX_KEY_BYTES = 1024
+RESERVED_ROOT = ".csf-partial"
+"""A cached store keeps the blocks of objects read in ranges under this prefix of its local
+store, so no key given to a cached store may lie under it: no object is taken for a block."""
+_RESERVED_DIR = RESERVED_ROOT + "/"
 
 # C0 controls, DEL and C1 controls: invisible, and some terminals and filesystems act on them.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -41,6 +45,25 @@ def validate_key(key: str) -> str:
             raise InvalidKeyError(
                 f"key {key!r} has an empty, '.' or '..' segment; keys cannot leave their store"
             )
+    return key
+
+
+def is_reserved(key: str) -> bool:
+    """Whether `key` lies under RESERVED_ROOT: the cached store's bookkeeping, not an object."""
+    return key == RESERVED_ROOT or key.startswith(_RESERVED_DIR)
+
+
+@functools.lru_cache(maxsize=65536)
+def validate_user_key(key: str) -> str:
+    """`validate_key`, and not under RESERVED_ROOT: the rules for a key a cached store is given.
+
+    Cached as `validate_key` is, so a hit pays one dictionary lookup for it.
+    """
+    if is_reserved(validate_key(key)):
+        raise InvalidKeyError(
+            f"key {key!r} is under {_RESERVED_DIR!r}, a prefix the cached store reserves "
+            "for the blocks of ranged reads"
+        )
     return key
 
 

@@ -29,6 +29,7 @@ import time
 import weakref
 from typing import IO, TYPE_CHECKING, cast
 
+from ._keys import RESERVED_ROOT as ROOT
 from ._log import lazy_logger
 from ._store import EntryReader, EntryStat, Store
 from .errors import CorruptEntryError, EntryChangedError, KeyNotFoundError, StoreError
@@ -55,7 +56,6 @@ so few blocks, and reading it whole costs one request, not one per block."""
 READAHEAD = 4
 """Blocks fetched ahead of a reader that reads on from where it stopped, at most."""
 
-ROOT = ".csf-partial"
 _MAX_ATTEMPTS = 8
 _LOCAL_FAILURES = (StoreError, OSError)
 

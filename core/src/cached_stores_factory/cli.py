@@ -19,8 +19,8 @@ from typing import Any, BinaryIO
 
 from ._engine import CachedStore
 from ._factory import CachedStoreFactory
+from ._keys import is_reserved
 from ._progress import Meter, MeteredStore
-from ._ranged import ROOT as PARTIAL_ROOT
 from ._version import PLUGIN_API, __version__
 from .errors import ConfigError, CSFError, KeyNotFoundError
 from .plugins import BUILTINS, CORE_DISTRIBUTION, PluginRegistry, registry
@@ -168,9 +168,10 @@ def _stored_at(modified: float | None) -> str | None:
 
 def _ls_rows(store: CachedStore, prefix: str, meter: Meter) -> Iterator[dict[str, Any]]:
     """One row per key of either store: a local copy's stat and freshness, else the remote's."""
-    # The blocks of objects read in ranges are bookkeeping of the cache, not keys of its own.
-    local = {key for key in store.local.keys(prefix) if not key.startswith(PARTIAL_ROOT + "/")}
-    remote = set(store.remote.keys(prefix))
+    # The blocks of objects read in ranges are bookkeeping of the cache, not keys of its own;
+    # a remote key under their prefix is one the cached store refuses.
+    local = {key for key in store.local.keys(prefix) if not is_reserved(key)}
+    remote = set(store.keys(prefix))
     keys = sorted(local | remote)
     with meter.bar("listing", len(keys), unit="key", at_least=LS_BAR_KEYS) as advance:
         for key in keys:

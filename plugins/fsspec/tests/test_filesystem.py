@@ -161,6 +161,29 @@ def test_hostile_paths_are_refused_before_any_store_sees_them(
     assert remote.calls["put_stream"] == 0 and remote.calls["open_read"] == 0
 
 
+@pytest.mark.parametrize("path", ["csf://.csf-partial/0123abcd/0", ".csf-partial", ".csf-partial/"])
+def test_the_reserved_prefix_is_refused_and_never_listed(
+    fs: CachedStoreFileSystem, local: MemoryStore, remote: CountingRemote, path: str
+) -> None:
+    local.put(".csf-partial/0123abcd/0", b"block")
+    remote.put(".csf-partial/0123abcd/0", b"written by another client")
+    remote.calls.clear()
+    for call in (
+        lambda: fs.pipe_file(path, b"x"),
+        lambda: fs.cat_file(path),
+        lambda: fs.open(path, "rb"),
+        lambda: fs.info(path),
+        lambda: fs.rm_file(path),
+    ):
+        with pytest.raises(InvalidKeyError, match="reserves for the blocks of ranged reads"):
+            call()
+    assert not remote.calls
+    assert local.get(".csf-partial/0123abcd/0") == b"block"
+    fs.pipe_file("top", b"t")
+    assert fs.ls("", detail=False) == ["top"]
+    assert fs.find("", withdirs=True) == ["top"]
+
+
 def test_info_and_ls_follow_fsspec_conventions(fs: CachedStoreFileSystem) -> None:
     fs.pipe({"data/a.csv": b"a,b\n", "data/sub/b.bin": b"\0" * 10, "top": b"t"})
     info = fs.info("csf://data/a.csv")
