@@ -48,6 +48,53 @@ def test_check_reports_a_wrong_type_in_one_line_before_connecting(
 
 
 @pytest.mark.parametrize(
+    ("remote", "message"),
+    [
+        (
+            'store = "redis"\ndb = -1',
+            "[remote] store 'redis' argument 'db': must be a whole number >= 0, not -1",
+        ),
+        (
+            'store = "redis"\nport = -1',
+            "[remote] store 'redis' argument 'port': must be a whole number from 1 to 65535, "
+            "not -1",
+        ),
+        (
+            'store = "redis"\nport = "${CSF_TEST_PORT}"',
+            "[remote] store 'redis' argument 'port': must be a whole number from 1 to 65535, "
+            "not 65536",
+        ),
+        (
+            'store = "redis"\nsocket_timeout = 0',
+            "[remote] store 'redis' argument 'socket_timeout': must be a positive number, not 0",
+        ),
+        (
+            'store = "redis"\nex = -1.5',
+            "[remote] store 'redis' argument 'ex': must be a positive number, not -1.5",
+        ),
+        (
+            'store = "s3"\nbucketname = "b"\nmultipart_chunksize = 1024',
+            "[remote] store 's3' argument 'multipart_chunksize': must be a whole number "
+            ">= 5242880, not 1024",
+        ),
+    ],
+)
+def test_check_reports_a_value_out_of_range_in_one_line_before_connecting(
+    tmp_path: Path, remote: str, message: str
+) -> None:
+    config = tmp_path / "f.toml"
+    config.write_text(f'[local]\nstore = "memory"\n[remote]\n{remote}\n')
+    out = subprocess.run(
+        [*CSF, "-c", str(config), "check"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CSF_TEST_PORT": "65536"},
+    )
+    assert (out.returncode, out.stdout) == (2, "")
+    assert out.stderr == f"csf: error: {config}: {message}\n"
+
+
+@pytest.mark.parametrize(
     ("bucket", "code", "problem"),
     [
         # Refused when the config is read, naming its place.

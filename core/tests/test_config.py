@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import pytest
@@ -15,6 +16,8 @@ from cached_stores_factory import (
     JsonSerializer,
     MemoryStore,
     Store,
+    positive_number,
+    whole_number,
 )
 from cached_stores_factory.errors import ConfigError, PluginNotFoundError, RemoteError, StoreError
 from cached_stores_factory.plugins import PluginRegistry
@@ -365,3 +368,45 @@ def test_reading_a_config_creates_nothing_until_build(tmp_path: Path) -> None:
 def test_an_unknown_policy_lists_the_installed_policies() -> None:
     with pytest.raises(PluginNotFoundError, match="unknown policy 'lfu'; installed policies: "):
         CachedStoreFactory.from_config({**MEMORY_PAIR, "policy": {"name": "lfu"}})
+
+
+class Bounded(MemoryStore):
+    """A plugin's store whose arguments have ranges; counts how often it is made."""
+
+    argument_checks = MappingProxyType({"slots": whole_number(1, 64), "wait": positive_number})
+    made = 0
+
+    def __init__(self, slots: int = 8, wait: float | None = None) -> None:
+        self.check_arguments(slots=slots, wait=wait)
+        Bounded.made += 1
+        super().__init__()
+
+
+@given(slots=st.integers(-5, 70), wait=st.one_of(st.none(), st.floats(-2, 2)))
+def test_a_store_s_argument_checks_run_when_the_config_is_read(
+    slots: int, wait: float | None
+) -> None:
+    config = {**MEMORY_PAIR, "remote": {"store": "bounded", "slots": slots, "wait": wait}}
+    made = Bounded.made
+    if 1 <= slots <= 64 and (wait is None or wait > 0):
+        CachedStoreFactory.from_config(config, plugins=with_store("bounded", Bounded)).build()
+        assert Bounded.made == made + 1
+        return
+    with pytest.raises(ConfigError) as info:
+        CachedStoreFactory.from_config(config, plugins=with_store("bounded", Bounded)).build()
+    problem = (
+        f"'slots': must be a whole number from 1 to 64, not {slots}"
+        if not 1 <= slots <= 64
+        else f"'wait': must be a positive number, not {wait!r}"
+    )
+    assert str(info.value) == f"config: [remote] store 'bounded' argument {problem}"
+    assert Bounded.made == made  # refused before the store was made
+    with pytest.raises(ConfigError) as info:
+        Bounded(slots=slots, wait=wait)
+    assert str(info.value) == f"Bounded argument {problem}"
+
+
+@pytest.mark.parametrize("value", [True, 1.0, "3", float("nan"), -1])
+def test_a_whole_number_is_an_int_in_its_range(value: object) -> None:
+    assert whole_number(0)(value) == f"must be a whole number >= 0, not {value!r}"
+    assert whole_number(0)(3) is None

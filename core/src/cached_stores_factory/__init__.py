@@ -16,6 +16,7 @@ from ._serializer import (
     TextSerializer,
 )
 from ._store import BytesReader, EntryReader, EntryStat, Store
+from ._types import positive_number, whole_number
 from ._version import PLUGIN_API, __version__
 from .hookspecs import hookimpl
 from .stores.memory_store import MemoryStore
@@ -38,5 +39,7 @@ __all__ = [
     "TextSerializer",
     "__version__",
     "hookimpl",
+    "positive_number",
     "validate_key",
+    "whole_number",
 ]

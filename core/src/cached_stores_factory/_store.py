@@ -8,12 +8,14 @@ import dataclasses
 import functools
 import io
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from types import MappingProxyType
 from typing import IO, Any, ClassVar, Self, TypeVar
 
 from ._keys import validate_key, validate_prefix
-from .errors import EntryChangedError, KeyNotFoundError
+from ._types import ArgumentCheck
+from .errors import ConfigError, EntryChangedError, KeyNotFoundError
 
 __all__ = ["BytesReader", "EntryReader", "EntryStat", "Store"]
 
@@ -137,9 +139,23 @@ class Store(abc.ABC):
 
     `native_expiry` is the number of seconds after which the store drops an entry by itself
     (Redis's `ex`), or None.
+
+    `argument_checks` maps a constructor argument's name to a check of its value (a port's
+    range, say: `whole_number`, `positive_number`).  A config's values are checked with them
+    when it is read, so `csf check` reports a bad one before the store opens anything; the
+    constructor calls `check_arguments` for callers that build the store in Python.
     """
 
     native_expiry: ClassVar[float | None] = None
+    argument_checks: ClassVar[Mapping[str, ArgumentCheck]] = MappingProxyType({})
+
+    @classmethod
+    def check_arguments(cls, **values: Any) -> None:
+        """Raise ConfigError naming the first argument whose `argument_checks` check fails."""
+        for name, value in values.items():
+            problem = cls.argument_checks[name](value)
+            if problem:
+                raise ConfigError(f"{cls.__name__} argument {name!r}: {problem}")
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

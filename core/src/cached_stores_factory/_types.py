@@ -1,8 +1,9 @@
 """Config arguments against a component's annotations: checked before it is made.
 
 A config is text, so its values are str, int, float, bool, lists and tables.  Checking them
-against the constructor's annotations (and an attrs class's validators) turns a bad value
-into one line naming the argument, before the component opens a file or a connection.
+against the constructor's annotations (and its validators: an attrs class's, or a store's
+`argument_checks`) turns a bad value into one line naming the argument, before the component
+opens a file or a connection.
 Annotations this module cannot judge (callables, protocols, unresolvable names) pass.
 """
 
@@ -12,12 +13,23 @@ import inspect
 import sys
 import types
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["argument_hints", "convert", "type_problem", "validator_problem"]
+__all__ = [
+    "ArgumentCheck",
+    "argument_hints",
+    "convert",
+    "positive_number",
+    "type_problem",
+    "validator_problem",
+    "whole_number",
+]
+
+ArgumentCheck = Callable[[Any], str | None]
+"""What is wrong with an argument's value, or None: the checks in `Store.argument_checks`."""
 
 _TRUE = frozenset({"true", "yes", "on", "1"})
 _FALSE = frozenset({"false", "no", "off", "0"})
@@ -126,11 +138,17 @@ def convert(text: str, hint: Any, where: str) -> Any:
 
 
 def validator_problem(factory: Callable[..., Any], name: str, value: Any) -> str | None:
-    """What an attrs class's validator for argument `name` says about `value`, if anything.
+    """What the factory's validator for argument `name` says about `value`, if anything.
 
-    Validators run without an instance, so only those that look at the value alone (as
-    attrs's own do) can answer; one that needs the instance is skipped.
+    The validators are the factory's `argument_checks` (a Store's, see `whole_number`) or
+    else an attrs class's field validators.  They run without an instance, so only those that
+    look at the value alone (as attrs's own do) can answer; one that needs the instance is
+    skipped.
     """
+    checks = getattr(factory, "argument_checks", None)
+    if isinstance(checks, Mapping) and name in checks:
+        problem: str | None = checks[name](value)
+        return problem
     if not (isinstance(factory, type) and hasattr(factory, "__attrs_attrs__")):
         return None  # not an attrs class: attrs, a slow import, is not needed
     import attrs
@@ -146,3 +164,32 @@ def validator_problem(factory: Callable[..., Any], name: str, value: Any) -> str
             except Exception:  # it needed the instance: the constructor checks
                 return None
     return None
+
+
+def whole_number(low: int, high: int | None = None) -> ArgumentCheck:
+    """A check that an int is at least `low` (and at most `high`), for `argument_checks`.
+
+    None passes: whether an argument may be None is its annotation's to say.
+    """
+    bounds = f">= {low}" if high is None else f"from {low} to {high}"
+
+    def check(value: Any) -> str | None:
+        if value is None or (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and low <= value
+            and (high is None or value <= high)
+        ):
+            return None
+        return f"must be a whole number {bounds}, not {value!r}"
+
+    return check
+
+
+def positive_number(value: Any) -> str | None:
+    """A check that a number (of seconds, say) is > 0, for `argument_checks`; None passes."""
+    if value is None or (
+        isinstance(value, int | float) and not isinstance(value, bool) and value > 0
+    ):
+        return None
+    return f"must be a positive number, not {value!r}"

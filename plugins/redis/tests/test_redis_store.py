@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import redis
 
+from cached_stores_factory import CachedStoreFactory
 from cached_stores_factory.errors import ConfigError, CorruptEntryError, StoreError
 from cached_stores_factory.plugins import registry
 from cached_stores_factory.testing.faults import RedisControl
@@ -240,10 +241,34 @@ def test_keyword_arguments_override_the_pinned_settings():
     )
 
 
-@pytest.mark.parametrize("ex", [0, -5])
-def test_ex_must_be_positive(ex: float):
-    with pytest.raises(ConfigError, match="ex must be a positive"):
-        RedisStore(ex=ex)
+@pytest.mark.parametrize(
+    ("argument", "value", "problem"),
+    [
+        ("db", -1, "must be a whole number >= 0, not -1"),
+        ("port", 0, "must be a whole number from 1 to 65535, not 0"),
+        ("port", 65536, "must be a whole number from 1 to 65535, not 65536"),
+        ("ex", 0, "must be a positive number, not 0"),
+        ("ex", -5, "must be a positive number, not -5"),
+        ("lease_timeout", 0.0, "must be a positive number, not 0.0"),
+        ("socket_connect_timeout", float("nan"), "must be a positive number, not nan"),
+        ("retries", -1, "must be a whole number >= 0, not -1"),
+        ("max_value_bytes", 0, "must be a whole number >= 1, not 0"),
+    ],
+)
+def test_a_value_out_of_range_is_refused_before_any_connection(
+    argument: str, value: object, problem: str, monkeypatch: pytest.MonkeyPatch
+):
+    def no_client(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a client was made")
+
+    monkeypatch.setattr(redis.Redis, "__init__", no_client)
+    config = {"local": {"store": "memory"}, "remote": {"store": "redis", argument: value}}
+    with pytest.raises(ConfigError) as caught:
+        CachedStoreFactory.from_config(config).build()
+    assert str(caught.value) == f"config: [remote] store 'redis' argument {argument!r}: {problem}"
+    with pytest.raises(ConfigError) as caught:
+        RedisStore(**{argument: value})  # type: ignore[arg-type]
+    assert str(caught.value) == f"RedisStore argument {argument!r}: {problem}"
 
 
 SECRET = "pa55-w0rd-s3cret"

@@ -24,12 +24,21 @@ import functools
 import json
 import time
 from collections.abc import Iterator
+from types import MappingProxyType
 from typing import IO, Any
 from urllib.parse import urlsplit
 
 import xxhash
 
-from cached_stores_factory import BytesReader, EntryReader, EntryStat, Store, validate_key
+from cached_stores_factory import (
+    BytesReader,
+    EntryReader,
+    EntryStat,
+    Store,
+    positive_number,
+    validate_key,
+    whole_number,
+)
 from cached_stores_factory.errors import (
     ConfigError,
     CorruptEntryError,
@@ -99,14 +108,13 @@ def connect(
     and override the pinned settings (a `retry` there wins over `retries`).  A cluster has
     only db 0.  Returns Any: redis-py's annotations mix its sync and async return types.
     """
-    for option, value in (
-        ("socket_timeout", socket_timeout),
-        ("socket_connect_timeout", socket_connect_timeout),
-    ):
-        if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-            raise ConfigError(f"RedisStore {option} must be a positive number, not {value!r}")
-    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-        raise ConfigError(f"RedisStore retries must be a whole number >= 0, not {retries!r}")
+    RedisStore.check_arguments(
+        port=port,
+        db=db,
+        socket_timeout=socket_timeout,
+        socket_connect_timeout=socket_connect_timeout,
+        retries=retries,
+    )
     import redis
     from redis.backoff import ExponentialWithJitterBackoff
     from redis.retry import Retry
@@ -161,6 +169,19 @@ class RedisStore(Store):
     entry.
     """
 
+    argument_checks = MappingProxyType(
+        {
+            "port": whole_number(1, 65535),
+            "db": whole_number(0),
+            "ex": positive_number,
+            "max_value_bytes": whole_number(1),
+            "socket_timeout": positive_number,
+            "socket_connect_timeout": positive_number,
+            "retries": whole_number(0),
+            "lease_timeout": positive_number,
+        }
+    )
+
     def __init__(  # noqa: PLR0917 - the original examples' order: host, port, ex
         self,
         host: str = "localhost",
@@ -179,13 +200,7 @@ class RedisStore(Store):
         lease_timeout: float = DEFAULT_LEASE_SECONDS,
         **kwargs: Any,
     ) -> None:
-        if ex is not None and not ex > 0:
-            raise ConfigError(f"RedisStore ex must be a positive number of seconds, not {ex!r}")
-        if not lease_timeout > 0:
-            raise ConfigError(
-                "RedisStore lease_timeout must be a positive number of seconds, "
-                f"not {lease_timeout!r}"
-            )
+        self.check_arguments(ex=ex, lease_timeout=lease_timeout, max_value_bytes=max_value_bytes)
         if not isinstance(prefix, str):
             raise ConfigError(f"RedisStore prefix must be a str, not {type(prefix).__name__}")
         import redis

@@ -24,9 +24,17 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from types import MappingProxyType
 from typing import IO, Any
 
-from cached_stores_factory import BytesReader, EntryReader, EntryStat, Store, validate_key
+from cached_stores_factory import (
+    BytesReader,
+    EntryReader,
+    EntryStat,
+    Store,
+    validate_key,
+    whole_number,
+)
 from cached_stores_factory.errors import (
     ConfigError,
     EntryChangedError,
@@ -225,6 +233,13 @@ class S3Store(Store):
     merged over the pinned one.  The bucket must exist.
     """
 
+    argument_checks = MappingProxyType(
+        {
+            "multipart_threshold": whole_number(0),
+            "multipart_chunksize": whole_number(MIN_PART_SIZE),
+        }
+    )
+
     def __init__(
         self,
         bucketname: str,
@@ -248,8 +263,9 @@ class S3Store(Store):
                 f"S3Store bucket name {bucketname!r} may hold only letters, digits, '.', '-' "
                 "and '_' (or be an access point ARN)"
             )
-        if multipart_chunksize < MIN_PART_SIZE:
-            raise ConfigError(f"multipart_chunksize must be at least {MIN_PART_SIZE} bytes")
+        self.check_arguments(
+            multipart_threshold=multipart_threshold, multipart_chunksize=multipart_chunksize
+        )
         if prefix and (prefix.startswith("/") or "//" in prefix):
             raise ConfigError(f"S3Store prefix {prefix!r} must be a relative key prefix")
         import boto3.exceptions
