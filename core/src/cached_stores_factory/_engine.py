@@ -192,8 +192,7 @@ class CachedStore(Store):
     bypassed until it is.
 
     Keys under `.csf-partial/` are refused (InvalidKeyError): the local store keeps the blocks
-    of ranged reads there.  Every key from the user passes `validate_user_key` on its way in,
-    in `open_fresh`, `_fresh_stat`, `_mutation`, `invalidate` or `open`.
+    of ranged reads there.
     """
 
     def __init__(
@@ -253,6 +252,8 @@ class CachedStore(Store):
         background refresh is queued).
         """
         # The hit path: one cached key check, one local open, two policy calls, one count.
+        # Every key from the user passes validate_user_key on its way in: here, or in
+        # _fresh_stat, _mutation, invalidate or open (for writing).
         key = validate_user_key(key)
         outage = self._local_outage
         if (outage.until and outage.skipping()) or (self._unsynced and key in self._unsynced):
