@@ -4,22 +4,21 @@ Compose a local store, a remote store and a cache policy, build a cached store, 
 write remote objects through it as ordinary file objects.
 """
 
+from typing import TYPE_CHECKING
+
 from ._engine import CachedStore, CacheStats
 from ._factory import CachedStoreFactory
 from ._keys import validate_key
 from ._policy import CachePolicy
-from ._serializer import (
-    BytesSerializer,
-    JsonSerializer,
-    PickleSerializer,
-    Serializer,
-    TextSerializer,
-)
+from ._serializer import BytesSerializer, Serializer
 from ._store import BytesReader, EntryReader, EntryStat, Store
 from ._types import positive_number, whole_number
 from ._version import PLUGIN_API, __version__
-from .hookspecs import hookimpl
+from .hookspecs import hookimpl, lazy_exports
 from .stores.memory_store import MemoryStore
+
+if TYPE_CHECKING:
+    from ._formats import JsonSerializer, PickleSerializer, TextSerializer
 
 __all__ = [
     "PLUGIN_API",
@@ -43,3 +42,8 @@ __all__ = [
     "validate_key",
     "whole_number",
 ]
+
+__getattr__ = lazy_exports(
+    __name__,
+    {name: "._formats" for name in ("JsonSerializer", "PickleSerializer", "TextSerializer")},
+)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._serializer import BytesSerializer, JsonSerializer, PickleSerializer, TextSerializer
+from ._serializer import BytesSerializer
 from .hookspecs import Register, hookimpl
 from .stores.memory_store import MemoryStore
 
@@ -15,6 +15,6 @@ def csf_register_stores(register: Register) -> None:
 @hookimpl
 def csf_register_serializers(register: Register) -> None:
     register("bytes", BytesSerializer)
-    register("text", TextSerializer)
-    register("json", JsonSerializer)
-    register("pickle", PickleSerializer)
+    register("text", "cached_stores_factory._formats:TextSerializer")
+    register("json", "cached_stores_factory._formats:JsonSerializer")
+    register("pickle", "cached_stores_factory._formats:PickleSerializer")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import os
 import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._types import argument_hints, convert, type_problem, validator_problem
 from .errors import ConfigError, PluginError, RemoteError, StoreError, redact
@@ -138,8 +137,7 @@ def _check_arguments(where: str, factory: Callable[..., Any], arguments: Mapping
         raise ConfigError(f"{where}: {'; '.join(problems)}")
 
 
-@dataclasses.dataclass(frozen=True, slots=True, weakref_slot=True)
-class Recipe:
+class Recipe(NamedTuple):
     """A component a config names, with its checked arguments: `make()` constructs it.
 
     A store is made only when the factory builds, so reading a config opens no file and no
@@ -147,8 +145,11 @@ class Recipe:
     """
 
     where: str
-    factory: Callable[..., Any] = dataclasses.field(repr=False)
-    arguments: Mapping[str, Any] = dataclasses.field(repr=False)
+    factory: Callable[..., Any]
+    arguments: Mapping[str, Any]
+
+    def __repr__(self) -> str:
+        return f"Recipe(where={self.where!r})"
 
     def make(self) -> Any:
         try:

@@ -10,18 +10,20 @@ import io
 import shutil
 import threading
 from collections.abc import Iterable, Iterator
-from typing import IO, Any, Final, cast
+from typing import IO, TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 from ._fileobj import TextHandle, WriteHandle, close_handles, parse_mode
 from ._keys import is_reserved, validate_user_key
 from ._log import lazy_logger
 from ._policy import CachePolicy
-from ._ranged import PartialEntries
 from ._resilience import Outage, Refresher
 from ._serializer import BytesSerializer, Serializer
 from ._spool import SharedSpool, new_spool
 from ._store import EntryReader, EntryStat, Store
 from .errors import CorruptEntryError, KeyNotFoundError, RemoteError, StoreError
+
+if TYPE_CHECKING:
+    from ._ranged import PartialEntries
 
 __all__ = ["CacheStats", "CachedStore"]
 
@@ -29,8 +31,7 @@ log = lazy_logger("cached_stores_factory")
 _MISSING: Any = object()
 
 
-@dataclasses.dataclass(frozen=True, slots=True, weakref_slot=True)
-class CacheStats:
+class CacheStats(NamedTuple):
     """Counters since the cached store was built.  `as_dict()` is what `stats()` returns.
 
     `hits`: reads served by a fresh local entry; `misses`: reads that were not, including
@@ -55,10 +56,10 @@ class CacheStats:
     bytes_from_local: int = 0
 
     def as_dict(self) -> dict[str, int]:
-        return dataclasses.asdict(self)
+        return self._asdict()
 
 
-_FIELDS: Final = tuple(field.name for field in dataclasses.fields(CacheStats))
+_FIELDS: Final = CacheStats._fields
 # Slots in the list of counts, found by name so CacheStats may change its order.
 (
     HITS,
@@ -167,12 +168,14 @@ class _Flight:
             pin.close()
 
 
-@dataclasses.dataclass(slots=True, weakref_slot=True)
 class _Mutation:
     """Writes and deletes of one key in progress; `contended` once two overlapped."""
 
-    running: int = 1
-    contended: bool = False
+    __slots__ = ("contended", "running")
+
+    def __init__(self) -> None:
+        self.running = 1
+        self.contended = False
 
 
 _LOCAL_FAILURES = (StoreError, OSError)  # a local store that is down, not a missing entry
@@ -218,8 +221,19 @@ class CachedStore(Store):
         self._local_outage = Outage("local", local)
         self._remote_outage = Outage("remote", remote)
         self._refresher = Refresher(self._refresh)
-        self.partials = PartialEntries(self)  # objects read in blocks (ranged reads)
+        self._partials: PartialEntries | None = None
         self.policy.bind(local)
+
+    @property
+    def partials(self) -> PartialEntries:
+        """Objects read in blocks (ranged reads), set up on first use: a cold start skips it."""
+        if self._partials is None:
+            from ._ranged import PartialEntries
+
+            with self._lock:
+                if self._partials is None:
+                    self._partials = PartialEntries(self)
+        return self._partials
 
     def __repr__(self) -> str:
         return (

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 from collections.abc import Mapping
@@ -48,20 +47,23 @@ def _check(
     )
 
 
-@dataclasses.dataclass(frozen=True, slots=True, weakref_slot=True, init=False, repr=False)
 class CachedStoreFactory:
     """The parts of a cached store.  `build()` makes one; `from_config()` names the parts.
 
     A factory read from a config holds its stores as recipes: each store is made (its
     directory created, its client set up) when `build()` or the attribute first needs it.
+    Its parts are read-only.
     """
 
-    _local_store: Store | Recipe
-    _remote_store: Store | Recipe
-    cache_policy: CachePolicy | None
-    serializer: Serializer | None
-    _made: dict[str, Store] = dataclasses.field(compare=False)
-    _lock: threading.Lock = dataclasses.field(compare=False)
+    __slots__ = (
+        "__weakref__",
+        "_cache_policy",
+        "_local_store",
+        "_lock",
+        "_made",
+        "_remote_store",
+        "_serializer",
+    )
 
     def __init__(
         self,
@@ -76,16 +78,18 @@ class CachedStoreFactory:
         _check("remote_store", remote_store, Store, recipe=True)
         _check("cache_policy", cache_policy, CachePolicy, optional=True)
         _check("serializer", serializer, Serializer, optional=True)
-        fields: dict[str, object] = {
-            "_local_store": local_store,
-            "_remote_store": remote_store,
-            "cache_policy": cache_policy,
-            "serializer": serializer,
-            "_made": {},
-            "_lock": threading.Lock(),
-        }
-        for name, value in fields.items():
-            object.__setattr__(self, name, value)  # frozen: set once, here
+        self._local_store, self._remote_store = local_store, remote_store
+        self._cache_policy, self._serializer = cache_policy, serializer
+        self._made: dict[str, Store] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def cache_policy(self) -> CachePolicy | None:
+        return self._cache_policy
+
+    @property
+    def serializer(self) -> Serializer | None:
+        return self._serializer
 
     @property
     def local_store(self) -> Store:

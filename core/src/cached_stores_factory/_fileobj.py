@@ -13,7 +13,6 @@ The lifecycle, as the user guide's table gives it:
 from __future__ import annotations
 
 import atexit
-import dataclasses
 import errno
 import functools
 import io
@@ -21,7 +20,7 @@ import os
 import threading
 import weakref
 from types import TracebackType
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, NamedTuple
 
 from ._log import lazy_logger
 from ._spool import CHUNK, new_spool
@@ -37,8 +36,7 @@ __all__ = ["OpenMode", "TextHandle", "WriteHandle", "close_handles", "parse_mode
 log = lazy_logger("cached_stores_factory")
 
 
-@dataclasses.dataclass(frozen=True, slots=True, weakref_slot=True)
-class OpenMode:
+class OpenMode(NamedTuple):
     """A parsed `open()` mode string."""
 
     kind: str  # one of "r", "w", "a", "x"

@@ -39,8 +39,9 @@ def csf_register_serializers(register: Register) -> None:
 
 
 def lazy_exports(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
-    """A module `__getattr__` (PEP 562) for a plugin's hook module: `names` maps each public
-    name to the submodule that defines it, imported when the name is first used."""
+    """A module `__getattr__` (PEP 562) for a package (a plugin's hook module, or the core's
+    own): `names` maps each public name to the submodule that defines it, imported when the
+    name is first used."""
 
     def __getattr__(name: str) -> Any:
         if name not in names:

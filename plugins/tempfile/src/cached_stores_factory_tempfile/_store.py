@@ -34,7 +34,6 @@ import contextlib
 import errno
 import fcntl
 import functools
-import hashlib
 import io
 import os
 import re
@@ -94,6 +93,8 @@ two keys of one stripe only wait for each other's fetch, write or delete."""
 
 @functools.lru_cache(maxsize=65536)
 def _entry_name(key: str) -> str:
+    import hashlib  # here, not at start-up: loading OpenSSL is a noticeable part of a cold start
+
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
@@ -183,7 +184,7 @@ class TempfileStore(Store):
 
     @contextlib.contextmanager
     def _lease(self, key: str) -> Iterator[None]:
-        stripe = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:4]) % LEASE_STRIPES
+        stripe = int(_entry_name(key)[:8], 16) % LEASE_STRIPES
         leases = self.root / "leases"
         with self._disk():
             leases.mkdir(mode=0o700, exist_ok=True)
