@@ -7,8 +7,8 @@ them.  After each kill:
 
 - the remote holds a complete version (never torn or short);
 - the local store holds a complete version or nothing;
-- a fresh reader through a cached store gets a complete version, and the same one the remote
-  holds: never an older one.
+- a fresh reader through a cached store gets a complete version, the one the remote holds:
+  never an older one.
 
 `make test` runs 20 kills; `make stress` runs 200 (CSF_CRASH_RUNS).  The seed of the random
 moments is printed on failure (CSF_CRASH_SEED replays it).
@@ -128,8 +128,17 @@ def test_a_writer_killed_at_random_moments_leaves_complete_values_never_stale(
         assert on_remote is not None or not committed, f"{context}: a commit left no object"
         if committed:
             assert on_remote is not None and on_remote >= committed[-1], context
-        read = read_through_cache(s3_server, root) if on_remote is not None else None
-        if read != on_remote:
-            stale.append(f"{context}: remote {on_remote}, local {in_cache}, read {read}")
-    message = "a reader got another version than the remote holds:\n" + "\n".join(stale)
+        if on_remote is None:
+            continue
+        read = read_through_cache(s3_server, root)
+        # A request the writer sent whole before it died may still complete at the endpoint
+        # after the kill, so the remote can move on while we look: the read must be at least
+        # what the remote held before it, and at most what it holds after.
+        after = remote_version(s3_server)
+        assert after is not None, f"{context}: the object vanished"
+        if not on_remote <= read <= after:
+            stale.append(
+                f"{context}: remote {on_remote} then {after}, local {in_cache}, read {read}"
+            )
+    message = "a reader got an older version than the remote held:\n" + "\n".join(stale)
     assert not stale, message
