@@ -44,6 +44,8 @@ EXPECTED_PREFIXES = [
     "LRU hit at",
     "FIFO hit at",
     "cold start: import + build",
+    "cold start, with a TTL policy",
+    "cold start, then one 4 KiB hit",
     "cold start: of boto3",
     "revalidation: S3 304 round trip",
     "revalidation: body bytes",
