@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import dataclasses
 import errno
 import io
 import shutil
@@ -298,7 +297,7 @@ class CachedStore(Store):
 
     def _with_stored_time(self, key: str, stat: EntryStat) -> EntryStat:
         stored = self._stored_at.get(key)
-        return stat if stored is None else dataclasses.replace(stat, modified=stored)
+        return stat if stored is None else stat._replace(modified=stored)
 
     def _miss(self, key: str) -> EntryReader:
         self._count(MISSES)

@@ -7,7 +7,6 @@ first used, so a cold start does not build their classes (docs/performance.md).
 from __future__ import annotations
 
 import abc
-import dataclasses
 from typing import Any
 
 from .errors import SerializerError
@@ -27,9 +26,18 @@ class Serializer(abc.ABC):
         """Decode bytes written by `dumps`; raise SerializerError for bytes it cannot read."""
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
 class BytesSerializer(Serializer):
-    """The default: values are bytes, stored as they are."""
+    """The default: values are bytes, stored as they are.  It has no settings, so every one is
+    equal to every other."""
+
+    def __repr__(self) -> str:
+        return "BytesSerializer()"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is BytesSerializer
+
+    def __hash__(self) -> int:
+        return hash(BytesSerializer)
 
     def dumps(self, value: Any) -> bytes:
         if isinstance(value, bytes | bytearray | memoryview):

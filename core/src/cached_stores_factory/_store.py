@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import dataclasses
 import functools
 import io
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
-from typing import IO, Any, ClassVar, Self, TypeVar
+from typing import IO, Any, ClassVar, NamedTuple, Self, TypeVar
 
 from ._keys import validate_key, validate_prefix
 from ._types import ArgumentCheck
@@ -37,10 +36,7 @@ _KEYED_METHODS = (
 )
 
 
-@dataclasses.dataclass(frozen=True, slots=True, weakref_slot=True)
-class EntryStat:
-    """What a store knows about one entry."""
-
+class _EntryStatFields(NamedTuple):
     size: int
     # When the store received this version, in seconds since the epoch; None if it can't
     # say.  Never the time of the read: policies age entries by it.
@@ -48,9 +44,23 @@ class EntryStat:
     etag: str | None = None  # the origin's entity tag, when known (S3's ETag)
     digest: str | None = None  # "<algorithm>:<hex>" of the content, when the store computed it
 
-    def __post_init__(self) -> None:
-        if self.size < 0:
-            raise ValueError(f"'size' must be >= 0: {self.size}")
+
+class EntryStat(_EntryStatFields):
+    """What a store knows about one entry: a named tuple, as `os.stat_result` is.
+
+    Immutable, compared, hashed and pickled by value; `stat._replace(modified=t)` makes a
+    changed copy.  A tuple because every hit makes one, and no immutable record is cheaper to
+    build (docs/performance.md).
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls, size: int, modified: float | None, etag: str | None = None, digest: str | None = None
+    ) -> Self:
+        if size < 0:
+            raise ValueError(f"'size' must be >= 0: {size}")
+        return tuple.__new__(cls, (size, modified, etag, digest))
 
 
 class BytesReader(io.BytesIO):
@@ -73,8 +83,7 @@ class BytesReader(io.BytesIO):
         raise io.UnsupportedOperation("not writable")
 
 
-@dataclasses.dataclass(frozen=True, slots=True, weakref_slot=True)
-class EntryReader:
+class EntryReader(NamedTuple):
     """An open entry: a binary stream to read and the entry's stat, taken at open time."""
 
     stream: IO[bytes]
