@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
 import weakref
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from ._log import lazy_logger
+
+if TYPE_CHECKING:
+    import queue
 
 __all__ = ["Outage", "Refresher"]
 
@@ -74,7 +77,8 @@ class Refresher:
 
     Daemon threads, so nothing waits for a refresh at exit; idle ones end after a few
     seconds, so a dropped cached store is not kept alive by them.  In a forked child the
-    queue starts empty.
+    queue starts empty.  The queue is made by the first refresh: most cached stores never
+    serve stale entries, and a cold start need not import `queue`.
     """
 
     WORKERS = 2
@@ -88,17 +92,21 @@ class Refresher:
 
     def _reset(self) -> None:
         self._pid = os.getpid()
-        self._queue: queue.Queue[str] = queue.Queue(self.QUEUED)
+        self._queue: queue.Queue[str] | None = None
         self._pending: set[str] = set()
         self._workers = 0
 
     def submit(self, key: str) -> None:
         """Refresh `key` soon, unless it is queued already or the queue is full."""
+        import queue
+
         with self._lock:
             if self._pid != os.getpid():
                 self._reset()
             if key in self._pending:
                 return
+            if self._queue is None:
+                self._queue = queue.Queue(self.QUEUED)
             try:
                 self._queue.put_nowait(key)
             except queue.Full:
@@ -106,15 +114,20 @@ class Refresher:
             self._pending.add(key)
             if self._workers < self.WORKERS:
                 self._workers += 1
-                threading.Thread(target=self._work, name="csf-refresh", daemon=True).start()
+                worker = threading.Thread(
+                    target=self._work, args=(self._queue,), name="csf-refresh", daemon=True
+                )
+                worker.start()
 
-    def _work(self) -> None:
+    def _work(self, keys: queue.Queue[str]) -> None:
+        import queue
+
         while True:
             try:
-                key = self._queue.get(timeout=self.IDLE_SECONDS)
+                key = keys.get(timeout=self.IDLE_SECONDS)
             except queue.Empty:
                 with self._lock:
-                    if self._queue.empty():
+                    if keys.empty():
                         self._workers -= 1
                         return
                 continue
