@@ -108,7 +108,7 @@ class Sizes:
     def for_run(cls, quick: bool) -> Sizes:
         if quick:
             return cls(True, 7, 20, 100, 10, 7, 256 * MiB, 5 * 10**4, 10**3, 5, 2)
-        return cls(False, 31, 200, 400, 40, 31, GiB, 10**6, 10**3, 21, 5)
+        return cls(False, 31, 200, 400, 40, 31, GiB, 10**6, 10**3, 41, 5)
 
 
 def faults_per_call(call: Callable[[], object], calls: int = 200) -> float:
