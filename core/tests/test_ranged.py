@@ -213,6 +213,32 @@ def test_a_write_through_the_cache_drops_the_blocks_and_stops_old_readers() -> N
     assert store.open_read("big").read() == new
 
 
+class BookkeepingCounter(MemoryStore):
+    """A local store that counts the requests for ranged-read bookkeeping (keys under ROOT)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: Counter[str] = Counter()
+
+    def open_read(self, key: str) -> EntryReader:
+        self.calls["open_read"] += key.startswith(ROOT)
+        return super().open_read(key)
+
+    def delete(self, key: str) -> bool:
+        self.calls["delete"] += key.startswith(ROOT)
+        return super().delete(key)
+
+
+def test_a_write_or_delete_of_a_key_never_read_in_blocks_costs_one_local_lookup() -> None:
+    """One manifest lookup per change (the local store may be an S3 bucket), no delete."""
+    local = BookkeepingCounter()
+    store = CachedStore(local, VersionedRemote())
+    store.put("small", b"v" * 100)
+    store.put_stream("small", io.BytesIO(b"w" * 100))
+    store.delete("small")
+    assert +local.calls == Counter({"open_read": 3})
+
+
 class CountingEvent(threading.Event):
     waiting = 0
 

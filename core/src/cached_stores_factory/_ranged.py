@@ -243,10 +243,10 @@ class PartialEntries:
             self._cached.bypass(key, exc)
             return
         try:
-            if data is not None:
+            if data is not None:  # no manifest, nothing to delete: one local request, not two
                 with contextlib.suppress(ValueError, KeyError, TypeError):
                     versions.add(Version.load(key, data))
-            local.delete(manifest_key(key))
+                local.delete(manifest_key(key))
             for version in versions:
                 self._drop_blocks(version)
         except _LOCAL_FAILURES as exc:
