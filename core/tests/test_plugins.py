@@ -547,3 +547,58 @@ def test_a_wrapper_that_breaks_pluggy_s_protocol_fails_alone(
     [record] = [p for p in registry.plugins() if p.error is not None]
     assert (record.name, record.distribution) == (module, "csf-odd")
     assert error in str(record.error)
+
+
+def test_a_failed_plugin_s_later_hooks_do_not_run(site: Path) -> None:
+    (site / "csf_later_calls.py").write_text("CALLS = []\n")
+    install_distribution(
+        site,
+        "csf-early-fail",
+        "csf_early_fail",
+        """
+        import csf_later_calls
+        from cached_stores_factory import hookimpl
+
+        @hookimpl
+        def csf_register_stores(register):
+            raise LookupError("store hook broke")
+
+        @hookimpl
+        def csf_register_serializers(register):
+            csf_later_calls.CALLS.append("serializers")
+        """,
+    )
+    registry = PluginRegistry()
+    with pytest.raises(PluginLoadError, match="store hook broke"):
+        registry.get("store", "csf_early_fail")
+    import csf_later_calls  # type: ignore[import-not-found]
+
+    assert csf_later_calls.CALLS == []
+
+
+@pytest.mark.parametrize(
+    ("call", "error"),
+    [
+        ("register('', MemoryStore)", "a component name must be a non-empty str, not ''"),
+        ("register('bad', 42)", "the factory for 'bad' is not callable nor 'module:attribute'"),
+        ("register('bad', 'no_colon')", "the factory for 'bad' is not callable nor"),
+    ],
+    ids=["empty-name", "not-callable", "no-colon"],
+)
+def test_a_malformed_registration_fails_its_plugin_alone(
+    site: Path, call: str, error: str, request: pytest.FixtureRequest
+) -> None:
+    module = "csf_" + request.node.callspec.id.replace("-", "_")  # a fresh module each
+    install_distribution(site, "csf-echo", "csf_echo", ECHO_PLUGIN)
+    source = (
+        "from cached_stores_factory import MemoryStore, hookimpl\n\n"
+        f"@hookimpl\ndef csf_register_stores(register):\n    register('kept', MemoryStore)\n"
+        f"    {call}\n"
+    )
+    install_distribution(site, "csf-malformed", module, source)
+    registry = PluginRegistry()
+    assert registry.get("store", "echo").name == "echo"
+    assert "kept" not in registry.names("store")
+    [record] = [p for p in registry.plugins() if p.error is not None]
+    assert type(record.error) is TypeError
+    assert error in str(record.error)
