@@ -129,9 +129,7 @@ class PluginRegistry:
         core = self._plugins[BUILTINS] = PluginRecord(BUILTINS, None)
         core.distribution, core.version = CORE_DISTRIBUTION, __version__
         self._register(manager, BUILTINS, _builtins)
-        disabled = {
-            name.strip() for name in self._environ.get("CSF_DISABLE_PLUGINS", "").split(",")
-        }
+        disabled = {n.strip() for n in self._environ.get("CSF_DISABLE_PLUGINS", "").split(",")}
         for entry_point in self._entry_point_source():
             key = f"{entry_point.name} = {entry_point.value}"
             if key in self._plugins:
@@ -154,12 +152,11 @@ class PluginRegistry:
             getattr(manager.hook, hook)(register=None)  # each plugin gets its own `register`
             found += [Component(kind, name, f, record) for record, name, f in self._registered]
             for key, record in self._plugins.items():  # a failed plugin's later hooks don't run
-                if record.error is not None and manager.has_plugin(key):
-                    manager.unregister(name=key)
+                if record.error is not None:
+                    manager.unregister(name=key)  # pluggy skips a name it does not hold
         for component in found:  # a failed plugin loses every name it registered
             if component.source.error is None:
-                found_as = (component.kind, component.name)
-                self._components.setdefault(found_as, []).append(component)
+                self._components.setdefault((component.kind, component.name), []).append(component)
 
     def _register(self, manager: pluggy.PluginManager, key: str, module: object) -> None:
         """Register the module's hook functions with pluggy as `key`, each adapted.
@@ -167,25 +164,28 @@ class PluginRegistry:
         Dunder names are never hooks.  Skipping them, and registering the adapted functions as
         a bare module, spares pluggy most of its static lookups, which a cold start feels.
         """
+        record = self._plugins[key]
         hooks = ModuleType(key)
         for attribute in (name for name in dir(module) if not name.startswith("__")):
             options = manager.parse_hookimpl_opts(module, attribute)
             if options is not None:
                 wrapper = bool(options.get("wrapper") or options.get("hookwrapper"))
-                setattr(hooks, attribute, self._adapt(key, getattr(module, attribute), wrapper))
+                setattr(hooks, attribute, self._adapt(record, getattr(module, attribute), wrapper))
         try:
             manager.register(hooks, name=key)
             manager.check_pending()  # a misspelt hook name
         except Exception as exc:
             manager.unregister(name=key)
-            self._plugins[key].error = exc
+            record.error = exc
 
-    def _adapt(self, key: str, function: Callable[..., Any], wrapper: bool) -> Callable[..., Any]:
+    def _adapt(
+        self, record: PluginRecord, function: Callable[..., Any], wrapper: bool
+    ) -> Callable[..., Any]:
         """`function` as pluggy calls it, with its hookimpl options (`functools.wraps` copies
-        them): it gets a `register` that credits plugin `key`, and an exception it raises
-        fails that plugin instead of the whole hook call, so every other hook function runs
-        once."""
-        record = self._plugins[key]
+        them): it gets a `register` that credits `record`, and an exception it raises fails
+        that plugin instead of the whole hook call, so every other hook function runs once.
+        A wrapper yields once, as pluggy requires, even if the plugin's wrapper raises, yields
+        never or yields twice."""
 
         def register(name: str, factory: Callable[..., Any] | str) -> None:
             if not isinstance(name, str) or not name:
@@ -195,28 +195,22 @@ class PluginRegistry:
             self._registered.append((record, name, factory))
 
         # pluggy passes the arguments a hook function names; the hooks have one, `register`.
-        if not wrapper:
+        def adapted(*args: object) -> Any:
+            try:
+                return function(*[register] * len(args))
+            except Exception as exc:
+                record.error = exc
+                return None
 
-            @functools.wraps(function)
-            def adapted(*args: object) -> Any:
-                try:
-                    return function(*[register] * len(args))
-                except Exception as exc:
-                    record.error = exc
-                    return None
-
-            return adapted
-
-        def broken(what: str) -> RuntimeError:
-            return RuntimeError(f"hook wrapper {function.__qualname__} {what}")
-
-        @functools.wraps(function)
-        def adapted_wrapper(*args: object) -> Any:  # yields once, as pluggy requires, even if
-            try:  # the plugin's wrapper raises, yields never or yields twice
+        def adapted_wrapper(*args: object) -> Any:
+            try:
                 teardown = function(*[register] * len(args))
                 next(teardown)  # its code up to its `yield`
+            except StopIteration:
+                record.error = RuntimeError(f"hook wrapper {function.__qualname__} did not yield")
+                return (yield)
             except Exception as exc:
-                record.error = broken("did not yield") if type(exc) is StopIteration else exc
+                record.error = exc
                 return (yield)
             result = yield
             try:
@@ -226,10 +220,10 @@ class PluginRegistry:
             except Exception as exc:
                 record.error = exc
             else:
-                record.error = broken("yielded twice")
+                record.error = RuntimeError(f"hook wrapper {function.__qualname__} yielded twice")
             return result
 
-        return adapted_wrapper
+        return functools.wraps(function)(adapted_wrapper if wrapper else adapted)
 
     # -- lookups --------------------------------------------------------------------------
 
@@ -268,16 +262,13 @@ class PluginRegistry:
         installed = self.names(kind)
         plural = "policies" if kind == "policy" else f"{kind}s"
         message = f"unknown {kind} {name!r}; installed {plural}: {', '.join(installed) or 'none'}"
-        by_folded = {installed_name.casefold(): installed_name for installed_name in installed}
-        close = difflib.get_close_matches(name.casefold(), by_folded, n=1, cutoff=0.5)
-        if close:
+        by_folded = {n.casefold(): n for n in installed}
+        if close := difflib.get_close_matches(name.casefold(), by_folded, n=1, cutoff=0.5):
             message += f"; did you mean {by_folded[close[0]]!r}?"
-        hint = install_hint(kind, name)
-        if hint:
+        if hint := install_hint(kind, name):
             message += f". {kind.capitalize()} {name!r} is first-party: {hint}"
-        broken = [r.name for r in self._plugins.values() if r.error is not None]
-        if broken:
-            message += f". Plugins that failed to load: {', '.join(sorted(broken))} (csf plugins)"
+        if broken := sorted(r.name for r in self._plugins.values() if r.error is not None):
+            message += f". Plugins that failed to load: {', '.join(broken)} (csf plugins)"
         return PluginNotFoundError(message)
 
     def names(self, kind: Kind) -> list[str]:
