@@ -602,3 +602,23 @@ def test_a_malformed_registration_fails_its_plugin_alone(
     [record] = [p for p in registry.plugins() if p.error is not None]
     assert type(record.error) is TypeError
     assert error in str(record.error)
+
+
+@pytest.mark.parametrize("options", ["", "(wrapper=True)"], ids=["hook", "wrapper"])
+def test_a_hook_function_whose_register_has_a_default_gets_it_by_keyword(
+    site: Path, options: str, request: pytest.FixtureRequest
+) -> None:
+    """pluggy passes an argument that has a default by keyword: the plugin still gets its
+    `register`, and the other plugins load."""
+    module = "csf_defaulted_" + request.node.callspec.id
+    body = "    register('defaulted', MemoryStore)\n" + ("    return (yield)\n" if options else "")
+    source = (
+        "from cached_stores_factory import MemoryStore, hookimpl\n\n"
+        f"@hookimpl{options}\ndef csf_register_stores(register=None):\n{body}"
+    )
+    install_distribution(site, "csf-echo", "csf_echo", ECHO_PLUGIN)
+    install_distribution(site, "csf-defaulted", module, source)
+    registry = PluginRegistry()
+    assert [p.name for p in registry.plugins() if p.error is not None] == []
+    assert registry.get("store", "defaulted").plugin == module
+    assert registry.get("store", "echo").name == "echo"

@@ -194,17 +194,21 @@ class PluginRegistry:
                 raise TypeError(f"the factory for {name!r} is not callable nor 'module:attribute'")
             self._registered.append((record, name, factory))
 
-        # pluggy passes the arguments a hook function names; the hooks have one, `register`.
-        def adapted(*args: object) -> Any:
+        # pluggy passes the arguments a hook function names, by keyword those it gives a
+        # default (`register=None`); the hooks have one argument, `register`.
+        def call(args: tuple[object, ...], kwargs: dict[str, object]) -> Any:
+            return function(*[register] * len(args), **dict.fromkeys(kwargs, register))
+
+        def adapted(*args: object, **kwargs: object) -> Any:
             try:
-                return function(*[register] * len(args))
+                return call(args, kwargs)
             except Exception as exc:
                 record.error = exc
                 return None
 
-        def adapted_wrapper(*args: object) -> Any:
+        def adapted_wrapper(*args: object, **kwargs: object) -> Any:
             try:
-                teardown = function(*[register] * len(args))
+                teardown = call(args, kwargs)
                 next(teardown)  # its code up to its `yield`
             except StopIteration:
                 record.error = RuntimeError(f"hook wrapper {function.__qualname__} did not yield")
