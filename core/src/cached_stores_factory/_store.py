@@ -38,19 +38,23 @@ _KEYED_METHODS = (
 
 class _EntryStatFields(NamedTuple):
     size: int
-    # When the store received this version, in seconds since the epoch; None if it can't
-    # say.  Never the time of the read: policies age entries by it.
     modified: float | None
-    etag: str | None = None  # the origin's entity tag, when known (S3's ETag)
-    digest: str | None = None  # "<algorithm>:<hex>" of the content, when the store computed it
+    etag: str | None = None
+    digest: str | None = None
 
 
 class EntryStat(_EntryStatFields):
     """What a store knows about one entry: a named tuple, as `os.stat_result` is.
 
+    - `size`: the entry's length in bytes (never negative).
+    - `modified`: when the store received this version, in seconds since the epoch, or None
+      if it can't say.  Never the time of the read: policies age entries by it.
+    - `etag`: the origin's entity tag, when known (S3's ETag).
+    - `digest`: `"<algorithm>:<hex>"` of the content, when the store computed it.
+
     Immutable, compared, hashed and pickled by value; `stat._replace(modified=t)` makes a
-    changed copy.  A tuple because every hit makes one, and no immutable record is cheaper to
-    build (docs/performance.md).
+    changed copy.  A tuple because every hit makes one, and no immutable record is cheaper
+    to build.
     """
 
     __slots__ = ()
@@ -84,7 +88,8 @@ class BytesReader(io.BytesIO):
 
 
 class EntryReader(NamedTuple):
-    """An open entry: a binary stream to read and the entry's stat, taken at open time."""
+    """An open entry: `stream`, a binary stream to read, and `stat`, the entry's EntryStat
+    taken at open time.  `read()`, `close()` and `with` act on the stream."""
 
     stream: IO[bytes]
     stat: EntryStat
