@@ -31,6 +31,10 @@ _KEYED_METHODS = (
     "open_read_if_changed",
     "open_range",
     "put_stream",
+    "put_fenced",
+    "begin_change",
+    "end_change",
+    "fence",
     "touch",
     "__contains__",
 )
@@ -151,6 +155,10 @@ class Store(abc.ABC):
     entry from when it stored it (unknown after a restart: expired).  A plain KeyError
     from a keyed method is taken as KeyNotFoundError.
 
+    `fences_shared` says whether `fence`, `put_fenced`, `begin_change` and `end_change` hold
+    across every process that shares the store (see docs/coherence.md); the defaults hold
+    nothing, and the engine then fences within its own process only.
+
     `native_expiry` is the number of seconds after which the store drops an entry by itself
     (Redis's `ex`), or None.
 
@@ -161,6 +169,7 @@ class Store(abc.ABC):
     """
 
     native_expiry: ClassVar[float | None] = None
+    fences_shared: ClassVar[bool] = False
     argument_checks: ClassVar[Mapping[str, ArgumentCheck]] = MappingProxyType({})
 
     @classmethod
@@ -288,6 +297,48 @@ class Store(abc.ABC):
         holder that died: a lock file the kernel drops, or a timeout the holder renews.
         """
         return None
+
+    # -- fences: a fetch stores its bytes only if the key did not change meanwhile ----------
+
+    def fence(self, key: str) -> str | None:
+        """The key's fence token, read before a fetch asks the remote; None while it changes.
+
+        `put_fenced` stores the fetched bytes only if the fence is still this token, so a
+        fetch that overlapped a change (a write, a delete, an invalidation, in any process
+        sharing this store) can never store over it.  None means a change of the key is
+        running (`begin_change` without its `end_change`): the fetch stores nothing.
+
+        The defaults fence nothing across processes (`fences_shared` is False): the engine
+        then fences fetches within its own process only.
+        """
+        return ""
+
+    def put_fenced(
+        self, key: str, stream: IO[bytes], *, etag: str | None, fence: str
+    ) -> EntryStat | None:
+        """`put_stream`, atomically only if the key's fence is still `fence`; else None.
+
+        Nothing is stored when the fence moved.  The default stores unconditionally.
+        """
+        return self.put_stream(key, stream, etag=etag)
+
+    def begin_change(self, key: str, *, hold: float) -> bool:
+        """A change of the key begins: drop the copy and mark the key changing; True if a copy went.
+
+        Atomically: the copy goes, the fence moves, and `fence` answers None until
+        `end_change`, or for `hold` seconds if the changer never gets there (it died).  The
+        default deletes the copy.
+        """
+        return self.delete(key)
+
+    def end_change(self, key: str) -> str:
+        """A change of the key ended: drop any copy stored meanwhile, move the fence, unmark.
+
+        Returns the new fence, for the changer's own `put_fenced`.  The default deletes the
+        copy.
+        """
+        self.delete(key)
+        return ""
 
     def __iter__(self) -> Iterator[str]:
         """Iterating a store yields its keys, as iterating a dict does."""
