@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 QUICK ?=
 
-.PHONY: venv demo test stress lint format bench docs dist clean redis-server
+.PHONY: venv demo test sim stress lint format bench docs dist clean redis-server
 
 venv: $(STAMP)
 
@@ -34,6 +34,12 @@ demo: $(STAMP)
 
 test: $(STAMP) redis-server
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The engine's deterministic simulation: every seed a schedule of processes and faults
+# (make test runs a few thousand). SEEDS=N to change how many; a failing seed prints its replay.
+SEEDS ?= 100000
+sim: $(STAMP)
+	$(BIN)/python tests/sim.py --seeds $(SEEDS) --jobs 2
 
 # The long fault runs: 200 random SIGKILLs of a writer (make test runs 20).
 stress: $(STAMP)

@@ -21,7 +21,12 @@ from cached_stores_factory import (
     MemoryStore,
     _resilience,
 )
-from cached_stores_factory.errors import CorruptEntryError, RemoteError, StoreError
+from cached_stores_factory.errors import (
+    CorruptEntryError,
+    LocalStoreUnavailableError,
+    RemoteError,
+    StoreError,
+)
 from cached_stores_factory_policies import LRUCache, TTLCache
 
 WAIT = 10.0
@@ -103,6 +108,24 @@ class Flaky(MemoryStore):
     def keys(self, prefix: str = "") -> Iterator[str]:
         self._check()
         return super().keys(prefix)
+
+    def fence(self, key: str) -> str | None:
+        self._check()
+        return super().fence(key)
+
+    def put_fenced(
+        self, key: str, stream: IO[bytes], *, etag: str | None, fence: str
+    ) -> EntryStat | None:
+        self._check()
+        return super().put_fenced(key, stream, etag=etag, fence=fence)
+
+    def begin_change(self, key: str, *, hold: float) -> tuple[bool, str]:
+        self._check()
+        return super().begin_change(key, hold=hold)
+
+    def end_change(self, key: str, mark: str) -> str | None:
+        self._check()
+        return super().end_change(key, mark)
 
 
 @pytest.fixture
@@ -227,8 +250,23 @@ def flaky() -> Flaky:
     return Flaky()
 
 
-def test_a_down_local_store_is_a_slow_cache_never_an_error(flaky, origin, caplog) -> None:
+def test_a_down_local_store_refuses_writes_before_the_remote_changes(flaky, origin) -> None:
     cs = CachedStoreFactory(flaky, origin, LRUCache(depth=5)).build()
+    cs.get("k")
+    flaky.down = True
+    assert cs.get("k") == b"version 1"  # reads go on, from the remote
+    with pytest.raises(LocalStoreUnavailableError, match="'k' was not written"):
+        cs.put("k", b"version 2")
+    with pytest.raises(LocalStoreUnavailableError, match="'k' was not written"):
+        cs.delete("k")
+    with pytest.raises(LocalStoreUnavailableError), cs.open("k", "wb") as handle:
+        handle.write(b"version 3")
+    assert origin.get("k") == b"version 1"
+    assert origin.calls["put_stream"] == 0 and origin.calls["delete"] == 0
+
+
+def test_a_down_local_store_is_a_slow_cache_with_availability(flaky, origin, caplog) -> None:
+    cs = CachedStoreFactory(flaky, origin, LRUCache(depth=5), availability=True).build()
     cs.get("k")
     flaky.down, flaky.calls = True, 0
     with caplog.at_level(logging.WARNING, "cached_stores_factory"):
@@ -251,7 +289,7 @@ def test_caching_resumes_when_the_local_store_answers_again(
     flaky, origin, monkeypatch, caplog
 ) -> None:
     monkeypatch.setattr(_resilience, "BACKOFF_FIRST", 0.0)  # retry on the next call
-    cs = CachedStoreFactory(flaky, origin).build()
+    cs = CachedStoreFactory(flaky, origin, availability=True).build()
     cs.get("k")  # a local copy of version 1
     flaky.down = True
     cs.put("k", b"version 2")  # the old copy could not be dropped: the key is bypassed

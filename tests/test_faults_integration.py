@@ -17,7 +17,7 @@ import pytest
 
 from cached_stores_factory import CachedStoreFactory, MemoryStore, _resilience
 from cached_stores_factory.caches.TTL_cache import TTLCache
-from cached_stores_factory.errors import RemoteError
+from cached_stores_factory.errors import LocalStoreUnavailableError, RemoteError
 from cached_stores_factory.stores.tempfile_store import TempfileStore
 from cached_stores_factory.testing.faults import RedisControl, tmpfs
 from cached_stores_factory.testing.servers import S3Server, running_s3
@@ -181,19 +181,20 @@ def test_reads_survive_a_redis_local_store_that_dies_or_hangs(
         getattr(redis_control, fault)()
         for _ in range(4):
             assert read_all(cs) == EXPECTED  # from the remote, each read bounded
-        cs.put("k0", b"written during the outage")  # succeeds: the remote holds it
-        assert remote.get("k0") == b"written during the outage"
-        assert cs.get("k0") == b"written during the outage"
+        with pytest.raises(LocalStoreUnavailableError, match="'k0' was not written"):
+            cs.put("k0", b"written during the outage")  # a copy elsewhere could outlive it
+        assert remote.get("k0") == b"value 0"
         outage = [m for m in warnings_of(caplog) if "local store" in m and "failed" in m]
         assert len(outage) == 1, warnings_of(caplog)
         if fault == "kill":
             redis_control.restart()  # a new, empty server on the same port
         else:
             redis_control.resume()
-        now = [b"written during the outage", *EXPECTED[1:]]
-        wait_for_caching(cs, now)  # every read a hit: served from Redis again
+        wait_for_caching(cs, EXPECTED)  # every read a hit: served from Redis again
+        cs.put("k0", b"written after the outage")
     assert any("answers again" in m for m in warnings_of(caplog))
-    assert local.get("k0") == b"written during the outage"  # the old copy was dropped
+    assert local.get("k0") == b"written after the outage"
+    assert cs.get("k0") == remote.get("k0") == b"written after the outage"
 
 
 @pytest.mark.redis
@@ -212,8 +213,9 @@ def test_a_bounded_policy_over_a_dead_redis_still_builds_and_reads(
     ).build()
     cs.remote.put("k", b"from the remote")
     assert cs.get("k") == b"from the remote"
-    cs.put("w", b"written")  # the one upload succeeds
-    assert cs.remote.get("w") == b"written"
+    with pytest.raises(LocalStoreUnavailableError, match="'w' was not written"):
+        cs.put("w", b"written")
+    assert "w" not in cs.remote
 
 
 # -- tempfile roots that are full or read-only ------------------------------------------------
@@ -245,12 +247,16 @@ def test_a_read_only_tempfile_root_never_serves_the_copy_it_could_not_drop(
         cs = CachedStoreFactory(local, remote).build()
         cs.put("k", b"old")
         subprocess.run(["mount", "-o", "remount,ro", str(mount)], check=True)
-        cs.put("k", b"new")  # the old copy stays on the read-only disk
+        with pytest.raises(LocalStoreUnavailableError, match="'k' was not written"):
+            cs.put("k", b"new")  # the old copy would stay on the read-only disk
+        assert local.get("k") == remote.get("k") == b"old"
+        available = CachedStoreFactory(local, remote, availability=True).build()
+        available.put("k", b"new")  # written anyway: the old copy stays on the disk
         assert local.get("k") == b"old"
         assert remote.get("k") == b"new"
-        assert cs.get("k") == b"new"  # bypassed, never served
-        assert cs.get("k") == b"new"
+        assert available.get("k") == b"new"  # bypassed here, never served
+        assert available.get("k") == b"new"
         subprocess.run(["mount", "-o", "remount,rw", str(mount)], check=True)
         time.sleep(0.3)  # past the back-off: the next call tries the local store again
-        assert cs.get("k") == b"new"
+        assert available.get("k") == b"new"
         assert local.get("k") == b"new"  # dropped, then cached again

@@ -63,6 +63,17 @@ class CountingStore(MemoryStore):
         return entry
 
     def put_stream(self, key: str, stream: IO[bytes], *, etag: str | None = None) -> EntryStat:
+        self._writing(stream)
+        return super().put_stream(key, stream, etag=etag)
+
+    def put_fenced(
+        self, key: str, stream: IO[bytes], *, etag: str | None, fence: str
+    ) -> EntryStat | None:
+        self._writing(stream)
+        return super().put_fenced(key, stream, etag=etag, fence=fence)
+
+    def _writing(self, stream: IO[bytes]) -> None:
+        """Every write is counted as `put_stream`, and may be held or failed."""
         self.calls["put_stream"] += 1
         gate = self.put_gate
         if gate is not None:
@@ -71,7 +82,6 @@ class CountingStore(MemoryStore):
         if self.fail_writes is not None:
             stream.read(3)  # a failure midway, after reading some of the stream
             raise self.fail_writes
-        return super().put_stream(key, stream, etag=etag)
 
     def get(self, key: str) -> bytes:
         self.calls["get"] += 1
@@ -818,16 +828,16 @@ def test_a_policy_whose_on_insert_raises_leaves_no_untracked_copy(local, remote)
 
 
 def test_the_spool_of_a_forward_only_stream_is_closed(cs, monkeypatch) -> None:
-    from cached_stores_factory import _engine
+    from cached_stores_factory import _write
 
     made: list[Any] = []
-    original = _engine.new_spool
+    original = _write.new_spool
 
     def recording() -> Any:
         made.append(original())
         return made[-1]
 
-    monkeypatch.setattr(_engine, "new_spool", recording)
+    monkeypatch.setattr(_write, "new_spool", recording)
 
     class ForwardOnly(io.RawIOBase):
         def __init__(self) -> None:

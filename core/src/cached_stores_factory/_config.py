@@ -22,6 +22,8 @@ SECTIONS: dict[str, tuple[Kind, str]] = {
     "serializer": ("serializer", "name"),
 }
 REQUIRED_SECTIONS = ("local", "remote")
+SETTINGS: dict[str, type] = {"availability": bool}
+"""Top-level keys that are the cached store's own settings, with their types."""
 _ENV_REF = re.compile(r"\$(\$|\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\})")
 _SECRET_NAME = re.compile(r"pass|secret|token|credential|auth|key", re.IGNORECASE)
 
@@ -202,10 +204,16 @@ def resolve(source: str, registry: PluginRegistry, spec: ComponentSpec, section:
 
 def parse(source: str, config: Mapping[str, Any]) -> dict[str, ComponentSpec | None]:
     """Check the top level and split it into component specs, one per section."""
-    unknown = sorted(set(config) - set(SECTIONS))
+    unknown = sorted(set(config) - set(SECTIONS) - set(SETTINGS))
     if unknown:
         raise ConfigError(
             f"{source}: unexpected top-level key {', '.join(repr(u) for u in unknown)}; "
-            f"expected: {', '.join(SECTIONS)}"
+            f"expected: {', '.join([*SECTIONS, *SETTINGS])}"
         )
+    for name, kind in SETTINGS.items():
+        if name in config and not isinstance(config[name], kind):
+            raise ConfigError(
+                f"{source}: top-level key {name!r} must be a {kind.__name__}, "
+                f"not {type(config[name]).__name__}"
+            )
     return {section: _section(source, config, section) for section in SECTIONS}

@@ -1,27 +1,28 @@
-"""The cached store: read-through with single-flight, write-through, file objects."""
+"""The cached store users hold: the hit path, and the doors to the fetch and write paths."""
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import errno
 import io
-import shutil
 import threading
 from collections.abc import Iterable, Iterator
-from typing import IO, TYPE_CHECKING, Any, Final, NamedTuple, cast
+from typing import IO, TYPE_CHECKING, Any, Final, NamedTuple
 
+from . import _write
+from ._coordinator import Coordinator
+from ._fetch import Fetch, own_copy
 from ._fileobj import TextHandle, WriteHandle, close_handles, parse_mode
 from ._keys import is_reserved, validate_user_key
+from ._local import LOCAL_FAILURES, LocalTier
 from ._log import lazy_logger
 from ._policy import CachePolicy
 from ._resilience import Outage, Refresher
 from ._serializer import BytesSerializer, Serializer
-from ._spool import SharedSpool, new_spool
 from ._store import EntryReader, EntryStat, Store
-from .errors import CorruptEntryError, KeyNotFoundError, RemoteError, StoreError
+from .errors import CorruptEntryError, KeyNotFoundError, RemoteError, StoreClosedError
 
 if TYPE_CHECKING:
+    from ._coordinator import Flight
     from ._ranged import PartialEntries
 
 __all__ = ["CacheStats", "CachedStore"]
@@ -113,88 +114,21 @@ class _Counters:
             return CacheStats(*self._values)
 
 
-class _Flight:
-    """One fetch of one key, shared by every reader that asked for it meanwhile.
-
-    Its readers are served from the local entry it stored, or from `spool` when the bytes
-    are not kept.  `pin` is that local entry as the fetch opened it: a reader that finds the
-    entry gone (evicted by a concurrent insert) is served from it, so an eviction never
-    costs a second fetch.  The last reader takes the pin itself, or closes it.
-    """
-
-    __slots__ = ("done", "error", "lock", "pin", "readers", "spool", "stale", "stat")
-
-    def __init__(self, *, stale: bool) -> None:
-        self.done = threading.Event()
-        self.lock = threading.Lock()  # guards pin, spool and readers once the fetch is done
-        self.error: BaseException | None = None
-        self.pin: EntryReader | None = None
-        self.spool: SharedSpool | None = None
-        self.stat: EntryStat | None = None  # the spool's
-        self.stale = stale  # a write or delete overlapped this fetch: store nothing locally
-        self.readers = 1  # not served yet; final once the fetch is done
-
-    def serve_unkept(self, stream: IO[bytes], stat: EntryStat) -> None:
-        self.spool = SharedSpool.fill(stream)
-        self.stat = stat
-
-    def take_pin(self) -> EntryReader | None:
-        """The pinned entry, to the last reader still waiting to be served."""
-        with self.lock:
-            pin = self.pin if self.readers == 1 else None
-            if pin is not None:
-                self.pin = None
-            return pin
-
-    def spool_pin(self) -> None:
-        """Serve the pinned entry from a spool from now on: its local copy is gone."""
-        with self.lock:
-            if self.spool is None:
-                assert self.pin is not None
-                self.spool = SharedSpool.of(self.pin.stream, self.pin.stat.size)
-                self.stat = self.pin.stat
-                self.pin.close()
-                self.pin = None
-
-    def release(self) -> None:
-        """One reader is served (or failed); the last one closes a pin nobody took."""
-        with self.lock:
-            self.readers -= 1
-            pin = self.pin if not self.readers else None
-            if pin is not None:
-                self.pin = None
-        if pin is not None:
-            pin.close()
-
-
-class _Mutation:
-    """Writes and deletes of one key in progress; `contended` once two overlapped."""
-
-    __slots__ = ("contended", "running")
-
-    def __init__(self) -> None:
-        self.running = 1
-        self.contended = False
-
-
-_LOCAL_FAILURES = (StoreError, OSError)  # a local store that is down, not a missing entry
-
-
-class CachedStore(Store):
+class CachedStore(Store, checks_own_keys=True):
     """A local store in front of a remote one, kept by a cache policy.
 
     It is itself a Store, so tiers nest: a cached store can be another one's remote.  One
     instance may be shared by any number of threads.  A hit takes only the counters' lock, for
-    two additions.  A miss takes a short lock to join or start the key's fetch, never held
-    across I/O, so readers of other keys never wait for it.
+    two additions.  A miss joins or starts the key's one fetch (see _fetch); a write or delete
+    goes through _write.  What the engine knows about each key lives in its Coordinator.
 
-    A local store that fails is a slow cache, never an error: reads and writes go to the
-    remote, the outage is logged once, and the local store is skipped for a back-off period,
-    then tried again.  Keys whose local copy could not be dropped when the remote changed are
-    bypassed until it is.
+    A local store that fails is a slow cache for reads: they go to the remote, the outage is
+    logged once, and the local store is skipped for a back-off period.  A write it cannot
+    mark fails before the remote changes (LocalStoreUnavailableError), unless the store was
+    built with `availability=True` (docs/coherence.md says what that gives up).
 
     Keys under `.csf-partial/` are refused (InvalidKeyError): the local store keeps the blocks
-    of ranged reads there.
+    of ranged reads there.  After `close()` every call raises StoreClosedError.
     """
 
     def __init__(
@@ -203,24 +137,27 @@ class CachedStore(Store):
         remote: Store,
         policy: CachePolicy | None = None,
         serializer: Serializer | None = None,
+        *,
+        availability: bool = False,
     ) -> None:
         self.local = local
         self.remote = remote
         self.policy = policy if policy is not None else CachePolicy()
         self.serializer = serializer if serializer is not None else BytesSerializer()
         self._counters = _Counters()
-        self._lock = threading.Lock()  # guards the two dicts below; never held across I/O
-        self._flights: dict[str, _Flight] = {}
-        self._mutations: dict[str, _Mutation] = {}
-        # When each entry this engine stored reached the local store, for stores that can't
-        # say (their stat reports `modified=None`): an entry is never taken for younger.
-        self._stored_at: dict[str, float] = {}
-        # Keys whose local copy may be older than the remote (its drop failed): bypassed.
-        self._unsynced: set[str] = set()
-        self._local_outage = Outage("local", local)
+        self._lock = threading.Lock()  # guards the set-up of `partials`
+        self.coordinator = Coordinator()
+        self.tier = LocalTier(
+            local,
+            self.policy,
+            self.coordinator,
+            lambda count: self._counters.add(EVICTIONS, count),
+            availability=availability,
+        )
         self._remote_outage = Outage("remote", remote)
         self._refresher = Refresher(self._refresh)
         self._partials: PartialEntries | None = None
+        self._closed = False
         self.policy.bind(local)
 
     @property
@@ -240,21 +177,31 @@ class CachedStore(Store):
             f"policy={self.policy!r}, serializer={self.serializer!r})"
         )
 
-    def _count(self, index: int, amount: int = 1) -> None:
-        self._counters.add(index, amount)
+    def _key(self, key: str) -> str:
+        """The key, checked, from a store that is still open: every public call starts here."""
+        if self._closed:
+            raise StoreClosedError(f"{self!r} is closed")
+        return validate_user_key(key)
 
     def stats(self) -> dict[str, int]:
         """hits, misses, coalesced, remote_reads, remote_writes, evictions, revalidated,
         stale_served, bytes_from_remote, bytes_from_local."""
         return self._counters.snapshot().as_dict()
 
+    def count_write(self) -> None:
+        self._counters.add(REMOTE_WRITES)
+
+    def count_stale(self) -> None:
+        self._counters.add(STALE_SERVED)
+
+    def count_fetch(self, size: int) -> None:
+        self._counters.add(REMOTE_READS)
+        self._counters.add(FROM_REMOTE, size)
+
     # -- reading --------------------------------------------------------------------------
 
     def open_read(self, key: str) -> EntryReader:
         """A fresh local entry with no remote call, else one fetch shared by concurrent readers."""
-        return self._read(key)
-
-    def _read(self, key: str) -> EntryReader:
         entry = self.open_fresh(key)
         return entry if entry is not None else self._miss(key)
 
@@ -264,178 +211,84 @@ class CachedStore(Store):
         Fresh, or expired within the policy's `stale_while_revalidate` window (then a
         background refresh is queued).
         """
-        # The hit path: one cached key check, one local open, two policy calls, one count.
-        # Every key from the user passes validate_user_key on its way in: here, or in
-        # _fresh_stat, _mutation, invalidate or open (for writing).
-        key = validate_user_key(key)
-        outage = self._local_outage
-        if (outage.until and outage.skipping()) or (self._unsynced and key in self._unsynced):
+        # The hit path: one closed test, one cached key check, one local open, two policy
+        # calls, one count.
+        key = self._key(key)
+        tier = self.tier
+        outage = tier.outage
+        bypassed = self.coordinator.bypassed
+        if (outage.until and outage.skipping()) or (bypassed and key in bypassed):
             return None
         try:
             entry = self.local.open_read(key)
         except KeyNotFoundError:
+            self.coordinator.forget(key)
             return None
-        except _LOCAL_FAILURES as exc:
-            self._local_failed(key, exc)
+        except LOCAL_FAILURES as exc:
+            tier.failed(key, exc)
             return None
         if outage.until:
             outage.answered()
         stat = entry.stat
         if stat.modified is None:
-            stat = self._with_stored_time(key, stat)
-        if self.policy.is_fresh(key, stat):
-            self.policy.on_hit(key, stat)
+            stat = tier.dated(key, stat)
+        policy = self.policy
+        if policy.is_fresh(key, stat):
+            policy.on_hit(key, stat)
             self._counters.hit(stat.size)
             return entry
-        window = self.policy.stale_while_revalidate
-        if window and self.policy.expired_for(key, stat) <= window:
-            self._count(STALE_SERVED)
+        window = policy.stale_while_revalidate
+        if window and policy.expired_for(key, stat) <= window:
+            self._counters.add(STALE_SERVED)
             self._refresher.submit(key)
             return entry
         entry.close()
         return None
 
-    def _with_stored_time(self, key: str, stat: EntryStat) -> EntryStat:
-        stored = self._stored_at.get(key)
-        return stat if stored is None else stat._replace(modified=stored)
-
     def _miss(self, key: str) -> EntryReader:
-        self._count(MISSES)
-        with self._lock:
-            flight = self._flights.get(key)
-            leader = flight is None
-            if flight is None:
-                flight = self._flights[key] = _Flight(stale=key in self._mutations)
-            else:
-                flight.readers += 1
+        self._counters.add(MISSES)
+        flight, leader = self.coordinator.join_fetch(key)
         if leader:
-            self._lead(key, flight)
+            Fetch(self, key, flight).run()
         else:
-            self._count(COALESCED)
+            self._counters.add(COALESCED)
             flight.done.wait()
         try:
             if flight.error is not None:
                 if leader:
                     raise flight.error
-                raise _own_copy(flight.error) from flight.error
+                raise own_copy(flight.error) from flight.error
             return self._serve(key, flight)
         finally:
             flight.release()
 
     def _refresh(self, key: str) -> None:
         """Fetch or revalidate `key` in the background, unless a fetch of it is running."""
-        with self._lock:
-            if key in self._flights:
-                return
-            flight = self._flights[key] = _Flight(stale=key in self._mutations)
+        if self._closed:
+            return
+        flight = self.coordinator.lead_alone(key)
+        if flight is None:
+            return
         try:
-            self._lead(key, flight)
+            Fetch(self, key, flight).run()
+            if flight.error is not None and not isinstance(flight.error, RemoteError):
+                log.warning("refreshing %r in the background failed: %r", key, flight.error)
         finally:
             flight.release()
 
-    def _lead(self, key: str, flight: _Flight) -> None:
-        try:
-            self._fetch(key, flight)
-        except Exception as exc:
-            flight.error = exc
-        except BaseException:  # KeyboardInterrupt and the like stay with the leader
-            flight.error = StoreError(f"the fetch of {key!r} was interrupted")
-            raise
-        finally:
-            with self._lock:
-                del self._flights[key]
-            flight.done.set()
+    def _serve(self, key: str, flight: Flight) -> EntryReader:
+        if flight.spool is None:
+            pin = flight.take_pin()
+            if pin is not None:
+                return pin
+            try:
+                return self.local.open_read(key)
+            except (KeyNotFoundError, *LOCAL_FAILURES):
+                flight.spool_pin()
+        assert flight.spool is not None and flight.stat is not None
+        return EntryReader(flight.spool.open(), flight.stat)
 
-    def _fetch(self, key: str, flight: _Flight) -> None:
-        """Serve `key` to the flight's readers: a fresh copy, a revalidated one, or the remote's."""
-        expired = None if flight.stale else self._local_entry(key, flight)
-        if expired is not None and self.policy.is_fresh(key, expired.stat):
-            flight.pin = expired  # another reader's fetch stored it meanwhile
-            return
-        if flight.stale:
-            self._fetch_remote(key, flight, expired)
-            return
-        with self._leased(key) as held:
-            if held:  # another process may have fetched it while this one waited
-                if expired is not None:
-                    expired.close()
-                expired = self._local_entry(key, flight)
-                if expired is not None and self.policy.is_fresh(key, expired.stat):
-                    flight.pin = expired
-                    return
-            self._fetch_remote(key, flight, expired)
-
-    @contextlib.contextmanager
-    def _leased(self, key: str) -> Iterator[bool]:
-        """Hold the key's cross-process lease, if the local store or the policy offers one.
-
-        Fetches, writes and deletes of one key then run one at a time across every process
-        that shares the local store: a cold key is fetched once, and a fetch in flight never
-        stores over a write or delete made elsewhere.  Yields whether a lease is held; one
-        that cannot be taken (its server is down) is logged and gone without.
-        """
-        lease = self.local.lease(key)
-        if lease is None:
-            lease = self.policy.lease(key)
-        held = False
-        with contextlib.ExitStack() as stack:
-            if lease is not None:
-                try:
-                    stack.enter_context(lease)
-                    held = True
-                except _LOCAL_FAILURES:
-                    log.warning("no lease on %r; going on without one", key, exc_info=True)
-            yield held
-
-    def _fetch_remote(self, key: str, flight: _Flight, expired: EntryReader | None) -> None:
-        """Ask the remote: revalidate the expired copy, or fetch and keep the object."""
-        try:
-            fetched = self._remote_read(key, expired)
-        except RemoteError as exc:
-            if expired is not None and self._may_serve_stale(key, expired.stat):
-                log.debug("serving %r stale: %s", key, exc)
-                self._count(STALE_SERVED)
-                flight.pin = expired
-                return
-            if expired is not None:
-                expired.close()
-            raise
-        except KeyNotFoundError:
-            if expired is not None:  # gone from the remote: so must the copy be
-                expired.close()
-                self._drop_quietly(key)
-            raise
-        if fetched is None:
-            assert expired is not None
-            flight.pin = self._revalidated(key, expired)
-            return
-        if expired is not None:
-            expired.close()
-        with fetched:
-            self._keep(key, flight, fetched)
-
-    def _local_entry(self, key: str, flight: _Flight) -> EntryReader | None:
-        """The local entry, aged, or None; a flight that must not touch the local store is stale."""
-        if self._local_outage.skipping() or not self._settled(key):
-            flight.stale = True
-            return None
-        try:
-            entry = self.local.open_read(key)
-        except KeyNotFoundError:
-            return None
-        except CorruptEntryError as exc:
-            self._drop_corrupt(key, exc)
-            return None
-        except _LOCAL_FAILURES as exc:
-            self._local_outage.failed(exc)
-            flight.stale = True
-            return None
-        self._local_outage.answered()
-        if entry.stat.modified is None:
-            return EntryReader(entry.stream, self._with_stored_time(key, entry.stat))
-        return entry
-
-    def _remote_read(self, key: str, expired: EntryReader | None) -> EntryReader | None:
+    def remote_read(self, key: str, expired: EntryReader | None) -> EntryReader | None:
         """The remote's entry, or None if it still has the expired copy's version."""
         etag = None if expired is None else expired.stat.etag or self._local_etag(key)
         try:
@@ -448,138 +301,68 @@ class CachedStore(Store):
         except RemoteError as exc:
             self._remote_outage.failed(exc)
             raise
-        except _LOCAL_FAILURES as exc:
-            self._remote_outage.failed(exc)
-            raise RemoteError(f"reading {key!r} from the remote {self.remote!r}: {exc}") from exc
+        except LOCAL_FAILURES as exc:
+            raise self.remote_failed(key, exc) from exc
         self._remote_outage.answered()
         if entry is not None:
-            self._count_fetch(entry.stat.size)
+            self.count_fetch(entry.stat.size)
         return entry
 
-    def _count_fetch(self, size: int) -> None:
-        self._count(REMOTE_READS)
-        self._count(FROM_REMOTE, size)
+    def remote_failed(self, key: str, error: Exception) -> RemoteError:
+        """`error` from reading the remote, counted as its outage, as a RemoteError."""
+        self._remote_outage.failed(error)
+        if isinstance(error, RemoteError):
+            return error
+        return RemoteError(f"reading {key!r} from the remote {self.remote!r}: {error}")
 
     def _local_etag(self, key: str) -> str | None:
         """The entity tag recorded with the local copy (a hit's stat may leave it out)."""
         try:
             return self.local.stat(key).etag
-        except (KeyNotFoundError, *_LOCAL_FAILURES):
+        except (KeyNotFoundError, *LOCAL_FAILURES):
             return None
 
-    def _revalidated(self, key: str, expired: EntryReader) -> EntryReader:
+    def revalidated(self, key: str, expired: EntryReader) -> EntryReader:
         """The remote still has this version: stamp the copy fresh, and serve it."""
-        self._count(REVALIDATED)
+        self._counters.add(REVALIDATED)
         try:
             stat = self.local.touch(key)
-        except (KeyNotFoundError, *_LOCAL_FAILURES):
+        except (KeyNotFoundError, *LOCAL_FAILURES):
             log.debug("re-stamping %r failed; it is revalidated again next time", key)
             return expired
-        if stat.modified is not None:
-            self._stored_at[key] = stat.modified
+        self.tier.stamp(key, stat)
         self.policy.on_hit(key, stat)
         return EntryReader(expired.stream, stat)
 
-    def _may_serve_stale(self, key: str, stat: EntryStat) -> bool:
+    def may_serve_stale(self, key: str, stat: EntryStat) -> bool:
         window = self.policy.stale_if_error
         return bool(window) and self.policy.expired_for(key, stat) <= window
 
-    def _keep(self, key: str, flight: _Flight, fetched: EntryReader) -> None:
-        """Store what the remote sent locally, for the flight's readers and later ones."""
-        stat = fetched.stat
-        if flight.stale or not self.policy.admits(stat.size):
-            flight.serve_unkept(fetched.stream, stat)
-            return
-        source = _RemoteStream(fetched.stream)
-        try:
-            local_stat = self.local.put_stream(key, cast(IO[bytes], source), etag=stat.etag)
-            flight.pin = self.local.open_read(key)
-        except Exception as exc:
-            if source.error is not None:  # the remote's body broke off: not the cache's fault
-                self._remote_outage.failed(source.error)
-                if isinstance(source.error, RemoteError):
-                    raise source.error from None
-                raise RemoteError(
-                    f"reading {key!r} from the remote {self.remote!r}: {source.error}"
-                ) from source.error
-            # A cache that cannot hold the object (full disk, a Redis value limit) must not
-            # fail the read: fetch it again, for the waiting readers only.
-            log.warning("caching %r locally failed (%s); serving it uncached", key, exc)
-            if isinstance(exc, _LOCAL_FAILURES) and not isinstance(exc, CorruptEntryError):
-                self._local_outage.failed(exc)
-            self._drop_quietly(key, tell_policy=False)
-            refetched = self._remote_read(key, None)
-            assert refetched is not None
-            with refetched:
-                flight.serve_unkept(refetched.stream, refetched.stat)
-            return
-        self._inserted(key, local_stat)
-        if flight.stale:  # a write or delete began meanwhile: its version may differ
-            self._drop_quietly(key)
-
-    def _inserted(self, key: str, stat: EntryStat) -> None:
-        """The local store holds a new copy: tell the policy, and evict what it says."""
-        self._stored_at[key] = stat.modified if stat.modified is not None else 0.0
-        try:
-            victims = self.policy.on_insert(key, stat)
-        except Exception:
-            # The policy can't track the copy, so no copy may stay (readers get the pin).
-            log.exception("the policy failed on inserting %r; its local copy is dropped", key)
-            self._drop_quietly(key, tell_policy=False)
-            return
-        self._evict(victims)
-
-    def _evict(self, victims: Iterable[str]) -> None:
-        """Delete the copies the policy gave up; one that can't go is bypassed until it does."""
-        for victim in victims:
-            try:
-                removed = self.local.delete(victim)
-            except _LOCAL_FAILURES as exc:
-                self._local_outage.failed(exc)
-                self._unsynced.add(victim)  # it goes before it is served again
-            else:
-                self._stored_at.pop(victim, None)
-                if removed:
-                    self._count(EVICTIONS)
-            self.policy.on_delete(victim)
-
-    def _serve(self, key: str, flight: _Flight) -> EntryReader:
-        if flight.spool is None:
-            pin = flight.take_pin()
-            if pin is not None:
-                return pin
-            try:
-                return self.local.open_read(key)
-            except (KeyNotFoundError, *_LOCAL_FAILURES):
-                flight.spool_pin()
-        assert flight.spool is not None and flight.stat is not None
-        return EntryReader(flight.spool.open(), flight.stat)
-
     def _fresh_stat(self, key: str) -> EntryStat | None:
         """The local copy's stat if it is fresh; None if missing, stale or unavailable."""
-        key = validate_user_key(key)
-        if self._local_outage.skipping() or not self._settled(key):
+        key = self._key(key)
+        tier = self.tier
+        if tier.outage.skipping() or not tier.settled(key):
             return None
         try:
             stat = self.local.stat(key)
         except KeyNotFoundError:
             return None
-        except _LOCAL_FAILURES as exc:
-            self._local_failed(key, exc)
+        except LOCAL_FAILURES as exc:
+            tier.failed(key, exc)
             return None
-        self._local_outage.answered()
-        if stat.modified is None:
-            stat = self._with_stored_time(key, stat)
+        tier.outage.answered()
+        stat = tier.dated(key, stat)
         return stat if self.policy.is_fresh(key, stat) else None
 
     def get(self, key: str, default: Any = _MISSING) -> Any:
         """The value under `key`, through the serializer; `default` if given and missing."""
         try:
             try:
-                with self._read(key) as entry:
+                with self.open_read(key) as entry:
                     data = entry.read()
             except CorruptEntryError as exc:  # found while reading: drop it, fetch again
-                self._drop_corrupt(key, exc)
+                self.tier.failed(key, exc)
                 with self._miss(key) as entry:
                     data = entry.read()
         except KeyNotFoundError:
@@ -607,71 +390,20 @@ class CachedStore(Store):
         A remote key under the reserved prefix (written by some other client) is left out:
         this store refuses it.
         """
+        self._key("k")
         return (key for key in self.remote.keys(prefix) if not is_reserved(key))
 
     # -- writing --------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _mutation(self, key: str) -> Iterator[_Mutation]:
-        """Mark `key` as being written or deleted while the block runs.
-
-        A fetch of the key that overlaps it is stale: it serves its readers but stores
-        nothing locally.  Two writes of one key that overlap leave no local copy, because
-        which one the remote kept is unknown here.
-        """
-        key = validate_user_key(key)
-        with self._lock:
-            mutation = self._mutations.get(key)
-            if mutation is None:
-                mutation = self._mutations[key] = _Mutation()
-            else:
-                mutation.running += 1
-                mutation.contended = True
-            flight = self._flights.get(key)
-            if flight is not None:
-                flight.stale = True
-        self.partials.forget(key)
-        try:
-            yield mutation
-        finally:
-            with self._lock:
-                mutation.running -= 1
-                if not mutation.running:
-                    del self._mutations[key]
-
     def put_stream(self, key: str, stream: IO[bytes], *, etag: str | None = None) -> EntryStat:
-        """Write through: drop the local copy, write the remote, then the local copy and policy.
+        """Write through: drop and mark the local copy, write the remote, then store the copy.
 
         The local copy goes first, so no failure after the remote changed (a crash, a local
         store that is down or full) leaves an older copy to be served.  A failed remote
-        write raises; reads then fetch the remote's unchanged version again.  A failed local
-        write after a good remote one is logged, not raised: the data is safe in the remote.
+        write raises; reads then fetch the remote's unchanged version again.  A local store
+        that can't be marked refuses the write first (LocalStoreUnavailableError).
         """
-        if not stream.seekable():
-            with new_spool() as spool:
-                shutil.copyfileobj(stream, spool)
-                spool.seek(0)
-                return self.put_stream(key, spool, etag=etag)
-        start = stream.tell()
-        with self._mutation(key) as mutation, self._leased(key):
-            cacheable = self._drop_before_change(key) is not None
-            remote_stat = self.remote.put_stream(key, stream, etag=etag)
-            self._count(REMOTE_WRITES)
-            if not cacheable or not self.policy.admits(remote_stat.size):
-                return remote_stat
-            stream.seek(start)
-            try:
-                local_stat = self.local.put_stream(key, stream, etag=remote_stat.etag)
-            except Exception as exc:
-                log.warning("caching %r locally failed (%s); the remote holds it", key, exc)
-                if isinstance(exc, _LOCAL_FAILURES):
-                    self._local_outage.failed(exc)
-                self._drop_quietly(key, tell_policy=False)
-                return remote_stat
-            self._inserted(key, local_stat)
-            if mutation.contended:
-                self._drop_quietly(key)
-        return remote_stat
+        return _write.write(self, self._key(key), stream, etag)
 
     def put(self, key: str, value: Any) -> None:
         """Store `value` through the serializer, remote first."""
@@ -682,100 +414,43 @@ class CachedStore(Store):
 
     def delete(self, key: str) -> bool:
         """Delete the local copy, then the remote object; True if either held the key."""
-        with self._mutation(key), self._leased(key):
-            removed_local = self._drop_before_change(key)
-            return self.remote.delete(key) or bool(removed_local)
+        return _write.delete(self, self._key(key))
 
     def __delitem__(self, key: str) -> None:
         if not self.delete(key):
             raise KeyNotFoundError(key, "cached store")
 
     def invalidate(self, key: str) -> bool:
-        """Drop the local copy (and any blocks of it) only; the next read fetches again."""
-        key = validate_user_key(key)
+        """Drop the local copy (and any blocks of it) only; the next read fetches again.
+
+        A fetch of the key in flight, in any process that fences with this local store,
+        stores nothing.
+        """
+        key = self._key(key)
         self.partials.forget(key)
-        return self._drop_local(key)
+        return self.tier.drop(key)
 
     def clear(self) -> int:
         """Drop every local copy; the remote is untouched.  Returns how many went."""
+        self._key("k")
+        self.coordinator.invalidated_all()
         return self._drop_all(self.local.keys())
 
     def purge(self) -> int:
         """Drop every local copy the policy says is stale; return how many went."""
+        self._key("k")
         return self._drop_all(self.policy.expired())
 
     def _drop_all(self, keys: Iterable[str]) -> int:
-        return sum(1 for key in list(keys) if self._drop_local(key))
-
-    def _drop_local(self, key: str) -> bool:
-        """Drop the local copy and tell the policy; the local store's errors raise."""
-        self._stored_at.pop(key, None)
-        removed = self.local.delete(key)
-        self._unsynced.discard(key)
-        self.policy.on_delete(key)
-        return removed
-
-    def _drop_before_change(self, key: str) -> bool | None:
-        """Drop the local copy before the remote changes; whether there was one.
-
-        None when the local store can't be used for `key` now: the copy could not be
-        dropped, so the key is bypassed until it is.
-        """
-        if self._local_outage.skipping():
-            self._unsynced.add(key)
-            return None
-        try:
-            removed = self._drop_local(key)
-        except _LOCAL_FAILURES as exc:
-            self._local_outage.failed(exc)
-            self._unsynced.add(key)
-            return None
-        self._local_outage.answered()
-        return removed
-
-    def _drop_quietly(self, key: str, *, tell_policy: bool = True) -> None:
-        """Drop the local copy; if that fails, bypass the key until it can be dropped."""
-        self._stored_at.pop(key, None)
-        try:
-            self.local.delete(key)
-        except _LOCAL_FAILURES as exc:
-            self._local_outage.failed(exc)
-            self._unsynced.add(key)
-        if tell_policy:
-            self.policy.on_delete(key)
-
-    def _local_failed(self, key: str, error: Exception) -> None:
-        """A local read failed: a corrupt copy goes; any other failure starts an outage."""
-        if isinstance(error, CorruptEntryError):
-            self._drop_corrupt(key, error)
-        else:
-            self._local_outage.failed(error)
-
-    def _drop_corrupt(self, key: str, error: CorruptEntryError) -> None:
-        log.warning("dropping a corrupt local copy: %s", error)
-        self._drop_quietly(key)
+        return sum(1 for key in list(keys) if self.tier.drop(key))
 
     def local_usable(self, key: str) -> bool:
         """Whether the local store is in use now (no outage) for `key` (not bypassed)."""
-        return not self._local_outage.skipping() and not (self._unsynced and key in self._unsynced)
+        return self.tier.usable(key)
 
     def bypass(self, key: str, error: Exception | None = None) -> None:
         """Serve `key` from the remote until its local copies can be dropped."""
-        if error is not None:
-            self._local_outage.failed(error)
-        self._unsynced.add(key)
-
-    def _settled(self, key: str) -> bool:
-        """Whether the local store may serve `key`: its copy is not possibly outdated."""
-        if not self._unsynced or key not in self._unsynced:
-            return True
-        try:
-            self._drop_local(key)
-        except _LOCAL_FAILURES as exc:
-            self._local_outage.failed(exc)
-            return False
-        self.partials.forget(key)  # bypasses the key again if its blocks can't go
-        return key not in self._unsynced
+        self.tier.bypass(key, error)
 
     # -- file objects ---------------------------------------------------------------------
 
@@ -800,13 +475,13 @@ class CachedStore(Store):
         binary: IO[bytes]
         if not parsed.writing:
             try:
-                binary = self._read(key).stream
+                binary = self.open_read(key).stream
             except KeyNotFoundError:
                 raise FileNotFoundError(
                     errno.ENOENT, "No such key in the cached store", key
                 ) from None
         else:
-            binary = WriteHandle.open(self, validate_user_key(key), parsed)  # type: ignore[assignment]
+            binary = WriteHandle.open(self, self._key(key), parsed)  # type: ignore[assignment]
         if parsed.binary:
             return binary
         text = (TextHandle if parsed.writing else io.TextIOWrapper)(
@@ -820,49 +495,15 @@ class CachedStore(Store):
         return text
 
     def close(self) -> None:
-        """Commit this store's open handles, then close the policy and both stores."""
+        """Commit this store's open handles, stop its threads, close the policy and both stores.
+
+        Idempotent; every later call raises StoreClosedError.
+        """
+        if self._closed:
+            return
         close_handles(self, "when its store closed")
+        self._closed = True
+        self._refresher.close()
         self.policy.close()
         self.local.close()
         self.remote.close()
-
-
-class _RemoteStream(io.RawIOBase):
-    """The remote's body as the local store reads it, keeping the error if reading it failed.
-
-    So a body that breaks off mid-copy is told apart from a local store that fails.
-    """
-
-    def __init__(self, stream: IO[bytes]) -> None:
-        super().__init__()
-        self._stream = stream
-        self.error: BaseException | None = None
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        try:
-            return self._stream.read(-1 if size is None else size)
-        except Exception as exc:
-            self.error = exc
-            raise
-
-    def readall(self) -> bytes:
-        return self.read(-1)
-
-    def readinto(self, buffer: Any) -> int:
-        with memoryview(buffer) as view, view.cast("B") as target:
-            data = self.read(len(target))
-            target[: len(data)] = data
-        return len(data)
-
-
-def _own_copy(error: BaseException) -> BaseException:
-    """A copy of a fetch's error for one waiting reader, so tracebacks don't pile up."""
-    try:
-        mine = copy.copy(error)
-    except Exception:
-        return StoreError(str(error))
-    mine.__traceback__ = None
-    return mine

@@ -57,6 +57,7 @@ class CachedStoreFactory:
 
     __slots__ = (
         "__weakref__",
+        "_availability",
         "_cache_policy",
         "_local_store",
         "_lock",
@@ -72,8 +73,14 @@ class CachedStoreFactory:
         cache_policy: CachePolicy | None = None,
         *,
         serializer: Serializer | str | None = None,
+        availability: bool = False,
     ) -> None:
         serializer = _serializer_from_name(serializer)
+        if not isinstance(availability, bool):
+            raise TypeError(
+                f"CachedStoreFactory: availability must be True or False, not {availability!r}"
+            )
+        self._availability = availability
         _check("local_store", local_store, Store, recipe=True)
         _check("remote_store", remote_store, Store, recipe=True)
         _check("cache_policy", cache_policy, CachePolicy, optional=True)
@@ -119,10 +126,17 @@ class CachedStoreFactory:
     def build(self) -> CachedStore:
         """A cached store over these parts, with the policy bound to the local store.
 
+        With `availability=True` a write goes on when the local store is down, at the cost
+        of the cross-process promise (docs/coherence.md).
+
         The policy also gets the store's counters, to share with other processes.
         """
         cached = CachedStore(
-            self.local_store, self.remote_store, self.cache_policy, self.serializer
+            self.local_store,
+            self.remote_store,
+            self.cache_policy,
+            self.serializer,
+            availability=self._availability,
         )
         cached.policy.share_stats(cached.stats)
         return cached
@@ -170,4 +184,5 @@ class CachedStoreFactory:
             recipes["remote"],
             policy.make() if policy is not None else None,
             serializer=serializer.make() if serializer is not None else None,
+            availability=mapping.get("availability", False),
         )

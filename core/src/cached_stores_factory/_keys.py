@@ -53,12 +53,19 @@ def is_reserved(key: str) -> bool:
     return key == RESERVED_ROOT or key.startswith(_RESERVED_DIR)
 
 
-@functools.lru_cache(maxsize=65536)
 def validate_user_key(key: str) -> str:
     """`validate_key`, and not under RESERVED_ROOT: the rules for a key a cached store is given.
 
     Cached as `validate_key` is, so a hit pays one dictionary lookup for it.
     """
+    try:
+        return _validate_user_key(key)
+    except TypeError:  # unhashable: the cache can't look it up
+        raise InvalidKeyError(f"a key must be a str, not {type(key).__name__}") from None
+
+
+@functools.lru_cache(maxsize=65536)
+def _validate_user_key(key: str) -> str:
     if is_reserved(validate_key(key)):
         raise InvalidKeyError(
             f"key {key!r} is under {_RESERVED_DIR!r}, a prefix the cached store reserves "

@@ -346,7 +346,7 @@ class PartialEntries:
             except EntryChangedError:
                 self.forget(version.key)
                 raise
-            self._cached._count_fetch(end - start)
+            self._cached.count_fetch(end - start)
             with entry:
                 if entry.stat.etag != version.etag or entry.stat.size != version.size:
                     self.forget(version.key)
@@ -391,7 +391,7 @@ class PartialEntries:
                 partial.spare[index] = data  # this reader still gets it
         if stale and block not in victims and local.delete(block):
             policy.on_delete(block)
-        self._cached._evict(victims)
+        self._cached.tier.evict(victims)
         evicted = {victim for victim in victims if victim.startswith(ROOT + "/")}
         if evicted:
             with partial.lock:
@@ -415,7 +415,7 @@ class PartialEntries:
         victims = policy.on_insert(version.key, stat)
         if partial.stale and version.key not in victims and local.delete(version.key):
             policy.on_delete(version.key)  # a write overlapped: its copy is the one to keep
-        self._cached._evict(victims)
+        self._cached.tier.evict(victims)
         with partial.lock:
             partial.whole = True
             partial.present.clear()

@@ -18,6 +18,8 @@ __all__ = ["Outage", "Refresher"]
 
 log = lazy_logger("cached_stores_factory")
 
+_STOP = ""  # no key is empty: tells a refresh worker its store closed
+
 BACKOFF_FIRST = 1.0
 """Seconds the engine skips a local store after it first fails; doubled per failed retry."""
 BACKOFF_MAX = 30.0
@@ -90,7 +92,19 @@ class Refresher:
         self._lock = threading.Lock()
         self._reset()
 
+    def close(self) -> None:
+        """Take no more keys, drop the queued ones, and let every worker end now."""
+        with self._lock:
+            self._closed = True
+            if self._queue is not None:
+                self._pending.clear()
+                while not self._queue.empty():
+                    self._queue.get_nowait()
+                for _ in range(self._workers):
+                    self._queue.put_nowait(_STOP)
+
     def _reset(self) -> None:
+        self._closed = False
         self._pid = os.getpid()
         self._queue: queue.Queue[str] | None = None
         self._pending: set[str] = set()
@@ -103,7 +117,7 @@ class Refresher:
         with self._lock:
             if self._pid != os.getpid():
                 self._reset()
-            if key in self._pending:
+            if self._closed or key in self._pending:
                 return
             if self._queue is None:
                 self._queue = queue.Queue(self.QUEUED)
@@ -131,12 +145,16 @@ class Refresher:
                         self._workers -= 1
                         return
                 continue
+            if key is _STOP:
+                with self._lock:
+                    self._workers -= 1
+                return
             try:
                 refresh = self._refresh()
                 if refresh is not None:
                     refresh(key)
             except Exception:
-                log.debug("refreshing %r in the background failed", key, exc_info=True)
+                log.warning("refreshing %r in the background failed", key, exc_info=True)
             finally:
                 with self._lock:
                     self._pending.discard(key)

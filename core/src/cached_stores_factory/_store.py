@@ -14,7 +14,7 @@ from typing import IO, Any, ClassVar, NamedTuple, Self, TypeVar
 
 from ._keys import validate_key, validate_prefix
 from ._types import ArgumentCheck
-from .errors import ConfigError, EntryChangedError, KeyNotFoundError
+from .errors import ConfigError, EntryChangedError, InvalidKeyError, KeyNotFoundError
 
 __all__ = ["BytesReader", "EntryReader", "EntryStat", "Store"]
 
@@ -117,7 +117,10 @@ def _validating_key(method: _F) -> _F:
 
     @functools.wraps(method)
     def wrapper(self: Store, key: str, *args: Any, **kwargs: Any) -> Any:
-        key = validate_key(key)
+        try:
+            key = validate_key(key)
+        except TypeError:  # unhashable: the key cache can't look it up
+            raise InvalidKeyError(f"a key must be a str, not {type(key).__name__}") from None
         try:
             return method(self, key, *args, **kwargs)
         except KeyNotFoundError:
@@ -180,8 +183,15 @@ class Store(abc.ABC):
             if problem:
                 raise ConfigError(f"{cls.__name__} argument {name!r}: {problem}")
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, *, checks_own_keys: bool = False, **kwargs: Any) -> None:
+        """Wrap the keyed methods in the key check, unless the class checks keys itself.
+
+        A class that checks its own keys (the cached store) also keeps its KeyErrors: only a
+        store author's KeyError means "missing".
+        """
         super().__init_subclass__(**kwargs)
+        if checks_own_keys:
+            return
         for name in _KEYED_METHODS:
             if name in cls.__dict__:
                 setattr(cls, name, _validating_key(cls.__dict__[name]))
@@ -322,20 +332,24 @@ class Store(abc.ABC):
         """
         return self.put_stream(key, stream, etag=etag)
 
-    def begin_change(self, key: str, *, hold: float) -> bool:
-        """A change of the key begins: drop the copy and mark the key changing; True if a copy went.
+    def begin_change(self, key: str, *, hold: float) -> tuple[bool, str]:
+        """A change of the key begins: drop the copy and mark the key changing.
 
-        Atomically: the copy goes, the fence moves, and `fence` answers None until
-        `end_change`, or for `hold` seconds if the changer never gets there (it died).  The
-        default deletes the copy.
+        Atomically: the copy goes, the fence moves, and `fence` answers None until every
+        change begun has ended, or until `hold` seconds after the last one began (a changer
+        that died never ends).  Returns whether a copy went, and the mark to give
+        `end_change`.  The default deletes the copy.
         """
-        return self.delete(key)
+        return self.delete(key), ""
 
-    def end_change(self, key: str) -> str:
-        """A change of the key ended: drop any copy stored meanwhile, move the fence, unmark.
+    def end_change(self, key: str, mark: str) -> str | None:
+        """A change of the key ended: drop any copy stored meanwhile, and move the fence.
 
-        Returns the new fence, for the changer's own `put_fenced`.  The default deletes the
-        copy.
+        Returns the fence for the changer's own `put_fenced`, or None when no copy may be
+        stored: another change of the key overlapped this one, here or in another process
+        (which version the remote kept is then unknown), or the key's marks were lost or
+        lapsed since `begin_change` gave `mark` (others may have changed the key meanwhile).
+        The default deletes the copy.
         """
         self.delete(key)
         return ""

@@ -15,11 +15,13 @@ __all__ = [
     "EntryChangedError",
     "InvalidKeyError",
     "KeyNotFoundError",
+    "LocalStoreUnavailableError",
     "PluginError",
     "PluginLoadError",
     "PluginNotFoundError",
     "RemoteError",
     "SerializerError",
+    "StoreClosedError",
     "StoreError",
     "UnsafeSerializerError",
     "redact",
@@ -68,6 +70,23 @@ class KeyNotFoundError(CSFError, KeyError):
 
 class StoreError(CSFError):
     """A backend failed.  The backend's message is kept; credentials are never part of it."""
+
+
+class StoreClosedError(StoreError):
+    """The cached store (or store) was closed: it takes no more reads or writes."""
+
+
+class LocalStoreUnavailableError(StoreError):
+    """The local store failed during a write, so copies of the key there could outlive it.
+
+    `remote_changed` is False when the write was refused before the remote changed (the
+    usual case), True when the local store failed after the remote write (the remote holds
+    the new value; other processes may serve the old copy until its change mark lapses).
+    """
+
+    def __init__(self, message: str, *, remote_changed: bool = False) -> None:
+        super().__init__(message)
+        self.remote_changed = remote_changed
 
 
 class CorruptEntryError(StoreError):

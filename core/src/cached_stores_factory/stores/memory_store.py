@@ -14,6 +14,23 @@ from ..errors import KeyNotFoundError
 __all__ = ["MemoryStore"]
 
 
+class _Fence:
+    """A key's fence: its token, and the run of changes marking it, if any.
+
+    A run is the changes that overlap from the first begin to the last end; `run` names it,
+    so an end from an earlier run (its mark lapsed or was lost) is told apart.
+    """
+
+    __slots__ = ("changes", "contended", "run", "token", "until")
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.changes = 0
+        self.run = ""
+        self.contended = False  # two changes of the run overlapped: none may store its copy
+        self.until = 0.0  # when the run's mark lapses
+
+
 class MemoryStore(Store):
     """Entries live in this process's memory and vanish with it.
 
@@ -25,9 +42,9 @@ class MemoryStore(Store):
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
         self._entries: dict[str, tuple[bytes, EntryStat]] = {}
-        # key -> (token, time the change mark lapses or None); a lost record only makes a
-        # fetch in flight store nothing, so the map is simply emptied when it grows large.
-        self._fences: dict[str, tuple[str, float | None]] = {}
+        # A lost fence record only makes a fetch in flight store nothing, so the map is
+        # emptied of all but the change marks when it grows large.
+        self._fences: dict[str, _Fence] = {}
         self._tokens = itertools.count()
         self._lock = threading.Lock()
         self._clock = clock
@@ -66,10 +83,8 @@ class MemoryStore(Store):
 
     def fence(self, key: str) -> str | None:
         with self._lock:
-            token, until = self._fences.get(key) or self._new_fence(key, None)
-            if until is not None and until <= self._clock():
-                token, until = self._new_fence(key, None)
-            return token if until is None else None
+            fence = self._fence(key)
+            return fence.token if not fence.changes else None
 
     def put_fenced(
         self, key: str, stream: IO[bytes], *, etag: str | None, fence: str
@@ -77,25 +92,44 @@ class MemoryStore(Store):
         data = bytes(stream.read())
         stat = self._stamp(data, etag)
         with self._lock:
-            if self._fences.get(key) != (fence, None):
+            current = self._fence(key)
+            if current.changes or current.token != fence:
                 return None
             self._entries[key] = (data, stat)
         return stat
 
-    def begin_change(self, key: str, *, hold: float) -> bool:
+    def begin_change(self, key: str, *, hold: float) -> tuple[bool, str]:
         with self._lock:
-            self._new_fence(key, self._clock() + hold)
-            return self._entries.pop(key, None) is not None
+            fence = self._fence(key)
+            if fence.changes:
+                fence.contended = True
+            else:
+                fence.run, fence.contended = str(next(self._tokens)), False
+            fence.changes += 1
+            fence.until = self._clock() + hold
+            fence.token = str(next(self._tokens))
+            return self._entries.pop(key, None) is not None, fence.run
 
-    def end_change(self, key: str) -> str:
+    def end_change(self, key: str, mark: str) -> str | None:
         with self._lock:
             self._entries.pop(key, None)
-            return self._new_fence(key, None)[0]
+            fence = self._fence(key)
+            fence.token = str(next(self._tokens))
+            if not fence.changes or fence.run != mark:  # lapsed or lost since it began
+                return None
+            fence.changes -= 1
+            return None if fence.changes or fence.contended else fence.token
 
-    def _new_fence(self, key: str, until: float | None) -> tuple[str, float | None]:
-        if len(self._fences) > 2 * len(self._entries) + 1024:  # keep only the change marks
-            self._fences = {name: kept for name, kept in self._fences.items() if kept[1]}
-        fence = self._fences[key] = (str(next(self._tokens)), until)
+    def _fence(self, key: str) -> _Fence:
+        """The key's fence record, new if none; changes whose mark lapsed are forgotten."""
+        fence = self._fences.get(key)
+        if fence is None:
+            if len(self._fences) > 2 * len(self._entries) + 1024:  # keep only change marks
+                self._fences = {name: kept for name, kept in self._fences.items() if kept.changes}
+            fence = self._fences[key] = _Fence(str(next(self._tokens)))
+        elif fence.changes and fence.until <= self._clock():
+            fence.changes, fence.contended = 0, False
+            fence.token = str(next(self._tokens))
         return fence
 
     def keys(self, prefix: str = "") -> Iterator[str]:
