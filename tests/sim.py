@@ -196,14 +196,14 @@ class SimLocal(MemoryStore):
 
     def put_stream(self, key: str, stream: IO[bytes], *, etag: str | None = None) -> EntryStat:
         data = stream.read()
-        self._call(f"put_stream {key!r}")
+        self._call(f"put_stream {key!r} = {data!r} ({current_process().verb})")
         return super().put_stream(key, _Bytes(data), etag=etag)
 
     def put_fenced(
         self, key: str, stream: IO[bytes], *, etag: str | None, fence: str
     ) -> EntryStat | None:
         data = stream.read()
-        self._call(f"put_stream {key!r}")
+        self._call(f"put_fenced {key!r} = {data!r} ({current_process().verb})")
         return super().put_fenced(key, _Bytes(data), etag=etag, fence=fence)
 
     def delete(self, key: str) -> bool:
@@ -280,6 +280,7 @@ class Process:
         self.incarnation = 0
         self.stalled_until = 0.0
         self.operation = 0
+        self.verb = ""
         self.restart()
 
     @property
@@ -306,6 +307,7 @@ class Process:
         world = self.world
         while self.operations:
             verb, key = self.operations.pop(0)
+            self.verb = verb
             self.operation = next(_OPERATIONS)
             floor = world.floor[key]
             world.note(f"p{self.pid}.{self.incarnation} {verb} {key}")
