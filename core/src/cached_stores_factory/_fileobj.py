@@ -24,6 +24,7 @@ from typing import IO, TYPE_CHECKING, NamedTuple
 
 from ._log import lazy_logger
 from ._spool import CHUNK, new_spool
+from ._store import seek_target
 from .errors import KeyNotFoundError
 
 if TYPE_CHECKING:
@@ -264,15 +265,8 @@ class WriteHandle(io.BufferedIOBase):
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._check_open()
-        if whence == io.SEEK_CUR:
-            offset += self._spool.tell()
-        elif whence == io.SEEK_END:
-            offset += self._size()
-        elif whence != io.SEEK_SET:
-            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
-        if offset < 0:
-            raise OSError(errno.EINVAL, "Invalid argument")
-        return self._spool.seek(offset)
+        size = self._size() if whence == io.SEEK_END else 0
+        return self._spool.seek(seek_target(offset, whence, self._spool.tell(), size))
 
     def tell(self) -> int:
         self._check_open()
