@@ -7,7 +7,9 @@ The lifecycle, as the user guide's table gives it:
 - `flush()` uploads nothing: a commit is always the whole entry, never a partial state.
 - A handle never closed commits when it is garbage-collected or at interpreter exit (after
   non-daemon threads have finished), as CPython's own files flush then, and only in the
-  process that opened it: a forked child never commits its parent's handles.
+  process that opened it.
+- A forked child never touches its parent's handles: using one raises, and its exit neither
+  commits them nor writes into their spools.
 """
 
 from __future__ import annotations
@@ -91,14 +93,34 @@ def close_handles(store: CachedStore | None, when: str) -> None:
         handle._close_quietly(when)
 
 
-def _forget_parent_handles() -> None:
-    """In a forked child: the parent's handles are the parent's to commit."""
-    global _unclosed_lock  # noqa: PLW0603 - the parent may have held it while forking
+_forks = 0
+"""How many forks made this process; a handle opened at another count is an ancestor's."""
+
+
+def _leave_parent_handles() -> None:
+    """In a forked child: the parent's handles are the parent's to write and commit.
+
+    A spool spilled to disk shares its open file, offset included, with the parent, and its
+    buffer holds bytes the parent has not flushed yet: the child's exit, closing the spool,
+    would write them into the parent's file a second time.  So the child's copy of that file
+    descriptor is pointed at /dev/null before anything can use it.
+    """
+    global _unclosed_lock, _forks  # noqa: PLW0603 - the parent may have held the lock
     _unclosed_lock = threading.Lock()
+    _forks += 1
+    handles = list(_unclosed)
     _unclosed.clear()
+    spilled = [h._spool._file for h in handles if not isinstance(h._spool._file, io.BytesIO)]
+    if spilled:
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            for file in spilled:
+                os.dup2(devnull, file.fileno(), inheritable=False)
+        finally:
+            os.close(devnull)
 
 
-os.register_at_fork(after_in_child=_forget_parent_handles)
+os.register_at_fork(after_in_child=_leave_parent_handles)
 # atexit callbacks run after the interpreter has joined every non-daemon thread, so a worker
 # still writing when the main thread ends finishes its handle before this commits the rest.
 atexit.register(close_handles, None, "at interpreter exit")
@@ -128,9 +150,11 @@ class WriteHandle(io.BufferedIOBase):
         # "w" and "x" create or truncate at once, as open() does: closing commits even if
         # nothing was written.  "r" and "a" commit only what changed.
         self._dirty = mode.kind in ("w", "x")
-        self._pid = os.getpid()
+        self._forks = _forks
         self.name = key
         self.mode = mode.canonical
+        with _unclosed_lock:  # before its spool can spill: a fork must find it
+            _unclosed.add(self)
 
     @classmethod
     def open(cls, store: CachedStore, key: str, mode: OpenMode) -> WriteHandle:
@@ -149,10 +173,12 @@ class WriteHandle(io.BufferedIOBase):
         handle = cls(store, key, mode, source)
         if mode.kind == "a":
             handle._dirty = source is None  # like open(path, "a"): the entry now exists
-            handle._fill(None)
+            try:
+                handle._fill(None)
+            except BaseException:
+                handle.discard()
+                raise
             handle._spool.seek(0, io.SEEK_END)
-        with _unclosed_lock:
-            _unclosed.add(handle)
         return handle
 
     def __repr__(self) -> str:
@@ -176,6 +202,11 @@ class WriteHandle(io.BufferedIOBase):
     def _check_open(self) -> None:
         if self.closed:
             raise ValueError("I/O operation on closed file.")
+        if self._forks != _forks:
+            raise ValueError(
+                f"{self!r} belongs to the process that opened it, before it forked this one: "
+                "a forked child must open the key itself"
+            )
 
     def _check_readable(self) -> None:
         if not self.readable():
@@ -301,7 +332,8 @@ class WriteHandle(io.BufferedIOBase):
 
     def flush(self) -> None:
         """Upload nothing: the entry is committed whole by close(), never a partial state."""
-        self._check_open()
+        if self.closed:  # a forked child's copy flushes too, when it is closed
+            raise ValueError("I/O operation on closed file.")
 
     def close(self) -> None:
         """Commit the entry if it changed, then release the handle.
@@ -311,7 +343,7 @@ class WriteHandle(io.BufferedIOBase):
         """
         if self.closed:
             return
-        if self._dirty and os.getpid() == self._pid:  # a forked child never commits it
+        if self._dirty and self._forks == _forks:  # a forked child never commits it
             self._fill(None)
             self._spool.seek(0)
             self._store.put_stream(self._key, self._spool)
