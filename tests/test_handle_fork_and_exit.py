@@ -27,6 +27,7 @@ from cached_stores_factory_tempfile import TempfileStore
 
 MiB = 1024 * 1024
 CS = CachedStoreFactory(MemoryStore(), TempfileStore("remote", root=ROOT)).build()
+WRITING = threading.Event()
 """
 
 
@@ -35,9 +36,12 @@ def remote(root: Path) -> TempfileStore:
 
 
 def run_script(
-    root: Path, body: str, *, returncode: int = 0, send_sigint: bool = False
+    root: Path, body: str, *, returncode: int | tuple[int, ...] = 0, send_sigint: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    """Run `body` after the prelude (CS: the cached store over the remote at `root`)."""
+    """Run `body` after the prelude (CS: the cached store over the remote at `root`).
+
+    `returncode` is the exit status expected, or a tuple of the statuses allowed.
+    """
     script = f"ROOT = {str(root)!r}\n" + _PRELUDE + textwrap.dedent(body)
     with subprocess.Popen(
         [sys.executable, "-c", script],
@@ -50,7 +54,8 @@ def run_script(
             assert process.stdout.readline() == "writing\n"  # the loop runs: interrupt it
             process.send_signal(signal.SIGINT)
         stdout, stderr = process.communicate(timeout=120)
-    assert process.returncode == returncode, stderr
+    allowed = returncode if isinstance(returncode, tuple) else (returncode,)
+    assert process.returncode in allowed, stderr
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
@@ -117,3 +122,77 @@ def test_a_forked_child_cannot_use_its_parents_handle(tmp_path: Path) -> None:
     )
     assert "belongs to the process that opened it" in result.stdout
     assert remote(tmp_path).get("k") == b"parent"
+
+
+# -- interpreter exit: commit what is whole, discard what is likely cut short ---------------
+
+WRITE_LOOP = """
+handle = CS.open("k", "wb")
+handle.write(b"partial ")
+WRITING.set()
+print("writing", flush=True)
+for _ in range(2000):
+    handle.write(b"more ")
+    time.sleep(0.01)
+"""
+
+# How CPython ends on an unhandled KeyboardInterrupt: killed by SIGINT, or status 1 (-c).
+INTERRUPTED = (1, -signal.SIGINT)
+
+ENDINGS: dict[str, tuple[str, int | tuple[int, ...], str]] = {
+    "a daemon thread still writing": (
+        f"threading.Thread(target=exec, args=({WRITE_LOOP!r}, globals()), daemon=True).start()\n"
+        "WRITING.wait()\n",
+        0,
+        "the thread writing it, 'Thread-1 (exec)', is still running",
+    ),
+    "an unhandled exception": (
+        'handle = CS.open("k", "wb")\nhandle.write(b"partial")\nraise RuntimeError("midway")\n',
+        1,
+        "the program is ending with an unhandled RuntimeError",
+    ),
+    "a KeyboardInterrupt raised": (
+        'handle = CS.open("k", "wb")\nhandle.write(b"partial")\nraise KeyboardInterrupt\n',
+        INTERRUPTED,
+        "the program is ending with an unhandled KeyboardInterrupt",
+    ),
+    "Ctrl-C in a write loop": (
+        WRITE_LOOP,
+        INTERRUPTED,
+        "the program is ending with an unhandled KeyboardInterrupt",
+    ),
+}
+
+
+@pytest.mark.parametrize("ending", sorted(ENDINGS))
+def test_an_exit_that_cuts_a_write_short_leaves_the_remote_unchanged(
+    tmp_path: Path, ending: str
+) -> None:
+    remote(tmp_path).put("k", GOOD)
+    body, returncode, reason = ENDINGS[ending]
+    result = run_script(
+        tmp_path, body, returncode=returncode, send_sigint=ending.startswith("Ctrl-C")
+    )
+    assert remote(tmp_path).get("k") == GOOD
+    assert f"discarding the writes to 'k' at interpreter exit: {reason}" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "ending",
+    [
+        "pass",  # the end of the script
+        "sys.exit(0)",
+        "sys.exit(3)",  # an exit status is a decision, not a failure
+        # A daemon thread that wrote the handle and finished, and a handled exception.
+        "t = threading.Thread(target=lambda: handle.write(b'!'), daemon=True)\n"
+        "t.start(); t.join()\n"
+        "try:\n    raise RuntimeError('handled')\nexcept RuntimeError:\n    pass",
+    ],
+    ids=["end", "exit-0", "exit-3", "finished-daemon"],
+)
+def test_a_normal_exit_commits_a_handle_never_closed(tmp_path: Path, ending: str) -> None:
+    remote(tmp_path).put("k", GOOD)
+    body = 'handle = CS.open("k", "wb")\nhandle.write(b"whole")\n' + ending + "\n"
+    result = run_script(tmp_path, body, returncode=3 if ending == "sys.exit(3)" else 0)
+    assert remote(tmp_path).get("k") == (b"whole!" if "daemon" in ending else b"whole")
+    assert "discarding" not in result.stderr

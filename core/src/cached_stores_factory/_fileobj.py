@@ -7,7 +7,10 @@ The lifecycle, as the user guide's table gives it:
 - `flush()` uploads nothing: a commit is always the whole entry, never a partial state.
 - A handle never closed commits when it is garbage-collected or at interpreter exit (after
   non-daemon threads have finished), as CPython's own files flush then, and only in the
-  process that opened it.
+  process that opened it.  At exit it is discarded instead, with a warning, when the thread
+  that last wrote it is still running (a daemon thread, cut off mid-write) or when the
+  program is ending through an unhandled exception or KeyboardInterrupt: what it holds then
+  is likely a prefix, and a prefix must never replace the remote object.
 - A forked child never touches its parent's handles: using one raises, and its exit neither
   commits them nor writes into their spools.
 """
@@ -19,6 +22,7 @@ import errno
 import functools
 import io
 import os
+import sys
 import threading
 import weakref
 from types import TracebackType
@@ -85,12 +89,36 @@ _unclosed: weakref.WeakSet[WriteHandle] = weakref.WeakSet()
 _unclosed_lock = threading.Lock()
 
 
-def close_handles(store: CachedStore | None, when: str) -> None:
-    """Commit and close every open handle of `store` (None: of every store), logging failures."""
+def close_handles(store: CachedStore, when: str) -> None:
+    """Commit and close every open handle of `store`, logging failures."""
     with _unclosed_lock:
-        handles = [h for h in _unclosed if store is None or h._store is store]
+        handles = [h for h in _unclosed if h._store is store]
     for handle in handles:
         handle._close_quietly(when)
+
+
+def _close_handles_at_exit() -> None:
+    """Commit the handles still open at exit, unless what they hold is likely cut short."""
+    failure = _unhandled_exception()
+    with _unclosed_lock:
+        handles = list(_unclosed)
+    for handle in handles:
+        handle._close_at_exit(failure)
+
+
+def _unhandled_exception() -> BaseException | None:
+    """The exception ending the program, if one is.
+
+    Before the exit hooks run, the interpreter keeps the unhandled exception it printed as
+    `sys.last_value` (and `sys.last_exc` from 3.12); `sys.exit()` sets neither.  An
+    interactive session sets them for every error it survives, so there they mean nothing.
+    """
+    if hasattr(sys, "ps1") or sys.flags.interactive:
+        return None
+    failure: BaseException | None = getattr(sys, "last_exc", None) or getattr(
+        sys, "last_value", None
+    )
+    return failure
 
 
 _forks = 0
@@ -123,7 +151,7 @@ def _leave_parent_handles() -> None:
 os.register_at_fork(after_in_child=_leave_parent_handles)
 # atexit callbacks run after the interpreter has joined every non-daemon thread, so a worker
 # still writing when the main thread ends finishes its handle before this commits the rest.
-atexit.register(close_handles, None, "at interpreter exit")
+atexit.register(_close_handles_at_exit)
 
 
 class WriteHandle(io.BufferedIOBase):
@@ -151,6 +179,7 @@ class WriteHandle(io.BufferedIOBase):
         # nothing was written.  "r" and "a" commit only what changed.
         self._dirty = mode.kind in ("w", "x")
         self._forks = _forks
+        self._writer = threading.current_thread()  # the thread that last changed it
         self.name = key
         self.mode = mode.canonical
         with _unclosed_lock:  # before its spool can spill: a fork must find it
@@ -292,6 +321,7 @@ class WriteHandle(io.BufferedIOBase):
             self._fill(self._spool.tell() + size)
         written = self._spool.write(data)
         self._dirty = True
+        self._writer = threading.current_thread()
         return written
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
@@ -326,6 +356,7 @@ class WriteHandle(io.BufferedIOBase):
             self._spool.seek(position)
         self._spool.truncate(size)
         self._dirty = True
+        self._writer = threading.current_thread()
         return size
 
     # -- the lifecycle ----------------------------------------------------------------------
@@ -381,6 +412,20 @@ class WriteHandle(io.BufferedIOBase):
             self.close()
         except Exception:
             log.exception("committing %r %s failed; its writes are lost", self._key, when)
+
+    def _close_at_exit(self, failure: BaseException | None) -> None:
+        """Commit at interpreter exit, or discard (with a warning) what is likely cut short."""
+        writer = self._writer
+        if failure is not None:
+            reason = f"the program is ending with an unhandled {type(failure).__name__}"
+        elif writer is not threading.current_thread() and writer.is_alive():
+            reason = f"the thread writing it, {writer.name!r}, is still running"
+        else:
+            self._close_quietly("at interpreter exit")
+            return
+        if self._dirty and not self.closed:
+            log.warning("discarding the writes to %r at interpreter exit: %s", self._key, reason)
+        self.discard()
 
     def __del__(self) -> None:
         self._close_quietly("on garbage collection")
