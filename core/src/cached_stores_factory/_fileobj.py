@@ -138,7 +138,8 @@ def _leave_parent_handles() -> None:
     _forks += 1
     handles = list(_unclosed)
     _unclosed.clear()
-    spilled = [h._spool._file for h in handles if not isinstance(h._spool._file, io.BytesIO)]
+    files = [handle._spool._file for handle in handles]
+    spilled = [file for file in files if not isinstance(file, io.BytesIO) and not file.closed]
     if spilled:
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         try:
