@@ -121,6 +121,11 @@ def _unhandled_exception() -> BaseException | None:
     return failure
 
 
+def _running_threads() -> dict[int | None, threading.Thread]:
+    """The threads still running, by identifier (a finished thread's may be reused)."""
+    return {thread.ident: thread for thread in threading.enumerate()}
+
+
 _forks = 0
 """How many forks made this process; a handle opened at another count is an ancestor's."""
 
@@ -180,7 +185,7 @@ class WriteHandle(io.BufferedIOBase):
         # nothing was written.  "r" and "a" commit only what changed.
         self._dirty = mode.kind in ("w", "x")
         self._forks = _forks
-        self._writer = threading.current_thread()  # the thread that last changed it
+        self._writer = threading.get_ident()  # the thread that last changed it
         self.name = key
         self.mode = mode.canonical
         with _unclosed_lock:  # before its spool can spill: a fork must find it
@@ -322,7 +327,7 @@ class WriteHandle(io.BufferedIOBase):
             self._fill(self._spool.tell() + size)
         written = self._spool.write(data)
         self._dirty = True
-        self._writer = threading.current_thread()
+        self._writer = threading.get_ident()
         return written
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
@@ -357,7 +362,7 @@ class WriteHandle(io.BufferedIOBase):
             self._spool.seek(position)
         self._spool.truncate(size)
         self._dirty = True
-        self._writer = threading.current_thread()
+        self._writer = threading.get_ident()
         return size
 
     # -- the lifecycle ----------------------------------------------------------------------
@@ -416,10 +421,10 @@ class WriteHandle(io.BufferedIOBase):
 
     def _close_at_exit(self, failure: BaseException | None) -> None:
         """Commit at interpreter exit, or discard (with a warning) what is likely cut short."""
-        writer = self._writer
+        writer = _running_threads().get(self._writer)
         if failure is not None:
             reason = f"the program is ending with an unhandled {type(failure).__name__}"
-        elif writer is not threading.current_thread() and writer.is_alive():
+        elif writer is not None and writer is not threading.current_thread():
             reason = f"the thread writing it, {writer.name!r}, is still running"
         else:
             self._close_quietly("at interpreter exit")
