@@ -7,7 +7,12 @@ The lifecycle, as the user guide's table gives it:
 - `flush()` uploads nothing: a commit is always the whole entry, never a partial state.
 - A handle never closed commits when it is garbage-collected or at interpreter exit (after
   non-daemon threads have finished), as CPython's own files flush then, and only in the
-  process that opened it: a forked child never commits its parent's handles.
+  process that opened it.  At exit it is discarded instead, with a warning, when the thread
+  that last wrote it is still running (a daemon thread, cut off mid-write) or when the
+  program is ending through an unhandled exception or KeyboardInterrupt: what it holds then
+  is likely a prefix, and a prefix must never replace the remote object.
+- A forked child never touches its parent's handles: using one raises, and its exit neither
+  commits them nor writes into their spools.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import errno
 import functools
 import io
 import os
+import sys
 import threading
 import weakref
 from types import TracebackType
@@ -24,6 +30,7 @@ from typing import IO, TYPE_CHECKING, NamedTuple
 
 from ._log import lazy_logger
 from ._spool import CHUNK, new_spool
+from ._store import seek_target
 from .errors import KeyNotFoundError
 
 if TYPE_CHECKING:
@@ -82,25 +89,75 @@ _unclosed: weakref.WeakSet[WriteHandle] = weakref.WeakSet()
 _unclosed_lock = threading.Lock()
 
 
-def close_handles(store: CachedStore | None, when: str) -> None:
-    """Commit and close every open handle of `store` (None: of every store), logging failures."""
+def close_handles(store: CachedStore, when: str) -> None:
+    """Commit and close every open handle of `store`, logging failures."""
     with _unclosed_lock:
-        handles = [h for h in _unclosed if store is None or h._store is store]
+        handles = [h for h in _unclosed if h._store is store]
     for handle in handles:
         handle._close_quietly(when)
 
 
-def _forget_parent_handles() -> None:
-    """In a forked child: the parent's handles are the parent's to commit."""
-    global _unclosed_lock  # noqa: PLW0603 - the parent may have held it while forking
+def _close_handles_at_exit() -> None:
+    """Commit the handles still open at exit, unless what they hold is likely cut short."""
+    failure = _unhandled_exception()
+    with _unclosed_lock:
+        handles = list(_unclosed)
+    for handle in handles:
+        handle._close_at_exit(failure)
+
+
+def _unhandled_exception() -> BaseException | None:
+    """The exception ending the program, if one is.
+
+    Before the exit hooks run, the interpreter keeps the unhandled exception it printed as
+    `sys.last_value` (and `sys.last_exc` from 3.12); `sys.exit()` sets neither.  An
+    interactive session sets them for every error it survives, so there they mean nothing.
+    """
+    if hasattr(sys, "ps1") or sys.flags.interactive:
+        return None
+    failure: BaseException | None = getattr(sys, "last_exc", None) or getattr(
+        sys, "last_value", None
+    )
+    return failure
+
+
+def _running_threads() -> dict[int | None, threading.Thread]:
+    """The threads still running, by identifier (a finished thread's may be reused)."""
+    return {thread.ident: thread for thread in threading.enumerate()}
+
+
+_forks = 0
+"""How many forks made this process; a handle opened at another count is an ancestor's."""
+
+
+def _leave_parent_handles() -> None:
+    """In a forked child: the parent's handles are the parent's to write and commit.
+
+    A spool spilled to disk shares its open file, offset included, with the parent, and its
+    buffer holds bytes the parent has not flushed yet: the child's exit, closing the spool,
+    would write them into the parent's file a second time.  So the child's copy of that file
+    descriptor is pointed at /dev/null before anything can use it.
+    """
+    global _unclosed_lock, _forks  # noqa: PLW0603 - the parent may have held the lock
     _unclosed_lock = threading.Lock()
+    _forks += 1
+    handles = list(_unclosed)
     _unclosed.clear()
+    files = [handle._spool._file for handle in handles]
+    spilled = [file for file in files if not isinstance(file, io.BytesIO) and not file.closed]
+    if spilled:
+        devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        try:
+            for file in spilled:
+                os.dup2(devnull, file.fileno(), inheritable=False)
+        finally:
+            os.close(devnull)
 
 
-os.register_at_fork(after_in_child=_forget_parent_handles)
+os.register_at_fork(after_in_child=_leave_parent_handles)
 # atexit callbacks run after the interpreter has joined every non-daemon thread, so a worker
 # still writing when the main thread ends finishes its handle before this commits the rest.
-atexit.register(close_handles, None, "at interpreter exit")
+atexit.register(_close_handles_at_exit)
 
 
 class WriteHandle(io.BufferedIOBase):
@@ -127,9 +184,12 @@ class WriteHandle(io.BufferedIOBase):
         # "w" and "x" create or truncate at once, as open() does: closing commits even if
         # nothing was written.  "r" and "a" commit only what changed.
         self._dirty = mode.kind in ("w", "x")
-        self._pid = os.getpid()
+        self._forks = _forks
+        self._writer = threading.get_ident()  # the thread that last changed it
         self.name = key
         self.mode = mode.canonical
+        with _unclosed_lock:  # before its spool can spill: a fork must find it
+            _unclosed.add(self)
 
     @classmethod
     def open(cls, store: CachedStore, key: str, mode: OpenMode) -> WriteHandle:
@@ -148,10 +208,12 @@ class WriteHandle(io.BufferedIOBase):
         handle = cls(store, key, mode, source)
         if mode.kind == "a":
             handle._dirty = source is None  # like open(path, "a"): the entry now exists
-            handle._fill(None)
+            try:
+                handle._fill(None)
+            except BaseException:
+                handle.discard()
+                raise
             handle._spool.seek(0, io.SEEK_END)
-        with _unclosed_lock:
-            _unclosed.add(handle)
         return handle
 
     def __repr__(self) -> str:
@@ -175,6 +237,11 @@ class WriteHandle(io.BufferedIOBase):
     def _check_open(self) -> None:
         if self.closed:
             raise ValueError("I/O operation on closed file.")
+        if self._forks != _forks:
+            raise ValueError(
+                f"{self!r} belongs to the process that opened it, before it forked this one: "
+                "a forked child must open the key itself"
+            )
 
     def _check_readable(self) -> None:
         if not self.readable():
@@ -260,19 +327,13 @@ class WriteHandle(io.BufferedIOBase):
             self._fill(self._spool.tell() + size)
         written = self._spool.write(data)
         self._dirty = True
+        self._writer = threading.get_ident()
         return written
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         self._check_open()
-        if whence == io.SEEK_CUR:
-            offset += self._spool.tell()
-        elif whence == io.SEEK_END:
-            offset += self._size()
-        elif whence != io.SEEK_SET:
-            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
-        if offset < 0:
-            raise OSError(errno.EINVAL, "Invalid argument")
-        return self._spool.seek(offset)
+        size = self._size() if whence == io.SEEK_END else 0
+        return self._spool.seek(seek_target(offset, whence, self._spool.tell(), size))
 
     def tell(self) -> int:
         self._check_open()
@@ -301,13 +362,15 @@ class WriteHandle(io.BufferedIOBase):
             self._spool.seek(position)
         self._spool.truncate(size)
         self._dirty = True
+        self._writer = threading.get_ident()
         return size
 
     # -- the lifecycle ----------------------------------------------------------------------
 
     def flush(self) -> None:
         """Upload nothing: the entry is committed whole by close(), never a partial state."""
-        self._check_open()
+        if self.closed:  # a forked child's copy flushes too, when it is closed
+            raise ValueError("I/O operation on closed file.")
 
     def close(self) -> None:
         """Commit the entry if it changed, then release the handle.
@@ -317,7 +380,7 @@ class WriteHandle(io.BufferedIOBase):
         """
         if self.closed:
             return
-        if self._dirty and os.getpid() == self._pid:  # a forked child never commits it
+        if self._dirty and self._forks == _forks:  # a forked child never commits it
             self._fill(None)
             self._spool.seek(0)
             self._store.put_stream(self._key, self._spool)
@@ -355,6 +418,20 @@ class WriteHandle(io.BufferedIOBase):
             self.close()
         except Exception:
             log.exception("committing %r %s failed; its writes are lost", self._key, when)
+
+    def _close_at_exit(self, failure: BaseException | None) -> None:
+        """Commit at interpreter exit, or discard (with a warning) what is likely cut short."""
+        writer = _running_threads().get(self._writer)
+        if failure is not None:
+            reason = f"the program is ending with an unhandled {type(failure).__name__}"
+        elif writer is not None and writer is not threading.current_thread():
+            reason = f"the thread writing it, {writer.name!r}, is still running"
+        else:
+            self._close_quietly("at interpreter exit")
+            return
+        if self._dirty and not self.closed:
+            log.warning("discarding the writes to %r at interpreter exit: %s", self._key, reason)
+        self.discard()
 
     def __del__(self) -> None:
         self._close_quietly("on garbage collection")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 import tempfile
 from typing import IO, TYPE_CHECKING
 
-from ._store import BytesReader
+from ._store import BytesReader, seek_target
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -125,16 +124,8 @@ class _SpoolFile(io.RawIOBase):
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         if self._spool is None:
             raise ValueError("I/O operation on closed file.")
-        if whence == io.SEEK_END:
-            offset += self._spool.size
-        elif whence == io.SEEK_CUR:
-            offset += self._position
-        elif whence != io.SEEK_SET:
-            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
-        if offset < 0:
-            raise OSError(errno.EINVAL, "Invalid argument")
-        self._position = offset
-        return offset
+        self._position = seek_target(offset, whence, self._position, self._spool.size)
+        return self._position
 
     def tell(self) -> int:
         return self._position

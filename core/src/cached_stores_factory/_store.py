@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import errno
 import functools
 import io
 import time
@@ -16,7 +17,7 @@ from ._keys import validate_key, validate_prefix
 from ._types import ArgumentCheck
 from .errors import ConfigError, EntryChangedError, InvalidKeyError, KeyNotFoundError
 
-__all__ = ["BytesReader", "EntryReader", "EntryStat", "Store"]
+__all__ = ["BytesReader", "EntryReader", "EntryStat", "Store", "seek_target"]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -75,8 +76,18 @@ class BytesReader(io.BytesIO):
     """An entry's bytes in memory, read-only as a file opened "rb" is.
 
     Stores hand it out for small entries, so a write to what `open(key, "rb")` returned
-    raises `io.UnsupportedOperation` instead of being quietly lost.
+    raises `io.UnsupportedOperation` instead of being quietly lost.  It seeks as a file does
+    (`seek_target`): io.BytesIO would raise ValueError for some negative targets and clamp
+    others to 0, so a reader's stream would behave differently by the entry's size.
     """
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        position = self.tell()
+        size = 0
+        if whence == io.SEEK_END:
+            size = super().seek(0, io.SEEK_END)
+            super().seek(position)
+        return super().seek(seek_target(offset, whence, position, size))
 
     def writable(self) -> bool:
         return False
@@ -89,6 +100,24 @@ class BytesReader(io.BytesIO):
 
     def truncate(self, size: int | None = None) -> int:
         raise io.UnsupportedOperation("not writable")
+
+
+def seek_target(offset: int, whence: int, position: int, size: int) -> int:
+    """Where `seek(offset, whence)` goes in a stream at `position` of `size` bytes.
+
+    File semantics, shared by every stream `open(key, "rb")` returns: any target at or past
+    0 is allowed (past the end, reads return b""), a negative one raises OSError(EINVAL) as
+    `lseek` does, and an unknown `whence` raises ValueError as io's own streams do.
+    """
+    if whence == io.SEEK_CUR:
+        offset += position
+    elif whence == io.SEEK_END:
+        offset += size
+    elif whence != io.SEEK_SET:
+        raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+    if offset < 0:
+        raise OSError(errno.EINVAL, f"Invalid argument: seek to {offset}, before the start")
+    return offset
 
 
 class EntryReader(NamedTuple):

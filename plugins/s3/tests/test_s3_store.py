@@ -16,6 +16,7 @@ from cached_stores_factory.errors import (
     ConfigError,
     EntryChangedError,
     KeyNotFoundError,
+    RemoteError,
     StoreError,
 )
 from cached_stores_factory.plugins import registry
@@ -304,3 +305,27 @@ def test_open_range_is_one_ranged_get_that_refuses_a_changed_object(
     store.put("empty", b"")
     with store.open_range("empty", 0, 10) as entry:
         assert entry.read() == b"" and entry.stat.size == 0
+
+
+def test_a_seek_costs_one_ranged_get_on_the_next_read_and_never_splices_versions(
+    s3: S3Server, store: S3Store
+) -> None:
+    body = bytes(range(256)) * 4096  # 1 MiB, four read buffers
+    store.put("big", body)
+    s3.requests.clear()
+    with store.open_read("big") as entry:
+        stream = entry.stream
+        assert stream.read(10) == body[:10]
+        assert stream.seek(len(body) + 5) == len(body) + 5  # past the end: no request
+        assert stream.read() == b""
+        assert stream.seek(-100, io.SEEK_END) == len(body) - 100
+        assert s3.count() == 1
+        assert stream.read() == body[-100:]
+        assert s3.count("GET", "/bucket/big") == 2
+        assert s3.statuses("GET")[-1] == 206
+        assert stream.seek(3) == 3
+        assert stream.read(5) == body[3:8]
+        store.put("big", body[::-1])
+        stream.seek(900_000)
+        with pytest.raises(RemoteError, match="the object changed before the rest could be read"):
+            stream.read(10)

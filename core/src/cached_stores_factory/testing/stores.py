@@ -12,13 +12,16 @@ an empty store of your kind:
                 yield store
 
 `large_size` (a class attribute) is how many bytes the streaming test pushes through
-`put_stream` and reads back through `open_read`.  The property test runs 20 hypothesis
-examples against the same store, clearing it before each one.
+`put_stream` and reads back through `open_read`.  The property tests run 20 hypothesis
+examples each against the same store: one clears it before each example, the other checks
+that `open_read`'s stream seeks, reads and tells as a file would (`assert_reads_like_a_file`),
+for entries from empty to `large_size`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import random
@@ -35,7 +38,13 @@ from hypothesis import strategies as st
 from .._store import EntryStat, Store
 from ..errors import InvalidKeyError, KeyNotFoundError
 
-__all__ = ["ChunkedStream", "DictStore", "StoreConformance", "keys_strategy"]
+__all__ = [
+    "ChunkedStream",
+    "DictStore",
+    "StoreConformance",
+    "assert_reads_like_a_file",
+    "keys_strategy",
+]
 
 MiB = 1024 * 1024
 
@@ -127,6 +136,47 @@ def _drain(stream: IO[bytes], chunk: int = 64 * 1024) -> tuple[int, str]:
     return size, digest.hexdigest()
 
 
+def assert_reads_like_a_file(stream: IO[bytes], content: bytes, data: st.DataObject) -> None:
+    """Drive `stream` (opened on `content`) with drawn seeks, reads and tells, as a file.
+
+    The model is an io.BytesIO of the same bytes, with a regular file's one difference: a
+    seek to a negative position raises OSError(EINVAL) and moves nothing (BytesIO raises
+    ValueError for some and clamps others to 0).  Seeking past the end is allowed, tell()
+    reports it, and reads there return b"".  An unknown `whence` raises ValueError.
+    """
+    size = len(content)
+    model = io.BytesIO(content)
+    offsets = st.integers(-3, 3) | st.integers(-size - 8, 2 * size + 8)
+    lengths = st.integers(-1, 3) | st.integers(0, min(size + 8, 96 * 1024))
+    whences = st.sampled_from([io.SEEK_SET, io.SEEK_CUR, io.SEEK_END])
+    operations = st.one_of(  # (name, argument, whence)
+        st.tuples(st.just("seek"), offsets, whences),
+        st.tuples(st.just("read"), lengths, st.just(0)),
+        st.tuples(st.just("readinto"), lengths.map(lambda n: max(n, 0)), st.just(0)),
+        st.tuples(st.just("tell"), st.just(0), st.just(0)),
+    )
+    assert stream.seekable()
+    with pytest.raises(ValueError, match="whence"):
+        stream.seek(0, 3)
+    assert stream.tell() == 0
+    for name, argument, whence in data.draw(st.lists(operations, max_size=12), label="ops"):
+        if name == "seek":
+            base = {io.SEEK_SET: 0, io.SEEK_CUR: model.tell(), io.SEEK_END: size}[whence]
+            if base + argument < 0:
+                with pytest.raises(OSError) as refused:
+                    stream.seek(argument, whence)
+                assert refused.value.errno == errno.EINVAL
+            else:
+                assert stream.seek(argument, whence) == model.seek(base + argument)
+        elif name == "read":
+            assert stream.read(argument) == model.read(argument)
+        elif name == "readinto":
+            got, expected = bytearray(argument), bytearray(argument)
+            assert stream.readinto(got) == model.readinto(expected)  # type: ignore[attr-defined]
+            assert got == expected
+        assert stream.tell() == model.tell()
+
+
 _fixture_settings = settings(
     max_examples=20,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
@@ -143,9 +193,12 @@ class StoreConformance:
         # Each subclass gets its own hypothesis test: one function run against several
         # store classes would share its example database and trip a health check.
         super().__init_subclass__(**kwargs)
-        test = _fixture_settings(given(data=st.data())(_behaves_like_a_dict))
-        test.__qualname__ = f"{cls.__qualname__}.test_behaves_like_a_dict"
-        cls.test_behaves_like_a_dict = test  # type: ignore[attr-defined]
+        for property_test in (_behaves_like_a_dict, _streams_read_like_files):
+            name = f"test{property_test.__name__}"
+            test = _fixture_settings(given(data=st.data())(property_test))
+            test.__name__ = name
+            test.__qualname__ = f"{cls.__qualname__}.{name}"
+            setattr(cls, name, test)
 
     @pytest.fixture
     def store(self) -> Iterator[Store]:
@@ -331,3 +384,14 @@ def _behaves_like_a_dict(self: StoreConformance, store: Store, data: st.DataObje
         for key in gone:
             assert store.delete(key) is True
         assert sorted(store.keys()) == sorted(set(model) - gone)
+
+
+def _streams_read_like_files(self: StoreConformance, store: Store, data: st.DataObject) -> None:
+    """`open_read`'s stream seeks, reads and tells as a file would, small entries and large."""
+    size = data.draw(st.sampled_from([0, 17, 70 * 1024, self.large_size]), label="size")
+    key = f"stream/{size}"
+    content = random.Random(size).randbytes(size)
+    if key not in store:  # the store lives across examples: each size is written once
+        store.put(key, content)
+    with store.open_read(key) as entry:
+        assert_reads_like_a_file(entry.stream, content, data)

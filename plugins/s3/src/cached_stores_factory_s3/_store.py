@@ -35,6 +35,7 @@ from cached_stores_factory import (
     validate_key,
     whole_number,
 )
+from cached_stores_factory._store import seek_target
 from cached_stores_factory.errors import (
     ConfigError,
     EntryChangedError,
@@ -102,6 +103,10 @@ class _Body(io.RawIOBase):
     botocore validates the object's checksum on the read that finds the end.  A ranged
     response carries no checksum, so after a resume this stream carries on the checksum
     botocore began over the bytes before the break and checks the whole object at its end.
+
+    It seeks as a file does: a seek only moves the position, and the next read asks for the
+    rest from there with a ranged GET conditional on the same ETag (none past the end).
+    Bytes read after a seek are checked by that ETag alone, not by the object's checksum.
     """
 
     def __init__(
@@ -120,11 +125,33 @@ class _Body(io.RawIOBase):
         self._resumes = 0
         self._breaks: tuple[type[BaseException], ...] = (*store._errors, OSError)
         self._carried: tuple[Any, str] | None = None  # botocore's running checksum, expected
+        self._checksummed = True  # every byte so far was read in order: a checksum can carry
+        self._moved = False  # a seek moved the position away from the body's
 
     def readable(self) -> bool:
         return True
 
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        target = seek_target(offset, whence, self._position, self._size)
+        if target != self._position:
+            self._position = target
+            self._moved = True
+            self._checksummed = False
+            self._carried = None
+        return target
+
     def readinto(self, buffer: Any) -> int:
+        if self._moved:
+            if self._position >= self._size:
+                return 0
+            self._moved = False
+            self._reopen(f"seeking to byte {self._position}")
         while True:
             try:
                 data = self._body.read(len(buffer))
@@ -156,15 +183,26 @@ class _Body(io.RawIOBase):
     def _resume(self, cause: BaseException | None) -> None:
         broke = f"the body broke off after {self._position} of {self._size} bytes"
         reason = f"{broke} ({self._store._clean(cause)})" if cause is not None else broke
-        if self._resumes >= _RESUMES or self._etag is None:
+        if self._resumes >= _RESUMES:
             raise self._failure(reason)
         self._resumes += 1
         checksum, expected = (
             getattr(self._body, "checksum", None),
             getattr(self._body, "_expected", None),
         )
-        if self._carried is None and checksum is not None and isinstance(expected, str):
+        if (
+            self._checksummed
+            and self._carried is None
+            and checksum is not None
+            and isinstance(expected, str)
+        ):
             self._carried = (checksum, expected)
+        self._reopen(reason)
+
+    def _reopen(self, reason: str) -> None:
+        """Ask for the rest from `_position` with a ranged GET conditional on the ETag."""
+        if self._etag is None:
+            raise self._failure(f"{reason}, but the object has no ETag to read on from")
         self._body.close()
         store = self._store
         try:

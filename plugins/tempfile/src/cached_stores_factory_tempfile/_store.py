@@ -51,6 +51,7 @@ import xxhash
 
 from cached_stores_factory import BytesReader, EntryReader, EntryStat, Store
 from cached_stores_factory._log import lazy_logger
+from cached_stores_factory._store import seek_target
 from cached_stores_factory.errors import (
     ConfigError,
     CorruptEntryError,
@@ -585,7 +586,7 @@ class _VerifyingFile(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         if self._broken:
             raise self._fail()
-        view = memoryview(buffer).cast("B")[: self._size - self._position]
+        view = memoryview(buffer).cast("B")[: max(self._size - self._position, 0)]
         if not view.nbytes:
             return 0
         count = self._file.readinto(view)
@@ -597,8 +598,9 @@ class _VerifyingFile(io.RawIOBase):
     def readall(self) -> bytes:
         if self._broken:
             raise self._fail()
-        data = self._file.read(self._size - self._position) or b""
-        if len(data) != self._size - self._position:
+        left = max(self._size - self._position, 0)
+        data = self._file.read(left) or b""
+        if len(data) != left:
             raise self._fail()
         if self._position == 0 and self._hash is not None:  # the usual whole read: one call
             self._position = self._size
@@ -615,11 +617,10 @@ class _VerifyingFile(io.RawIOBase):
                 self._check(self._hash.intdigest())
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        target = seek_target(offset, whence, self._position, self._size)
         if self._hash is not None:
             self._check(self._whole_checksum())
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._position, io.SEEK_END: self._size}[whence]
-        self._position = min(max(base + offset, 0), self._size)
-        self._file.seek(self._position)
+        self._position = self._file.seek(target)
         return self._position
 
     def _whole_checksum(self) -> int:
