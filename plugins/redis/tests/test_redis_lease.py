@@ -89,12 +89,11 @@ def test_renewal_rides_over_a_redis_pause_shorter_than_the_lease(
 
 def test_a_lost_lease_is_logged_once(redis_server: RedisServer, caplog: pytest.LogCaptureFixture):
     holder, _ = two_stores(redis_server)
-    with caplog.at_level(logging.WARNING, logger="cached_stores_factory.redis"):
-        with holder.lease(KEY):
-            redis_server.command("DEL", f"csf-lease:{holder.prefix}{KEY}")
-            deadline = time.monotonic() + GUARD_SECONDS
-            while not caplog.records and time.monotonic() < deadline:
-                time.sleep(0.05)
+    with caplog.at_level(logging.WARNING, logger="cached_stores_factory.redis"), holder.lease(KEY):
+        redis_server.command("DEL", f"csf-lease:{holder.prefix}{KEY}")
+        deadline = time.monotonic() + GUARD_SECONDS
+        while not caplog.records and time.monotonic() < deadline:
+            time.sleep(0.05)
     assert [record.getMessage() for record in caplog.records] == [
         f"Redis at {redis_server.host}:{redis_server.port} db 0: lease "
         f"'csf-lease:{holder.prefix}{KEY}' lost: it expired before it was renewed"
