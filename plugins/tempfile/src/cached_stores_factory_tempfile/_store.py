@@ -223,6 +223,8 @@ class TempfileStore(Store):
             raise StoreError(f"{self!r}: cannot open the store directory: {exc.strerror}") from None
         try:
             return _open_private_dir("leases", dir_fd=root)
+        except StoreError as exc:
+            raise StoreError(f"{self!r}: {exc}") from None
         finally:
             os.close(root)
 
@@ -232,7 +234,7 @@ class TempfileStore(Store):
         try:
             fd = os.open(name, _LEASE_FLAGS, _FILE_MODE, dir_fd=leases)
         except OSError as exc:
-            hint = " (it must be a regular file)" if exc.errno in _NOT_A_FILE else ""
+            hint = " (it must be a regular file, not a symlink)" if exc.errno == errno.ELOOP else ""
             raise StoreError(
                 f"{self!r}: cannot open the lease file leases/{name}: {exc.strerror}{hint}"
             ) from None
