@@ -6,6 +6,7 @@ Layout under the store's root (every directory mode 0700):
     objects/<sha256 of the key>.meta   JSON sidecar: key, size, digest, etag, stored time, inode
     objects/.tmp-*                     writes in progress, each flock()ed by its writer
     state/                             `state_dir()`: policies' lasting state, never an entry
+    leases/<stripe>.lock               `lease()`: 1024 lock files, locked with POSIX record locks
 
 Files are named by the key's hash, so no key has path components: `..`, symlinked
 directories, case folding and unicode normalisation cannot make two keys collide or lead
