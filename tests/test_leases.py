@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).parent))  # the lease takers import fleet_
 import fleet_workers
 
 from cached_stores_factory import Store
-from cached_stores_factory.errors import StoreError
 from cached_stores_factory.testing.servers import RedisServer
+from cached_stores_factory.testing.stores import take_lease
 from cached_stores_factory_redis._lease import DEFAULT_LEASE_SECONDS
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -101,23 +100,11 @@ def test_a_stopped_holder_blocks_the_key_only_for_a_bounded_time(
     where: str, holder: subprocess.Popen[str]
 ):
     os.kill(holder.pid, signal.SIGSTOP)
-    outcome: list[str] = []
-
-    def take() -> None:
-        try:
-            with local(where).lease(KEY):
-                outcome.append("held")
-        except StoreError as exc:
-            outcome.append(str(exc))
-
-    waiter = threading.Thread(target=take, daemon=True)
-    waiter.start()
-    waiter.join(GUARD_SECONDS)
-    assert outcome, "the waiter is still waiting for a stopped holder"
+    outcome = take_lease(local(where), KEY, guard=GUARD_SECONDS)
     if kind_of(where) == "redis":  # the stopped holder's lease expired: the waiter has it
-        assert outcome == ["held"]
+        assert outcome == "held"
     else:  # a lock file has no expiry: the waiter gave up and the engine goes on without
-        assert "still held elsewhere after" in outcome[0]
+        assert "still held elsewhere after" in outcome
 
 
 @pytest.mark.parametrize("child_leaves", [True, False], ids=["child-leaves", "child-stays"])

@@ -20,6 +20,7 @@ import pytest
 from cached_stores_factory.errors import StoreError
 from cached_stores_factory.testing.faults import RedisControl
 from cached_stores_factory.testing.servers import RedisServer
+from cached_stores_factory.testing.stores import take_lease
 from cached_stores_factory_redis import RedisStore
 
 pytestmark = pytest.mark.redis
@@ -37,24 +38,6 @@ def two_stores(server: RedisServer, **options: float) -> tuple[RedisStore, Redis
     )
 
 
-def outcome_of_taking(store: RedisStore) -> str:
-    """'held', or the StoreError's message: what `store` got when it asked for KEY's lease."""
-    outcome: list[str] = []
-
-    def take() -> None:
-        try:
-            with store.lease(KEY):
-                outcome.append("held")
-        except StoreError as exc:
-            outcome.append(str(exc))
-
-    waiter = threading.Thread(target=take, daemon=True)
-    waiter.start()
-    waiter.join(GUARD_SECONDS)
-    assert outcome, "the waiter is still waiting"
-    return outcome[0]
-
-
 def test_an_acquire_cut_by_a_redis_pause_does_not_block_the_key_afterwards(
     redis_control: RedisControl,
 ):
@@ -66,7 +49,7 @@ def test_an_acquire_cut_by_a_redis_pause_does_not_block_the_key_afterwards(
             pass
     finally:
         redis_control.resume()  # Redis now applies the SET its client gave up on
-    assert outcome_of_taking(second) == "held"
+    assert take_lease(second, KEY) == "held"
 
 
 def test_renewal_rides_over_a_redis_pause_shorter_than_the_lease(
@@ -80,8 +63,8 @@ def test_renewal_rides_over_a_redis_pause_shorter_than_the_lease(
             time.sleep(2.5)
             redis_control.resume()
             # The rival waits 5 s, past the lease's expiry had its renewal stopped.
-            assert "still held elsewhere" in outcome_of_taking(rival)
-        assert outcome_of_taking(rival) == "held"
+            assert "still held elsewhere" in take_lease(rival, KEY)
+        assert take_lease(rival, KEY) == "held"
     messages = [record.getMessage() for record in caplog.records]
     assert any("not renewed yet" in message for message in messages), messages
     assert not [record for record in caplog.records if record.levelno >= logging.WARNING]
@@ -110,4 +93,4 @@ def test_a_lease_dropped_without_release_stops_renewing(redis_server: RedisServe
     gc.collect()
     renewer.join(GUARD_SECONDS)
     assert not renewer.is_alive()
-    assert outcome_of_taking(rival) == "held"  # it expired once nobody renewed it
+    assert take_lease(rival, KEY) == "held"  # it expired once nobody renewed it

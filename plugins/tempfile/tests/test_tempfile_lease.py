@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
 
 from cached_stores_factory.errors import StoreError
+from cached_stores_factory.testing.stores import take_lease
 from cached_stores_factory_tempfile import TempfileStore
 from cached_stores_factory_tempfile import _store as tempfile_store
 
@@ -62,22 +62,13 @@ def test_a_planted_symlink_is_refused_and_never_followed(tmp_path: Path, planted
 def test_threads_of_one_process_exclude_each_other(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setattr(tempfile_store, "LEASE_WAIT_SECONDS", 0.2)
     store = TempfileStore("t", root=tmp_path / "store")
-    outcome: list[str] = []
-
-    def take() -> None:
-        try:
-            with store.lease(KEY):
-                outcome.append("held")
-        except StoreError as exc:
-            outcome.append(str(exc))
-
+    lock_file = store.root / "leases" / STRIPE_FILE
     with store.lease(KEY):
-        rival = threading.Thread(target=take)
-        rival.start()
-        rival.join(60)
-        assert "still held elsewhere after 0.2 s" in outcome.pop()
-        # The rival gave up without touching the lock file, so the lock still holds.
-        assert held_against_other_processes(store.root / "leases" / STRIPE_FILE)
-    take()
-    assert outcome == ["held"]
-    assert not held_against_other_processes(store.root / "leases" / STRIPE_FILE)
+        assert (
+            take_lease(store, KEY)
+            == f"{store!r}: lease stripe {STRIPE_FILE[:4]} still held elsewhere after 0.2 s"
+        )
+        # The other thread gave up without touching the lock file, so the lock still holds.
+        assert held_against_other_processes(lock_file)
+    assert take_lease(store, KEY) == "held"
+    assert not held_against_other_processes(lock_file)
