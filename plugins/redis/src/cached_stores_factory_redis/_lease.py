@@ -9,9 +9,11 @@ built to never block a key for long when nobody holds it:
   it every third of that from a daemon thread, so a holder that died or is stopped frees the
   key within `timeout`;
 - a renewal that fails (Redis paused, a connection cut) is retried every POLL_SECONDS until
-  the lease is released or found taken by another token; the loss is logged once;
-- an acquire that fails midway (its SET may still be applied when Redis answers again) is
-  followed by a token-checked delete, and expires within `timeout` if that is lost too;
+  the lease is released or found expired; the loss is logged once;
+- an acquire that fails midway (a timeout: its SET may still be applied when Redis answers
+  again) leaves a lease nobody holds, which expires within `timeout`.  No delete is tried:
+  Redis may apply it before that SET, and it would make every acquire during an outage
+  wait for one more timeout;
 - a waiter gives up after WAIT_SECONDS with StoreError: the engine then goes on without;
 - a forked child never renews or releases its parent's lease (the owner's pid is checked).
 """
@@ -21,7 +23,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import uuid
 import weakref
 from types import TracebackType
 from typing import Any
@@ -64,11 +65,9 @@ class RedisLease:
     def __enter__(self) -> RedisLease:
         import redis
 
-        token = uuid.uuid4().hex
         try:
-            acquired = self._lock.acquire(token=token)
+            acquired = self._lock.acquire()
         except (redis.RedisError, redis.exceptions.RedisClusterException) as exc:
-            self._abandon(token)
             raise StoreError(f"{self._describe()}: {type(exc).__name__}") from None
         if not acquired:
             raise StoreError(f"{self._describe()}: still held elsewhere after {self._wait} s")
@@ -80,13 +79,6 @@ class RedisLease:
         )
         self._renewer.start()
         return self
-
-    def _abandon(self, token: str) -> None:
-        """Delete the lease if an acquire that failed midway took it after all."""
-        try:
-            self._lock.do_release(token.encode())
-        except Exception:  # not taken, or Redis still away: it expires within `timeout`
-            log.debug("%s: no lease to clean up after a failed acquire", self._describe())
 
     def _renew_once(self, interval: float) -> float | None:
         """Push the lease's expiry back: the wait before the next try, or None once it is lost."""
