@@ -54,7 +54,7 @@ class RedisLease:
         )
         self._where = where
         self._wait = wait
-        self._owner = os.getpid()
+        self._owner = 0  # the pid that entered the block
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
         self._lost = False
@@ -71,6 +71,7 @@ class RedisLease:
             raise StoreError(f"{self._describe()}: {type(exc).__name__}") from None
         if not acquired:
             raise StoreError(f"{self._describe()}: still held elsewhere after {self._wait} s")
+        self._owner = os.getpid()
         self._renewer = threading.Thread(
             target=_renew,
             args=(weakref.ref(self), self._stop, self._lock.timeout / 3),
