@@ -36,7 +36,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from .._store import EntryStat, Store
-from ..errors import InvalidKeyError, KeyNotFoundError
+from ..errors import InvalidKeyError, KeyNotFoundError, StoreError
 
 __all__ = [
     "ChunkedStream",
@@ -44,6 +44,7 @@ __all__ = [
     "StoreConformance",
     "assert_reads_like_a_file",
     "keys_strategy",
+    "take_lease",
 ]
 
 MiB = 1024 * 1024
@@ -182,6 +183,30 @@ _fixture_settings = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     deadline=None,
 )
+
+
+def take_lease(store: Store, key: str, *, guard: float = 20.0) -> str:
+    """What asking `store` for `key`'s lease gives: "held", or the StoreError's message.
+
+    It is asked from a daemon thread, joined for `guard` seconds: a lease still waited for
+    then fails the calling test (it blocks for good) instead of hanging it.
+    """
+    outcome: list[str] = []
+
+    def take() -> None:
+        lease = store.lease(key)
+        assert lease is not None, f"{store!r} offers no lease"
+        try:
+            with lease:
+                outcome.append("held")
+        except StoreError as exc:
+            outcome.append(str(exc))
+
+    taker = threading.Thread(target=take, daemon=True)
+    taker.start()
+    taker.join(guard)
+    assert outcome, f"still waiting for the lease on {key!r} after {guard} s"
+    return outcome[0]
 
 
 class StoreConformance:

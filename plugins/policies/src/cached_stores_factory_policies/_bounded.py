@@ -88,7 +88,7 @@ class _BoundedCache(CachePolicy):
         repr=False,
     )
     lease_timeout: float = attrs.field(
-        default=30.0, kw_only=True, validator=positive_seconds, repr=False
+        default=1.5, kw_only=True, validator=positive_seconds, repr=False
     )
     clock: Callable[[], float] = attrs.field(default=time.time, kw_only=True, repr=False)
     _store: Store | None = attrs.field(default=None, init=False, repr=False)

@@ -6,6 +6,7 @@ Layout under the store's root (every directory mode 0700):
     objects/<sha256 of the key>.meta   JSON sidecar: key, size, digest, etag, stored time, inode
     objects/.tmp-*                     writes in progress, each flock()ed by its writer
     state/                             `state_dir()`: policies' lasting state, never an entry
+    leases/<stripe>.lock               `lease()`: 1024 lock files, locked with POSIX record locks
 
 Files are named by the key's hash, so no key has path components: `..`, symlinked
 directories, case folding and unicode normalisation cannot make two keys collide or lead
@@ -41,6 +42,7 @@ import shutil
 import stat as statmod
 import struct
 import tempfile
+import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator
@@ -90,6 +92,11 @@ _CLOSED = -1  # the descriptor of a closed store: any *at() call on it fails wit
 LEASE_STRIPES = 1024
 """Keys share this many lock files (by a hash of the key), so leases never pile up files;
 two keys of one stripe only wait for each other's fetch, write or delete."""
+LEASE_WAIT_SECONDS = 5.0
+"""How long `with store.lease(key)` waits for another holder before it raises StoreError."""
+_LEASE_POLL_SECONDS = 0.01
+# O_NONBLOCK: a FIFO planted in place of a lock file must not hang open().
+_LEASE_FLAGS = os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC | getattr(os, "O_NONBLOCK", 0)
 
 
 @functools.lru_cache(maxsize=65536)
@@ -176,30 +183,72 @@ class TempfileStore(Store):
         return self.root / "state"
 
     def lease(self, key: str) -> contextlib.AbstractContextManager[object]:
-        """An exclusive flock on one of LEASE_STRIPES files in `<root>/leases/`.
+        """A lock on one of LEASE_STRIPES files in `<root>/leases/`, shared by every process.
 
-        Every process that opens the directory takes the same file for the same key; the
-        kernel wakes the next waiter as soon as the holder closes it, or dies.
+        A POSIX record lock (`lockf`) excludes other processes, and a thread lock per stripe
+        the other threads of this one.  Both die with their holder and neither is inherited
+        by a forked child.  A waiter gives up after LEASE_WAIT_SECONDS with StoreError (the
+        engine then goes on without the lease), so a stopped holder never blocks it for good.
         """
         return self._lease(key)
 
     @contextlib.contextmanager
     def _lease(self, key: str) -> Iterator[None]:
+        deadline = time.monotonic() + LEASE_WAIT_SECONDS
         stripe = int(_entry_name(key)[:8], 16) % LEASE_STRIPES
-        leases = self.root / "leases"
-        with self._disk():
-            leases.mkdir(mode=0o700, exist_ok=True)
-            fd = os.open(
-                leases / f"{stripe:04d}.lock",
-                os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC,
-                0o600,
-            )
-        try:
-            with self._disk():
-                fcntl.flock(fd, fcntl.LOCK_EX)
+        with contextlib.ExitStack() as held:  # undone in reverse: the file, then the thread lock
+            leases = self._open_leases()
+            try:
+                info = os.fstat(leases)
+                in_process = _stripe_lock((info.st_dev, info.st_ino, stripe))
+                # The thread lock comes first: this process must not open the stripe file
+                # while another of its threads holds it, since closing any descriptor of a
+                # file drops every POSIX lock the process has on it.
+                if not in_process.acquire(timeout=max(deadline - time.monotonic(), 0)):
+                    raise self._lease_busy(stripe)
+                held.callback(_release_in_owner, in_process, os.getpid())
+                fd = self._open_stripe(leases, stripe)
+                held.callback(os.close, fd)  # drops the POSIX lock (none in a forked child)
+            finally:
+                os.close(leases)
+            while not _try_lockf(fd):
+                if time.monotonic() >= deadline:
+                    raise self._lease_busy(stripe)
+                time.sleep(_LEASE_POLL_SECONDS)
             yield
+
+    def _open_leases(self) -> int:
+        """`<root>/leases`, refused if it (or the root) has been replaced by a symlink."""
+        try:
+            root = os.open(self.root, _DIR_FLAGS)
+        except OSError as exc:
+            raise StoreError(f"{self!r}: cannot open the store directory: {exc.strerror}") from None
+        try:
+            return _open_private_dir("leases", dir_fd=root)
+        except StoreError as exc:
+            raise StoreError(f"{self!r}: {exc}") from None
         finally:
-            os.close(fd)  # releases the lock
+            os.close(root)
+
+    def _open_stripe(self, leases: int, stripe: int) -> int:
+        """One lease file, refused if it is a symlink or anything but a regular file."""
+        name = f"{stripe:04d}.lock"
+        try:
+            fd = os.open(name, _LEASE_FLAGS, _FILE_MODE, dir_fd=leases)
+        except OSError as exc:
+            hint = " (it must be a regular file, not a symlink)" if exc.errno == errno.ELOOP else ""
+            raise StoreError(
+                f"{self!r}: cannot open the lease file leases/{name}: {exc.strerror}{hint}"
+            ) from None
+        if not statmod.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise StoreError(f"{self!r}: the lease file leases/{name} is not a regular file")
+        return fd
+
+    def _lease_busy(self, stripe: int) -> StoreError:
+        return StoreError(
+            f"{self!r}: lease stripe {stripe:04d} still held elsewhere after {LEASE_WAIT_SECONDS} s"
+        )
 
     def close(self) -> None:
         """Close the directory descriptor; later calls raise StoreError.  Idempotent."""
@@ -525,6 +574,41 @@ class TempfileStore(Store):
             return  # a live writer's file
         finally:
             os.close(fd)
+
+
+_stripe_locks: dict[tuple[int, int, int], threading.Lock] = {}
+_stripe_locks_guard = threading.Lock()
+
+
+def _stripe_lock(stripe: tuple[int, int, int]) -> threading.Lock:
+    """The thread lock of one stripe (leases directory's device and inode, stripe number)."""
+    with _stripe_locks_guard:
+        return _stripe_locks.setdefault(stripe, threading.Lock())
+
+
+def _forget_stripe_locks() -> None:
+    """In a forked child: the parent's threads, and so their thread locks, did not follow."""
+    global _stripe_locks_guard  # noqa: PLW0603 - replaced, as a lock held at the fork stays held
+    _stripe_locks.clear()
+    _stripe_locks_guard = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_stripe_locks)
+
+
+def _release_in_owner(lock: threading.Lock, owner: int) -> None:
+    """Release `lock` unless this is a forked child, whose thread locks are new since the fork."""
+    if os.getpid() == owner:
+        lock.release()
+
+
+def _try_lockf(fd: int) -> bool:
+    """Take the POSIX write lock on the whole file without waiting; False if it is held."""
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except (BlockingIOError, PermissionError):  # EAGAIN or EACCES, as the platform says
+        return False
+    return True
 
 
 def _is_orphan(name: str, names: set[str]) -> bool:
