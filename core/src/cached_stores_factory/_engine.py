@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, TYPE_CHECKING, Any, Final, NamedTuple
 
 from . import _write
 from ._coordinator import Coordinator
 from ._fetch import Fetch, own_copy
 from ._fileobj import TextHandle, WriteHandle, close_handles, parse_mode
-from ._keys import is_reserved, validate_user_key
+from ._keys import checked_user_key, is_reserved, unhashable, validate_user_key
 from ._local import LOCAL_FAILURES, LocalTier
 from ._log import lazy_logger
 from ._policy import CachePolicy
@@ -158,6 +159,18 @@ class CachedStore(Store, checks_own_keys=True):
         self._refresher = Refresher(self._refresh)
         self._partials: PartialEntries | None = None
         self._closed = False
+        # What a hit calls, found once: the local store's open_read without its key check
+        # (keys reach it checked by the stricter user-key rules), and the policy's hooks
+        # only where it has its own.
+        opener = type(local).open_read
+        self._open_local: Callable[[str], EntryReader] = functools.partial(
+            getattr(opener, "__wrapped__", opener), local
+        )
+        kind = type(self.policy)
+        self._fresh_always = kind.is_fresh is CachePolicy.is_fresh
+        self._on_hit: Callable[[str, EntryStat], None] | None = (
+            None if kind.on_hit is CachePolicy.on_hit else self.policy.on_hit
+        )
         self.policy.bind(local)
 
     @property
@@ -202,7 +215,16 @@ class CachedStore(Store, checks_own_keys=True):
 
     def open_read(self, key: str) -> EntryReader:
         """A fresh local entry with no remote call, else one fetch shared by concurrent readers."""
-        entry = self.open_fresh(key)
+        # The hit path, with no call it can spare: one closed test, one cached key check,
+        # one local open (its store's own key check skipped: this one is stricter), the
+        # policy's calls unless it has none, one count.
+        if self._closed:
+            raise StoreClosedError(f"{self!r} is closed")
+        try:
+            key = checked_user_key(key)
+        except TypeError:
+            raise unhashable(key) from None
+        entry = self._hit(key)
         return entry if entry is not None else self._miss(key)
 
     def open_fresh(self, key: str) -> EntryReader | None:
@@ -211,17 +233,17 @@ class CachedStore(Store, checks_own_keys=True):
         Fresh, or expired within the policy's `stale_while_revalidate` window (then a
         background refresh is queued).
         """
-        # The hit path: one closed test, one cached key check, one local open, two policy
-        # calls, one count.
-        key = self._key(key)
+        return self._hit(self._key(key))
+
+    def _hit(self, key: str) -> EntryReader | None:
         tier = self.tier
         outage = tier.outage
         bypassed = self.coordinator.bypassed
         if (outage.until and outage.skipping()) or (bypassed and key in bypassed):
             return None
         try:
-            entry = self.local.open_read(key)
-        except KeyNotFoundError:
+            entry = self._open_local(key)
+        except KeyError:  # a KeyNotFoundError, or a store author's plain KeyError
             self.coordinator.forget(key)
             return None
         except LOCAL_FAILURES as exc:
@@ -233,8 +255,9 @@ class CachedStore(Store, checks_own_keys=True):
         if stat.modified is None:
             stat = tier.dated(key, stat)
         policy = self.policy
-        if policy.is_fresh(key, stat):
-            policy.on_hit(key, stat)
+        if self._fresh_always or policy.is_fresh(key, stat):
+            if self._on_hit is not None:
+                self._on_hit(key, stat)
             self._counters.hit(stat.size)
             return entry
         window = policy.stale_while_revalidate

@@ -56,16 +56,23 @@ def is_reserved(key: str) -> bool:
 def validate_user_key(key: str) -> str:
     """`validate_key`, and not under RESERVED_ROOT: the rules for a key a cached store is given.
 
-    Cached as `validate_key` is, so a hit pays one dictionary lookup for it.
+    Cached as `validate_key` is, so a hit pays one dictionary lookup for it (the hit path
+    calls `checked_user_key` itself, inside a `try` that turns TypeError into `unhashable`).
     """
     try:
-        return _validate_user_key(key)
-    except TypeError:  # unhashable: the cache can't look it up
-        raise InvalidKeyError(f"a key must be a str, not {type(key).__name__}") from None
+        return checked_user_key(key)
+    except TypeError:
+        raise unhashable(key) from None
+
+
+def unhashable(key: object) -> InvalidKeyError:
+    """The error for a key the key cache can't look up: it is no str."""
+    return InvalidKeyError(f"a key must be a str, not {type(key).__name__}")
 
 
 @functools.lru_cache(maxsize=65536)
-def _validate_user_key(key: str) -> str:
+def checked_user_key(key: str) -> str:
+    """`validate_user_key` without its TypeError check: an unhashable key raises TypeError."""
     if is_reserved(validate_key(key)):
         raise InvalidKeyError(
             f"key {key!r} is under {_RESERVED_DIR!r}, a prefix the cached store reserves "

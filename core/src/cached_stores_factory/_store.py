@@ -13,9 +13,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import IO, Any, ClassVar, NamedTuple, Self, TypeVar
 
-from ._keys import validate_key, validate_prefix
+from ._keys import unhashable, validate_key, validate_prefix
 from ._types import ArgumentCheck
-from .errors import ConfigError, EntryChangedError, InvalidKeyError, KeyNotFoundError
+from .errors import ConfigError, EntryChangedError, KeyNotFoundError
 
 __all__ = ["BytesReader", "EntryReader", "EntryStat", "Store", "seek_target"]
 
@@ -148,8 +148,8 @@ def _validating_key(method: _F) -> _F:
     def wrapper(self: Store, key: str, *args: Any, **kwargs: Any) -> Any:
         try:
             key = validate_key(key)
-        except TypeError:  # unhashable: the key cache can't look it up
-            raise InvalidKeyError(f"a key must be a str, not {type(key).__name__}") from None
+        except TypeError:
+            raise unhashable(key) from None
         try:
             return method(self, key, *args, **kwargs)
         except KeyNotFoundError:

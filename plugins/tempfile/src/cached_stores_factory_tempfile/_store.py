@@ -100,7 +100,9 @@ _LEASE_FLAGS = os.O_RDWR | os.O_CREAT | _O_NOFOLLOW | _O_CLOEXEC | getattr(os, "
 
 
 @functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=65536)
 def _entry_name(key: str) -> str:
+    """The file name of a key's entry; cached, as keys are, so a hit hashes nothing."""
     import hashlib  # here, not at start-up: loading OpenSSL is a noticeable part of a cold start
 
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
