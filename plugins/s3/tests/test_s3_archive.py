@@ -72,7 +72,7 @@ def test_restore_days_asks_once_across_stores_and_the_restored_object_is_cached(
         with pytest.raises(ObjectArchivedError, match="a restore was requested by this read") as a:
             first.get("cold/a")
         assert a.value.restore == "requested" and a.value.restore_in_progress
-        assert "for 3 days (Bulk tier" in str(a.value)
+        assert "for 3 day(s) (Bulk tier" in str(a.value)
         with pytest.raises(ObjectArchivedError, match="a restore is in progress") as b:
             cached.get("cold/a")
         assert b.value.restore == "in progress"

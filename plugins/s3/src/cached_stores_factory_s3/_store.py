@@ -565,7 +565,7 @@ class S3Store(Store):
             state = self.restore_state(key)
         hints = {
             "none": f"set restore_days to have reads restore it, or run: csf restore {key}",
-            "requested": f"S3 restores it for {self.restore_days} days ({self.restore_tier} "
+            "requested": f"S3 restores it for {self.restore_days} day(s) ({self.restore_tier} "
             f"tier: hours); run 'csf restore {key} --wait' to wait for it",
             "in progress": f"read it once it is done; run 'csf restore {key} --wait' to wait",
         }
