@@ -290,28 +290,37 @@ def _keys_to_warm(args: argparse.Namespace) -> list[str]:
     return keys
 
 
+def _each_in_parallel(
+    args: argparse.Namespace, label: str, keys: Sequence[str], action: Callable[[str], Any]
+) -> dict[str, Any]:
+    """`action` on every key, `--jobs` at a time under a progress bar: each key's result, or
+    the error it raised."""
+
+    def run(key: str) -> Any:
+        try:
+            return action(key)
+        except (CSFError, OSError, KeyError) as exc:
+            return exc
+
+    results = {}
+    with (
+        ThreadPoolExecutor(max_workers=args.jobs) as pool,
+        _meter(args).bar(label, len(keys), unit="key", at_least=1) as advance,
+    ):
+        for key, result in zip(keys, pool.map(run, keys), strict=True):
+            advance(1)
+            results[key] = result
+    return results
+
+
 def _cmd_warm(args: argparse.Namespace) -> int:
     keys = _keys_to_warm(args)
     store = _build(args)
 
-    def fetch(key: str) -> BaseException | None:
-        try:
-            store.open_read(key).close()  # a miss fetches into the local store
-        except (CSFError, OSError, KeyError) as exc:
-            return exc
-        return None
-
     def warm(keys: list[str]) -> dict[str, BaseException]:
-        errors = {}
-        with (
-            ThreadPoolExecutor(max_workers=args.jobs) as pool,
-            _meter(args).bar("warming", len(keys), unit="key", at_least=1) as advance,
-        ):
-            for key, error in zip(keys, pool.map(fetch, keys), strict=True):
-                advance(1)
-                if error is not None:
-                    errors[key] = error
-        return errors
+        """The keys a fetch into the local store failed for, and why."""
+        fetched = _each_in_parallel(args, "warming", keys, lambda k: store.open_read(k).close())
+        return {k: error for k, error in fetched.items() if isinstance(error, BaseException)}
 
     errors = warm(keys)
     archived = [key for key, error in errors.items() if isinstance(error, ObjectArchivedError)]
@@ -349,22 +358,12 @@ def _restorer(store: CachedStore) -> Any:
 
 def _request_restores(args: argparse.Namespace, remote: Any, keys: Sequence[str]) -> dict[str, Any]:
     """Ask for each key's restore, several at a time: its RestoreState, or the error."""
-
-    def request(key: str) -> Any:
-        try:
-            return remote.request_restore(key, days=args.days, tier=args.tier)
-        except (CSFError, OSError, KeyError) as exc:
-            return exc
-
-    states = {}
-    with (
-        ThreadPoolExecutor(max_workers=args.jobs) as pool,
-        _meter(args).bar("restoring", len(keys), unit="key", at_least=1) as advance,
-    ):
-        for key, state in zip(keys, pool.map(request, keys), strict=True):
-            advance(1)
-            states[key] = state
-    return states
+    return _each_in_parallel(
+        args,
+        "restoring",
+        keys,
+        lambda key: remote.request_restore(key, days=args.days, tier=args.tier),
+    )
 
 
 def _wait_restored(args: argparse.Namespace, remote: Any, keys: Sequence[str]) -> list[str]:
