@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from cached_stores_factory import CachedStore, MemoryStore
+from cached_stores_factory.caches.TTL_cache import TTLCache
 from cached_stores_factory.errors import ConfigError, ObjectArchivedError, RemoteError
 from cached_stores_factory.testing.servers import S3Server
 from cached_stores_factory_s3 import S3Store
@@ -115,6 +117,26 @@ def test_request_restore_leaves_readable_and_restoring_objects_alone(
     assert restores_asked(s3_server, "cold/b") == 1
     assert store.request_restore("cold/b").state == "done"
     assert store.get("cold/b") == DATA
+
+
+def test_an_expired_copy_of_an_object_archived_since_is_revalidated_without_a_restore(
+    s3_server: S3Server, bucket: str
+):
+    skew = [0.0]
+    policy = TTLCache(interval=30.0, clock=lambda: time.time() + skew[0])
+    cached = CachedStore(MemoryStore(), s3_server.store(bucket, restore_days=1), policy)
+    assert cached.get("warm") == DATA
+    # A lifecycle rule moves the object to Glacier: same bytes, same ETag.
+    s3_server.client().copy_object(
+        Bucket=bucket,
+        Key="warm",
+        CopySource={"Bucket": bucket, "Key": "warm"},
+        StorageClass="GLACIER",
+    )
+    skew[0] = 31.0
+    assert cached.get("warm") == DATA
+    assert cached.stats()["revalidated"] == 1
+    assert restores_asked(s3_server, "warm") == 0
 
 
 @pytest.mark.parametrize(

@@ -597,14 +597,21 @@ class S3Store(Store):
         return self._reader(key, response)
 
     def open_read_if_changed(self, key: str, etag: str) -> EntryReader | None:
-        """One GET with IfNoneMatch: None on S3's 304 (no body sent), else the new version."""
+        """One GET with IfNoneMatch: None on S3's 304 (no body sent), else the new version.
+
+        An archived object can't be read, but it can be revalidated: a HEAD that finds the
+        same ETag keeps the local copy in use, with no restore.
+        """
         with self._calling(key):
             try:
                 response = self._client.get_object(
                     Bucket=self.bucketname, Key=self._name(key), IfNoneMatch=etag
                 )
             except self._client_error as exc:
-                if exc.response.get("Error", {}).get("Code") in _NOT_MODIFIED_CODES:
+                code = exc.response.get("Error", {}).get("Code")
+                if code in _NOT_MODIFIED_CODES:
+                    return None
+                if code == _ARCHIVED_CODE and self._s3_etag(key) == etag:
                     return None
                 raise
         return self._reader(key, response)
@@ -692,6 +699,14 @@ class S3Store(Store):
         self._count_unverified()  # S3 sends no checksum for a range
         body = _Body(self, key, response, start)
         return EntryReader(io.BufferedReader(body, _READ_BUFFER), stat)
+
+    def _s3_etag(self, key: str) -> str | None:
+        """The object's own ETag (not the origin's a cache bucket keeps), from one HEAD."""
+        with self._calling(key):
+            etag: str | None = self._client.head_object(
+                Bucket=self.bucketname, Key=self._name(key)
+            ).get("ETag")
+        return etag
 
     def _empty_range(self, key: str, if_match: str | None) -> EntryReader:
         """No bytes, and the whole object's stat from one HEAD."""
