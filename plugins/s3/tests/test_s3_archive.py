@@ -14,6 +14,7 @@ import pytest
 from cached_stores_factory import CachedStore, MemoryStore
 from cached_stores_factory.caches.TTL_cache import TTLCache
 from cached_stores_factory.errors import ConfigError, ObjectArchivedError, RemoteError
+from cached_stores_factory.testing.faults import FaultProxy, s3_error
 from cached_stores_factory.testing.servers import S3Server
 from cached_stores_factory_s3 import S3Store
 
@@ -40,8 +41,8 @@ def store(s3_server: S3Server, bucket: str) -> Iterator[S3Store]:
         yield store
 
 
-def restores_asked(s3_server: S3Server, key: str) -> int:
-    return s3_server.count("POST", f"/{key}?restore")
+def restores_asked(s3_server: S3Server, bucket: str, key: str) -> int:
+    return s3_server.count("POST", f"/{bucket}/{key}?restore")
 
 
 @pytest.mark.parametrize(
@@ -60,7 +61,7 @@ def test_a_read_of_an_archived_object_names_key_class_and_restore_state(
         f"s3://{bucket}/{key} is archived in {storage_class}: no restore is in progress; "
         f"set restore_days to have reads restore it, or run: csf restore {key}"
     )
-    assert restores_asked(s3_server, key) == 0  # no restore_days: nothing is asked for
+    assert restores_asked(s3_server, bucket, key) == 0  # no restore_days: nothing is asked for
 
 
 def test_restore_days_asks_once_across_stores_and_the_restored_object_is_cached(
@@ -78,7 +79,7 @@ def test_restore_days_asks_once_across_stores_and_the_restored_object_is_cached(
         with pytest.raises(ObjectArchivedError, match="a restore is in progress") as b:
             cached.get("cold/a")
         assert b.value.restore == "in progress"
-        assert restores_asked(s3_server, "cold/a") == 1
+        assert restores_asked(s3_server, bucket, "cold/a") == 1
         state = first.restore_state("cold/a")
         assert (state.state, state.readable) == ("in progress", False)
     # S3 reports the restore done: the next read fetches and caches the object.
@@ -91,7 +92,7 @@ def test_restore_days_asks_once_across_stores_and_the_restored_object_is_cached(
     gets = s3_server.count("GET", "/cold/a")
     assert cached.get("cold/a") == DATA
     assert s3_server.count("GET", "/cold/a") == gets  # served by the local copy
-    assert restores_asked(s3_server, "cold/a") == 1
+    assert restores_asked(s3_server, bucket, "cold/a") == 1
 
 
 def test_an_archived_object_is_no_outage_of_the_remote(
@@ -114,9 +115,46 @@ def test_request_restore_leaves_readable_and_restoring_objects_alone(
     with s3_server.restores_held(bucket):
         assert store.request_restore("cold/b", days=1, tier="Standard").state == "requested"
         assert store.request_restore("cold/b").state == "in progress"
-    assert restores_asked(s3_server, "cold/b") == 1
+    assert restores_asked(s3_server, bucket, "cold/b") == 1
     assert store.request_restore("cold/b").state == "done"
     assert store.get("cold/b") == DATA
+
+
+def test_a_restore_another_process_asked_for_first_is_reported_in_progress(
+    s3_server: S3Server, bucket: str, fault_proxy: FaultProxy
+):
+    # Both processes' HEADs found no restore; S3 answers the second request 409.
+    fault_proxy.plan(s3_error(409, "RestoreAlreadyInProgress"), method="POST")
+    store = S3Store(
+        bucket,
+        s3_region="eu-central-1",
+        endpoint_url=fault_proxy.endpoint_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        restore_days=1,
+    )
+    with pytest.raises(ObjectArchivedError, match="a restore is in progress") as caught:
+        store.get("cold/a")
+    assert caught.value.restore == "in progress"
+    assert [r.status for r in fault_proxy.requests] == [403, 200, 409]  # GET, HEAD, restore
+    assert restores_asked(s3_server, bucket, "cold/a") == 0
+
+
+def test_a_refused_restore_request_is_still_an_archived_object_not_an_outage(
+    s3_server: S3Server, bucket: str, fault_proxy: FaultProxy
+):
+    fault_proxy.plan(s3_error(403, "AccessDenied"), method="POST")
+    store = S3Store(
+        bucket,
+        s3_region="eu-central-1",
+        endpoint_url=fault_proxy.endpoint_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        restore_days=1,
+    )
+    with pytest.raises(ObjectArchivedError, match=r"restoring failed: .*AccessDenied") as caught:
+        store.get("cold/a")
+    assert caught.value.restore == "none"
 
 
 def test_an_expired_copy_of_an_object_archived_since_is_revalidated_without_a_restore(
@@ -136,7 +174,7 @@ def test_an_expired_copy_of_an_object_archived_since_is_revalidated_without_a_re
     skew[0] = 31.0
     assert cached.get("warm") == DATA
     assert cached.stats()["revalidated"] == 1
-    assert restores_asked(s3_server, "warm") == 0
+    assert restores_asked(s3_server, bucket, "warm") == 0
 
 
 @pytest.mark.parametrize(

@@ -559,10 +559,17 @@ class S3Store(Store):
     def _archived(self, key: str) -> ObjectArchivedError:
         """The error for a read S3 refused because the object is archived; with
         `restore_days` set, a restore is asked for first."""
-        if self.restore_days is not None:
-            state = self.request_restore(key)
-        else:
-            state = self.restore_state(key)
+        try:
+            if self.restore_days is not None:
+                state = self.request_restore(key)
+            else:
+                state = self.restore_state(key)
+        except KeyNotFoundError:
+            raise
+        except RemoteError as exc:  # the object is archived, whatever the HEAD or restore met
+            return ObjectArchivedError(
+                key, "an archive storage class", "none", where=self._where(key), hint=str(exc)
+            )
         hints = {
             "none": f"set restore_days to have reads restore it, or run: csf restore {key}",
             "requested": f"S3 restores it for {self.restore_days} day(s) ({self.restore_tier} "
