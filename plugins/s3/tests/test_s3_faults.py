@@ -113,13 +113,23 @@ def write_with_library(s3: S3Server, key: str, data: bytes) -> None:
         store.put(key, data)
 
 
-def write_with_boto3(s3: S3Server, key: str, data: bytes) -> None:
+def write_with_boto3(
+    s3: S3Server, key: str, data: bytes, checksums: str = "when_supported"
+) -> None:
     """As another program would: boto3's managed upload (composite checksums in parts)."""
     config = TransferConfig(multipart_threshold=MIN_PART_SIZE, multipart_chunksize=MIN_PART_SIZE)
-    s3.client().upload_fileobj(io.BytesIO(data), "faults", key, Config=config)
+    client = s3.client(config=Config(request_checksum_calculation=checksums))
+    client.upload_fileobj(io.BytesIO(data), "faults", key, Config=config)
 
 
-@pytest.mark.parametrize("writer", [write_with_library, write_with_boto3])
+def write_with_boto3_without_checksums(s3: S3Server, key: str, data: bytes) -> None:
+    """As an older program would: no checksums at all, only the ETag (an MD5, or MD5s)."""
+    write_with_boto3(s3, key, data, checksums="when_required")
+
+
+@pytest.mark.parametrize(
+    "writer", [write_with_library, write_with_boto3, write_with_boto3_without_checksums]
+)
 @pytest.mark.parametrize(
     ("data", "offset"), [(DATA, 150_000), (BIG, MIN_PART_SIZE + 7)], ids=["single", "multipart"]
 )
