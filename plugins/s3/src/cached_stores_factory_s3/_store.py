@@ -430,7 +430,8 @@ class S3Store(Store):
         self._checksums = checksums
         self._unverified_lock = threading.Lock()
         self.unverified_reads = 0
-        """Reads whose bytes no checksum or ETag covered (ranges, SSE-KMS multipart objects)."""
+        """Reads whose bytes no checksum or ETag covered: ranges, SSE-KMS or SSE-C objects
+        written without a whole-object checksum."""
         self._secrets = (aws_secret_access_key, aws_session_token)
         credentials = {
             "aws_access_key_id": aws_access_key_id,
@@ -511,6 +512,7 @@ class S3Store(Store):
 
     def restore_state(self, key: str) -> RestoreState:
         """One HEAD: the object's storage class and how far its restore has come."""
+        key = validate_key(key)
         with self._calling(key):
             head = self._client.head_object(Bucket=self.bucketname, Key=self._name(key))
         storage = head.get("StorageClass") or "STANDARD"
@@ -534,6 +536,7 @@ class S3Store(Store):
         ask at once get one restore, as S3 answers the second RestoreAlreadyInProgress.
         `days` and `tier` default to the store's `restore_days` (else 1) and `restore_tier`.
         """
+        key = validate_key(key)
         days = days if days is not None else self.restore_days or 1
         tier = tier if tier is not None else self.restore_tier
         self.check_arguments(restore_days=days, restore_tier=tier)
