@@ -56,9 +56,11 @@ def test_check_fails_at_its_timeout_against_a_server_that_never_answers(
     tmp_path: Path, silent_endpoint: str
 ):
     config = s3_config(tmp_path / "f.toml", silent_endpoint)
-    # The subprocess timeout is a guard against hanging for good, not a speed assertion.
+    # Without the bound, botocore would wait 60 s for each of 5 attempts.  The bound leaves
+    # a loaded machine ample time to build the store; the subprocess timeout is a guard
+    # against hanging for good, not a speed assertion.
     out = subprocess.run(
-        [*CSF, "-c", str(config), "check", "--timeout", "1"],
+        [*CSF, "-c", str(config), "check", "--timeout", "10"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -66,6 +68,6 @@ def test_check_fails_at_its_timeout_against_a_server_that_never_answers(
     assert out.returncode == 1
     assert out.stdout.splitlines()[-1] == "local store answers: MemoryStore"
     assert out.stderr.startswith(
-        "csf: error: check: no answer within 1 s while listing the remote store S3Store("
+        "csf: error: check: no answer within 10 s while listing the remote store S3Store("
     )
     assert silent_endpoint in out.stderr
