@@ -41,6 +41,18 @@ def store(s3_server: S3Server, bucket: str) -> Iterator[S3Store]:
         yield store
 
 
+def restoring_through(proxy: FaultProxy, bucket: str) -> S3Store:
+    """A store with `restore_days` that reaches the server through the fault proxy."""
+    return S3Store(
+        bucket,
+        s3_region="eu-central-1",
+        endpoint_url=proxy.endpoint_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        restore_days=1,
+    )
+
+
 def restores_asked(s3_server: S3Server, bucket: str, key: str) -> int:
     return s3_server.count("POST", f"/{bucket}/{key}?restore")
 
@@ -125,14 +137,7 @@ def test_a_restore_another_process_asked_for_first_is_reported_in_progress(
 ):
     # Both processes' HEADs found no restore; S3 answers the second request 409.
     fault_proxy.plan(s3_error(409, "RestoreAlreadyInProgress"), method="POST")
-    store = S3Store(
-        bucket,
-        s3_region="eu-central-1",
-        endpoint_url=fault_proxy.endpoint_url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        restore_days=1,
-    )
+    store = restoring_through(fault_proxy, bucket)
     with pytest.raises(ObjectArchivedError, match="a restore is in progress") as caught:
         store.get("cold/a")
     assert caught.value.restore == "in progress"
@@ -144,14 +149,7 @@ def test_a_refused_restore_request_is_still_an_archived_object_not_an_outage(
     s3_server: S3Server, bucket: str, fault_proxy: FaultProxy
 ):
     fault_proxy.plan(s3_error(403, "AccessDenied"), method="POST")
-    store = S3Store(
-        bucket,
-        s3_region="eu-central-1",
-        endpoint_url=fault_proxy.endpoint_url,
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-        restore_days=1,
-    )
+    store = restoring_through(fault_proxy, bucket)
     with pytest.raises(ObjectArchivedError, match=r"restoring failed: .*AccessDenied") as caught:
         store.get("cold/a")
     assert caught.value.restore == "none"
