@@ -126,10 +126,12 @@ EPILOGUE = textwrap.dedent(
 )
 
 
-def run_example(code: str, env: dict[str, str], extra_keys: tuple[str, ...] = ()) -> Any:
-    """Run prelude + verbatim example + epilogue in a new interpreter; return its JSON facts."""
+def start_example(
+    code: str, env: dict[str, str], extra_keys: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """Run prelude + verbatim example + epilogue in a new interpreter, to its end."""
     program = PRELUDE + code + f"_EXTRA_KEYS = {extra_keys!r}\n" + EPILOGUE
-    done = subprocess.run(
+    return subprocess.run(
         [sys.executable, "-c", program],
         env=env,
         capture_output=True,
@@ -137,6 +139,11 @@ def run_example(code: str, env: dict[str, str], extra_keys: tuple[str, ...] = ()
         timeout=120,
         check=False,
     )
+
+
+def run_example(code: str, env: dict[str, str], extra_keys: tuple[str, ...] = ()) -> Any:
+    """Run the example as `start_example` does; return its JSON facts."""
+    done = start_example(code, env, extra_keys)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr, done.stderr  # exit-time commits log, never raise
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -313,6 +320,39 @@ def test_example_3_fifo_cache_in_a_frequent_access_bucket(
         assert read_object(s3, "my_frequent_bucket", key) == read_object(
             s3, "my_infrequent_bucket", key
         )
+
+
+def test_example_3_on_a_glacier_bucket_with_a_restore_configured(
+    s3: Any, s3_server: S3Server, seed_env: dict[str, str]
+):
+    seed_line = (
+        "S3Store(bucketname='my_infrequent_bucket', s3_profile='my_profile', "
+        "s3_region='eu-central-1')"
+    )
+    assert seed_line in EXAMPLE_3
+    restoring = EXAMPLE_3.replace(seed_line, seed_line[:-1] + ", restore_days=1)")
+    make_bucket(s3, "my_infrequent_bucket", {})
+    s3.put_object(Bucket="my_infrequent_bucket", Key=KEY, Body=ORIGINAL, StorageClass="GLACIER")
+    make_bucket(s3, "my_frequent_bucket", {})
+    archived = "cached_stores_factory.errors.ObjectArchivedError: s3://my_infrequent_bucket/"
+    with s3_server.restores_held("my_infrequent_bucket"):
+        # The first run's read asks S3 for the restore; a second run, another process,
+        # finds it in progress and asks nothing.
+        for state in ("a restore was requested by this read", "a restore is in progress"):
+            done = start_example(restoring, seed_env)
+            assert done.returncode == 1
+            error = done.stderr.strip().splitlines()[-1]
+            assert error.startswith(f"{archived}{KEY} is archived in GLACIER: {state}; ")
+            assert "remote store" not in done.stderr  # no outage was logged
+        assert s3_server.count("POST", f"/my_infrequent_bucket/{KEY}?restore") == 1
+        assert bucket_keys(s3, "my_frequent_bucket") == set()
+
+    # S3 reports the restore done: the example runs as on a frequent-access bucket.
+    facts = run_example(restoring, seed_env)
+    assert facts["res"] == facts["second"] == ORIGINAL.decode()
+    assert s3_server.count("POST", f"/my_infrequent_bucket/{KEY}?restore") == 1
+    assert read_object(s3, "my_infrequent_bucket", KEY) == ORIGINAL + MY_DATA
+    assert read_object(s3, "my_frequent_bucket", KEY) == ORIGINAL + MY_DATA
 
 
 def test_example_3_by_four_processes_shares_one_fifo_bound_through_redis(

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ._log import lazy_logger
+from .errors import ObjectArchivedError
 
 if TYPE_CHECKING:
     import queue
@@ -42,7 +43,14 @@ class Outage:
         self.until = 0.0  # the monotonic time before which the store is skipped; 0.0: healthy
 
     def failed(self, error: BaseException) -> None:
-        """The store failed: log it if this starts an outage, and skip it for a while."""
+        """The store failed: log it if this starts an outage, and skip it for a while.
+
+        An archived object is no failure of the store: the store answered, so it ends an
+        outage instead of starting one.
+        """
+        if isinstance(error, ObjectArchivedError):
+            self.answered()
+            return
         with self._lock:
             if not self.until:
                 log.warning(

@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -22,7 +24,7 @@ from ._factory import CachedStoreFactory
 from ._keys import is_reserved
 from ._progress import Meter, MeteredStore
 from ._version import PLUGIN_API, __version__
-from .errors import ConfigError, CSFError, KeyNotFoundError
+from .errors import ConfigError, CSFError, KeyNotFoundError, ObjectArchivedError, StoreError
 from .plugins import BUILTINS, CORE_DISTRIBUTION, PluginRegistry, registry
 
 __all__ = ["main"]
@@ -132,11 +134,32 @@ def _note(args: argparse.Namespace, message: str) -> None:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    store = _build(args)
-    print(f"config ok: {store!r}")
-    for role, part in (("local", store.local), ("remote", store.remote)):
-        next(iter(part.keys()), None)  # one listing call proves the store answers
-        print(f"{role} store answers: {type(part).__name__}")
+    """Build the store and list one key of each part, all within `--timeout` seconds.
+
+    The probe runs in a daemon thread: a server that accepts connections and never answers
+    holds that thread, not the command, which fails at the bound naming the stalled step.
+    """
+    step = ["reading the config and building the store"]
+    failure: list[BaseException] = []
+
+    def probe() -> None:
+        try:
+            store = _build(args)
+            print(f"config ok: {store!r}", flush=True)
+            for role, part in (("local", store.local), ("remote", store.remote)):
+                step[0] = f"listing the {role} store {part!r}"
+                next(iter(part.keys()), None)  # one listing call proves the store answers
+                print(f"{role} store answers: {type(part).__name__}", flush=True)
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=probe, name="csf-check", daemon=True)
+    thread.start()
+    thread.join(args.timeout)
+    if thread.is_alive():
+        raise StoreError(f"check: no answer within {args.timeout:g} s while {step[0]}")
+    if failure:
+        raise failure[0]
     return EXIT_OK
 
 
@@ -267,33 +290,132 @@ def _keys_to_warm(args: argparse.Namespace) -> list[str]:
     return keys
 
 
+def _each_in_parallel(
+    args: argparse.Namespace, label: str, keys: Sequence[str], action: Callable[[str], Any]
+) -> dict[str, Any]:
+    """`action` on every key, `--jobs` at a time under a progress bar: each key's result, or
+    the error it raised."""
+
+    def run(key: str) -> Any:
+        try:
+            return action(key)
+        except (CSFError, OSError, KeyError) as exc:
+            return exc
+
+    results = {}
+    with (
+        ThreadPoolExecutor(max_workers=args.jobs) as pool,
+        _meter(args).bar(label, len(keys), unit="key", at_least=1) as advance,
+    ):
+        for key, result in zip(keys, pool.map(run, keys), strict=True):
+            advance(1)
+            results[key] = result
+    return results
+
+
 def _cmd_warm(args: argparse.Namespace) -> int:
     keys = _keys_to_warm(args)
     store = _build(args)
 
-    def fetch(key: str) -> BaseException | None:
-        try:
-            store.open_read(key).close()  # a miss fetches into the local store
-        except (CSFError, OSError, KeyError) as exc:
-            return exc
-        return None
+    def warm(keys: list[str]) -> dict[str, BaseException]:
+        """The keys a fetch into the local store failed for, and why."""
+        fetched = _each_in_parallel(args, "warming", keys, lambda k: store.open_read(k).close())
+        return {k: error for k, error in fetched.items() if isinstance(error, BaseException)}
 
-    failed = 0
-    with (
-        ThreadPoolExecutor(max_workers=args.jobs) as pool,
-        _meter(args).bar("warming", len(keys), unit="key", at_least=1) as advance,
-    ):
-        for key, error in zip(keys, pool.map(fetch, keys), strict=True):
-            advance(1)
-            if error is not None:
-                failed += 1
-                print(f"csf: warm: {key!r}: {error}", file=sys.stderr)
+    errors = warm(keys)
+    archived = [key for key, error in errors.items() if isinstance(error, ObjectArchivedError)]
+    if args.wait and archived:
+        remote = _restorer(store)
+        states = _request_restores(args, remote, archived)
+        errors.update({k: s for k, s in states.items() if isinstance(s, BaseException)})
+        waiting = [k for k, s in states.items() if not isinstance(s, BaseException)]
+        pending = set(_wait_restored(args, remote, waiting))
+        restored = [key for key in waiting if key not in pending]
+        for key in restored:
+            del errors[key]
+        errors.update(warm(restored))
+    for key, error in errors.items():
+        print(f"csf: warm: {key!r}: {error}", file=sys.stderr)
+    failed = len(errors)
     stats = store.stats()
     _note(
         args,
         f"warmed {len(keys) - failed} of {len(keys)} keys: {stats['remote_reads']} fetched "
         f"({stats['bytes_from_remote']} bytes), {stats['hits']} already fresh",
     )
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _restorer(store: CachedStore) -> Any:
+    """The remote store, if it keeps archived objects (S3Store: `request_restore`)."""
+    remote = store.remote
+    if not callable(getattr(remote, "request_restore", None)):
+        raise ConfigError(
+            f"the remote store {remote!r} keeps no archived objects: restoring needs S3"
+        )
+    return remote
+
+
+def _request_restores(args: argparse.Namespace, remote: Any, keys: Sequence[str]) -> dict[str, Any]:
+    """Ask for each key's restore, several at a time: its RestoreState, or the error."""
+    return _each_in_parallel(
+        args,
+        "restoring",
+        keys,
+        lambda key: remote.request_restore(key, days=args.days, tier=args.tier),
+    )
+
+
+def _wait_restored(args: argparse.Namespace, remote: Any, keys: Sequence[str]) -> list[str]:
+    """Poll every `--interval` seconds until each key is readable or `--timeout` passes;
+    return the keys still archived then."""
+    deadline = time.monotonic() + args.timeout
+    pending = list(keys)
+    with _meter(args).bar("waiting for restores", len(pending), unit="key", at_least=1) as advance:
+        while pending:
+            still = []
+            for key in pending:
+                state = remote.restore_state(key)
+                if state.readable:
+                    advance(1)
+                    until = f" until {state.expiry}" if state.expiry else ""
+                    _note(args, f"csf: {args.command}: {key!r} is readable{until}")
+                else:
+                    still.append(key)
+            pending = still
+            left = deadline - time.monotonic()
+            if not pending or left <= 0:
+                break
+            time.sleep(min(args.interval, left))
+    for key in pending:
+        print(
+            f"csf: {args.command}: {key!r} is not restored after {args.timeout:g} s; "
+            "run the command again later",
+            file=sys.stderr,
+        )
+    return pending
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    store = _build(args)
+    remote = _restorer(store)
+    listed = sorted(remote.keys(args.target))
+    keys = [args.target] if args.target in listed else listed
+    if not keys:
+        print(f"csf: restore: no object at or under {args.target!r}", file=sys.stderr)
+        return EXIT_FAILED
+    states = _request_restores(args, remote, keys)
+    rows, failed = [], 0
+    for key, state in states.items():
+        if isinstance(state, BaseException):
+            failed += 1
+            print(f"csf: restore: {key!r}: {state}", file=sys.stderr)
+        else:
+            rows.append((key, state.storage_class, state.state, state.expiry))
+    _print_table(("key", "storage class", "restore", "readable until"), rows)
+    if args.wait:
+        waiting = [row[0] for row in rows if row[2] not in ("readable", "done")]
+        failed += len(_wait_restored(args, remote, waiting))
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -394,6 +516,32 @@ def _parser() -> argparse.ArgumentParser:
     def json_option(parsed: argparse.ArgumentParser) -> None:
         parsed.add_argument("--json", action="store_true", help="print JSON")
 
+    def restore_options(parsed: argparse.ArgumentParser, wait: str) -> None:
+        parsed.add_argument("--wait", action="store_true", help=wait)
+        parsed.add_argument(
+            "--days",
+            type=_positive,
+            help="keep restored copies this many days (default: the store's restore_days, or 1)",
+        )
+        parsed.add_argument(
+            "--tier",
+            help="S3 retrieval tier: Standard, Bulk or Expedited (default: the store's)",
+        )
+        parsed.add_argument(
+            "--interval",
+            type=_seconds,
+            default=60.0,
+            metavar="SECONDS",
+            help="with --wait: seconds between polls (default: 60)",
+        )
+        parsed.add_argument(
+            "--timeout",
+            type=_seconds,
+            default=48 * 3600.0,
+            metavar="SECONDS",
+            help="with --wait: give up after this long (default: 48 hours)",
+        )
+
     json_option(
         command(
             "plugins",
@@ -406,7 +554,13 @@ def _parser() -> argparse.ArgumentParser:
         "check",
         _cmd_check,
         "check the config's names and argument types, build the store, reach both stores",
-        "csf check -c cache.toml",
+        "csf check -c cache.toml --timeout 10",
+    ).add_argument(
+        "--timeout",
+        type=_seconds,
+        default=30.0,
+        metavar="SECONDS",
+        help="fail if the whole check takes longer (default: 30)",
     )
     command(
         "cat",
@@ -461,6 +615,18 @@ def _parser() -> argparse.ArgumentParser:
     warm.add_argument(
         "-j", "--jobs", type=_positive, default=4, help="fetches at once (default: 4)"
     )
+    restore_options(warm, "archived keys: request their restore, wait, then fetch them")
+    restore = command(
+        "restore",
+        _cmd_restore,
+        "ask S3 to restore archived objects (a KEY, or every object under a PREFIX)",
+        "csf restore logs/2024/ --days 3 --tier Bulk --wait",
+    )
+    restore.add_argument("target", metavar="KEY|PREFIX")
+    restore.add_argument(
+        "-j", "--jobs", type=_positive, default=8, help="requests at once (default: 8)"
+    )
+    restore_options(restore, "poll until every object is readable")
     stats = command(
         "stats",
         _cmd_stats,
@@ -479,6 +645,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"must be a whole number, not {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
     return value
 
 

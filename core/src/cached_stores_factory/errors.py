@@ -16,6 +16,7 @@ __all__ = [
     "InvalidKeyError",
     "KeyNotFoundError",
     "LocalStoreUnavailableError",
+    "ObjectArchivedError",
     "PluginError",
     "PluginLoadError",
     "PluginNotFoundError",
@@ -120,6 +121,53 @@ class EntryChangedError(StoreError):
 
 class RemoteError(StoreError):
     """The remote store failed (refused, reset, timed out, or errors left after retries)."""
+
+
+class ObjectArchivedError(RemoteError):
+    """The object sits in an archive storage class (S3 Glacier, Deep Archive, the archive
+    tiers of Intelligent-Tiering) and must be restored before it can be read.
+
+    Not an outage: the remote answered, and reads of other objects go on as usual.
+    `storage_class` names the class (and tier); `restore` is "none" (no restore asked for),
+    "requested" (this read asked for one), "in progress" or "done" (a restored copy is
+    readable until `expiry`, an HTTP date, or S3 answered before it said so).
+    """
+
+    def __init__(
+        self,
+        key: str,
+        storage_class: str,
+        restore: str,
+        *,
+        where: str = "",
+        expiry: str | None = None,
+        hint: str = "",
+    ) -> None:
+        super().__init__(key, storage_class, restore, where, expiry, hint)
+        self.key = key
+        self.storage_class = storage_class
+        self.restore = restore
+        self.where = where
+        self.expiry = expiry
+        self.hint = hint
+
+    @property
+    def restore_in_progress(self) -> bool:
+        """Whether S3 is restoring the object (asked by this read or an earlier one)."""
+        return self.restore in ("requested", "in progress")
+
+    def __str__(self) -> str:
+        states = {
+            "none": "no restore is in progress",
+            "requested": "a restore was requested by this read",
+            "in progress": "a restore is in progress",
+            "done": f"a restored copy is readable until {self.expiry}",
+        }
+        state = states.get(self.restore, self.restore)
+        where = self.where or repr(self.key)
+        return f"{where} is archived in {self.storage_class}: {state}" + (
+            f"; {self.hint}" if self.hint else ""
+        )
 
 
 class SerializerError(CSFError, ValueError):

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import os
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -22,7 +26,7 @@ from cached_stores_factory.testing.faults import (
     truncate,
 )
 from cached_stores_factory.testing.servers import S3Server
-from cached_stores_factory_s3 import S3Store
+from cached_stores_factory_s3 import MIN_PART_SIZE, S3Store
 from cached_stores_factory_tempfile import TempfileStore
 
 pytestmark = pytest.mark.s3
@@ -31,6 +35,7 @@ REGION = "eu-central-1"
 SECRET = "s3cr3t-k3y-never-shown"
 ATTEMPTS = 5  # the pinned total_max_attempts
 DATA = os.urandom(300_000)
+PARTS = {"multipart_threshold": MIN_PART_SIZE, "multipart_chunksize": MIN_PART_SIZE}
 
 
 @pytest.fixture
@@ -97,6 +102,79 @@ def test_a_damaged_body_never_becomes_a_local_entry(
     with pytest.raises(RemoteError):
         cached.get("obj")
     assert "obj" not in local
+
+
+MULTIPART = 2 * MIN_PART_SIZE + 1000  # three parts of MIN_PART_SIZE at most
+BIG = os.urandom(MULTIPART)
+
+
+def write_with_library(s3: S3Server, key: str, data: bytes) -> None:
+    with s3.store("faults", **PARTS) as store:
+        store.put(key, data)
+
+
+def write_with_boto3(
+    s3: S3Server, key: str, data: bytes, checksums: str = "when_supported"
+) -> None:
+    """As another program would: boto3's managed upload (composite checksums in parts)."""
+    config = TransferConfig(multipart_threshold=MIN_PART_SIZE, multipart_chunksize=MIN_PART_SIZE)
+    client = s3.client(config=Config(request_checksum_calculation=checksums))
+    client.upload_fileobj(io.BytesIO(data), "faults", key, Config=config)
+
+
+def write_with_boto3_without_checksums(s3: S3Server, key: str, data: bytes) -> None:
+    """As an older program would: no checksums at all, only the ETag (an MD5, or MD5s)."""
+    write_with_boto3(s3, key, data, checksums="when_required")
+
+
+@pytest.mark.parametrize(
+    "writer", [write_with_library, write_with_boto3, write_with_boto3_without_checksums]
+)
+@pytest.mark.parametrize(
+    ("data", "offset"), [(DATA, 150_000), (BIG, MIN_PART_SIZE + 7)], ids=["single", "multipart"]
+)
+def test_a_byte_flipped_in_transit_is_never_served_nor_cached(
+    s3: S3Server,
+    fault_proxy: FaultProxy,
+    tmp_path: Path,
+    writer: Callable[[S3Server, str, bytes], None],
+    data: bytes,
+    offset: int,
+):
+    writer(s3, "obj", data)
+    with proxied(fault_proxy) as store:
+        local = TempfileStore("local", root=tmp_path / "local")
+        cached = CachedStore(local, store)
+        fault_proxy.plan(corrupt(offset), method="GET", path_contains="/obj", times=3)
+        for _ in range(3):
+            with pytest.raises(RemoteError, match=r"s3://faults/obj.*(checksum|ETag)"):
+                cached.get("obj")
+            assert "obj" not in local
+        assert cached.get("obj") == data  # the network heals: the right bytes, cached
+        assert local.get("obj") == data
+        assert store.unverified_reads == 0
+
+
+def test_multipart_uploads_carry_a_full_object_crc32(s3: S3Server):
+    write_with_library(s3, "big", BIG)
+    head = s3.client().head_object(Bucket="faults", Key="big", ChecksumMode="ENABLED")
+    assert head["ChecksumType"] == "FULL_OBJECT"
+    assert head["ChecksumCRC32"] == base64.b64encode(zlib.crc32(BIG).to_bytes(4, "big")).decode()
+    assert head["ETag"].endswith('-3"')
+
+
+def test_a_read_no_checksum_covers_is_counted_unverified(s3: S3Server, fault_proxy: FaultProxy):
+    # SSE-KMS: the ETag is no MD5; written without a checksum, nothing covers the bytes.
+    plain = s3.client(config=Config(request_checksum_calculation="when_required"))
+    plain.put_object(Bucket="faults", Key="kms", Body=DATA, ServerSideEncryption="aws:kms")
+    with proxied(fault_proxy) as store:
+        assert store.get("kms") == DATA
+        assert store.unverified_reads == 1
+        store.put("crc", DATA)
+        assert store.get("crc") == DATA
+        with store.open_range("crc", 0, 10) as entry:  # S3 sends no checksum for a range
+            assert entry.read() == DATA[:10]
+        assert store.unverified_reads == 2
 
 
 # -- retries: bounded, then a clear RemoteError ---------------------------------------------

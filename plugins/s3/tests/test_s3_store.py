@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from botocore.config import Config
 
 from cached_stores_factory import CachedStoreFactory, MemoryStore
+from cached_stores_factory.caches.TTL_cache import TTLCache
 from cached_stores_factory.errors import (
     ConfigError,
     EntryChangedError,
@@ -23,6 +25,7 @@ from cached_stores_factory.plugins import registry
 from cached_stores_factory.testing.servers import S3Server, free_port
 from cached_stores_factory.testing.stores import ChunkedStream, StoreConformance
 from cached_stores_factory_s3 import MIN_PART_SIZE, S3Store
+from cached_stores_factory_tempfile import TempfileStore
 
 pytestmark = pytest.mark.s3
 
@@ -195,6 +198,61 @@ def test_client_settings_are_pinned(store: S3Store):
     assert (config.connect_timeout, config.read_timeout) == (5, 60)
     assert config.request_checksum_calculation == "when_supported"
     assert config.response_checksum_validation == "when_supported"
+
+
+def test_client_settings_are_arguments(s3: S3Server):
+    with make_store(
+        s3, connect_timeout=2, read_timeout=3.5, max_attempts=2, retry_mode="adaptive"
+    ) as store:
+        config = store._client.meta.config
+        assert (config.connect_timeout, config.read_timeout) == (2, 3.5)
+        assert config.retries == {"mode": "adaptive", "total_max_attempts": 2}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"read_timeout": 0}, "'read_timeout': must be a positive number, not 0"),
+        ({"connect_timeout": "5"}, "'connect_timeout': must be a positive number, not '5'"),
+        ({"max_attempts": 0}, "'max_attempts': must be a whole number >= 1, not 0"),
+        (
+            {"retry_mode": "eager"},
+            "'retry_mode': must be one of 'standard', 'adaptive', 'legacy', not 'eager'",
+        ),
+    ],
+)
+def test_bad_client_settings_are_config_errors_before_any_connection(
+    arguments: dict[str, object], message: str
+):
+    with pytest.raises(ConfigError, match=message):
+        S3Store("bucket", endpoint_url="http://127.0.0.1:9", **arguments)  # type: ignore[arg-type]
+
+
+def test_a_write_keeps_its_own_etag_when_another_writer_follows_at_once(
+    s3: S3Server, tmp_path: Path
+):
+    skew = [0.0]
+    policy = TTLCache(interval=30.0, clock=lambda: time.time() + skew[0])
+    with make_store(
+        s3, multipart_threshold=MIN_PART_SIZE, multipart_chunksize=MIN_PART_SIZE
+    ) as remote:
+        other = s3.client()
+
+        def another_writer(**_: object) -> None:
+            other.put_object(Bucket="bucket", Key="k", Body=b"theirs")
+
+        # Another writer's PUT lands right after our upload completes, every time.
+        remote._client.meta.events.register("after-call.s3.CompleteMultipartUpload", another_writer)
+        cached = CachedStoreFactory(
+            TempfileStore("local", root=tmp_path / "local"), remote, policy
+        ).build()
+        ours = ChunkedStream(2 * MIN_PART_SIZE + 10, seed=3).read()
+        written = cached.put_stream("k", io.BytesIO(ours))
+        theirs = other.head_object(Bucket="bucket", Key="k")["ETag"]
+        assert written.etag is not None and written.etag.endswith('-3"')
+        assert written.etag != theirs
+        skew[0] = 31.0  # the copy expires: revalidating it must find the other version
+        assert cached.get("k") == b"theirs"
 
 
 def test_checksums_false_sends_them_only_where_required(s3: S3Server):

@@ -9,8 +9,8 @@ fixture (`pytest_plugins = ["cached_stores_factory.testing.faults"]`):
 - `running_fault_proxy(upstream)` / `FaultProxy`: a loopback HTTP proxy to put between
   boto3 and an S3 endpoint (`endpoint_url=proxy.endpoint_url`).  It forwards every request
   and logs it; planned faults replace or damage the answers to chosen requests: a 503
-  SlowDown, a connection reset, a body cut short under its full Content-Length, a slow first
-  byte, a flipped byte.
+  SlowDown or another S3 error, a connection reset, a body cut short under its full
+  Content-Length, a slow first byte, a flipped byte.
 
 Both only ever listen on 127.0.0.1, hold a bounded number of connections and threads, and
 stop when their block ends.  `tmpfs(path, size)` mounts a small filesystem (as root) that a
@@ -50,6 +50,7 @@ __all__ = [
     "redis_control",
     "reset",
     "running_fault_proxy",
+    "s3_error",
     "slow_down",
     "slow_first_byte",
     "tmpfs",
@@ -131,7 +132,8 @@ def redis_control() -> Iterator[RedisControl]:
 class Fault:
     """What to do to one request, instead of answering it faithfully.
 
-    `kind` is "slow_down" (answer 503 SlowDown without forwarding), "reset" (close the
+    `kind` is "slow_down" (answer 503 SlowDown without forwarding), "error" (answer S3's
+    error `code` with HTTP `status` without forwarding), "reset" (close the
     connection with a TCP reset, nothing answered), "truncate" (forward, send the headers
     with the full Content-Length, then `keep` bytes of the body and a reset), "slow" (wait
     `delay` seconds before the first byte of the forwarded answer) or "corrupt" (forward,
@@ -139,14 +141,23 @@ class Fault:
     """
 
     kind: str = attrs.field(
-        validator=attrs.validators.in_(("slow_down", "reset", "truncate", "slow", "corrupt"))
+        validator=attrs.validators.in_(
+            ("slow_down", "error", "reset", "truncate", "slow", "corrupt")
+        )
     )
     keep: int = 0
     delay: float = 0.0
+    status: int = 503
+    code: str = "SlowDown"
 
 
 def slow_down() -> Fault:
     return Fault("slow_down")
+
+
+def s3_error(status: int, code: str) -> Fault:
+    """S3's error `code` with HTTP `status` (409 RestoreAlreadyInProgress, say)."""
+    return Fault("error", status=status, code=code)
 
 
 def reset() -> Fault:
@@ -188,10 +199,16 @@ class _Plan:
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "upgrade"}
 )
-_SLOW_DOWN_BODY = (
-    b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
-    b"<Message>Please reduce your request rate.</Message></Error>"
-)
+
+
+def _error_body(code: str) -> bytes:
+    message = "Please reduce your request rate." if code == "SlowDown" else code
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
+        f"<Message>{message}</Message></Error>"
+    ).encode()
+
+
 _MAX_CONNECTIONS = 32
 _MAX_BODY = 256 * 1024 * 1024
 _SOCKET_TIMEOUT = 30.0
@@ -272,9 +289,11 @@ class _Handler(BaseHTTPRequestHandler):
             proxy._log(ProxiedRequest(method, path, headers, None, fault))
             self._reset()
             return
-        if fault is not None and fault.kind == "slow_down":
-            proxy._log(ProxiedRequest(method, path, headers, 503, fault))
-            self._answer(503, [("Content-Type", "application/xml")], _SLOW_DOWN_BODY)
+        if fault is not None and fault.kind in ("slow_down", "error"):
+            proxy._log(ProxiedRequest(method, path, headers, fault.status, fault))
+            self._answer(
+                fault.status, [("Content-Type", "application/xml")], _error_body(fault.code)
+            )
             return
         status, reply_headers, reply_body = self._forward(method, path, headers, body)
         proxy._log(ProxiedRequest(method, path, headers, status, fault))

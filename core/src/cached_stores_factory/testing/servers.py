@@ -336,6 +336,30 @@ class S3Server:
             self.requests.clear()
             self._responses.clear()
 
+    @contextlib.contextmanager
+    def restores_held(self, bucket: str) -> Iterator[None]:
+        """Restores of the bucket's objects stay in progress until the block ends.
+
+        S3 takes hours to restore an archived object; moto finishes at once.  In the block
+        a restore asked for is reported in progress (`ongoing-request="true"`); after it,
+        the next look at the object finds it done.  moto runs in this process, so its state
+        is set here directly.
+        """
+        from moto.core.models import DEFAULT_ACCOUNT_ID
+        from moto.moto_api import state_manager
+        from moto.s3.models import s3_backends
+
+        backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
+        state_manager.set_transition("s3::keyrestore", {"progression": "manual", "times": 10**9})
+        try:
+            for name in list(backend.get_bucket(bucket).keys):
+                key = backend.get_object(bucket, name)
+                if key is not None:
+                    key.status = "IN_PROGRESS"
+            yield
+        finally:
+            state_manager.unset_transition("s3::keyrestore")
+
     def new_bucket(self, prefix: str = "test") -> str:
         """Create a bucket with a unique name starting with `prefix`, and return its name."""
         name = f"{prefix}-{uuid.uuid4().hex[:12]}"

@@ -1,37 +1,49 @@
 """S3Store: objects in an S3 bucket (AWS, MinIO, R2, moto), as a remote or as a cache.
 
 A read is one streaming GET: no HEAD first, a missing object is the GET's 404.  Writes up to
-`multipart_threshold` are one PUT; larger ones go through boto3's multipart upload, reading
-the source in parts so memory stays bounded.  `stat` is one HEAD and exposes the ETag and
-Last-Modified.  boto3 is imported when a store is built, never when the plugin loads.
+`multipart_threshold` are one PUT; larger ones are a multipart upload that reads the source
+in parts, a few in flight at once, so memory stays bounded.  `stat` is one HEAD and
+exposes the ETag and Last-Modified.  boto3 is imported when a store is built, never when
+the plugin loads.
 
 Faults: every failure left after botocore's retries is a RemoteError naming the bucket.
-Uploads carry a CRC32 checksum and reads validate the object's checksum where it has one,
-so bytes damaged in transit are refused, not cached.  A body that breaks off mid-stream is
-resumed with a ranged GET conditional on the first response's ETag (IfMatch), so two
-versions are never spliced; if that fails too, the read raises RemoteError and never ends
-as if the object were complete.  `open_read_if_changed` is a GET with IfNoneMatch: an
-unchanged object answers 304 with no body.
+Uploads of any size carry a whole-object CRC32 (a multipart upload's is S3's FULL_OBJECT
+type), and whole-object reads check the body against the strongest whole-object value S3
+offers: that checksum, else the MD5 an unencrypted object's ETag is, else the per-part MD5s
+of a multipart ETag.  Bytes damaged in transit are refused, not cached; a read no value
+covers is counted in `unverified_reads`.  An object in an archive storage class raises
+ObjectArchivedError, and with `restore_days` set the read asks S3 to restore it.
+
+A body that breaks off mid-stream is resumed with a ranged GET conditional on the first
+response's ETag (IfMatch), so two versions are never spliced; if that fails too, the read
+raises RemoteError and never ends as if the object were complete.  `open_read_if_changed`
+is a GET with IfNoneMatch: an unchanged object answers 304 with no body.
 """
 
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
+import hashlib
 import io
+import itertools
 import os
 import re
 import threading
 import time
-from collections.abc import Iterator
+import zlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from types import MappingProxyType
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from cached_stores_factory import (
     BytesReader,
     EntryReader,
     EntryStat,
     Store,
+    positive_number,
     validate_key,
     whole_number,
 )
@@ -41,27 +53,33 @@ from cached_stores_factory.errors import (
     EntryChangedError,
     InvalidKeyError,
     KeyNotFoundError,
+    ObjectArchivedError,
     RemoteError,
     redact,
 )
 
-__all__ = ["MIN_PART_SIZE", "S3Store"]
+__all__ = ["MIN_PART_SIZE", "RESTORE_TIERS", "RETRY_MODES", "RestoreState", "S3Store"]
 
 MiB = 1024 * 1024
 MIN_PART_SIZE = 5 * MiB
 """S3 refuses multipart parts smaller than this (except the last)."""
 
-# Pinned client settings (botocore's defaults differ by version and by environment):
-# "standard" retry mode (retries throttling, 5xx and connection errors with backoff and a
-# retry quota) with 5 attempts in all (botocore's `max_attempts` would count only retries);
-# 5 s to connect, 60 s between bytes of a response.
+RETRY_MODES = ("standard", "adaptive", "legacy")
+"""botocore's retry modes; "standard" retries throttling, 5xx and connection errors with
+backoff and a retry quota."""
+RESTORE_TIERS = ("Standard", "Bulk", "Expedited")
+"""S3's retrieval tiers for a restore, from the usual to the cheapest and the fastest."""
+
 # Checksums (CRC32, botocore's default algorithm) on every upload and download that supports
 # them; `checksums=False` sends them only where S3 requires them, for the S3-compatible
 # servers that reject them.
-_RETRIES = {"mode": "standard", "total_max_attempts": 5}
-_CONNECT_TIMEOUT = 5
-_READ_TIMEOUT = 60
 _READ_BUFFER = 256 * 1024
+_PARTS_IN_FLIGHT = 4  # multipart parts uploaded at once (each holds one part in memory)
+_MAX_PARTS = 10_000  # S3's limit on a multipart upload
+_ARCHIVED_CODE = "InvalidObjectState"  # a GET of an object that must be restored first
+_ARCHIVE_CLASSES = frozenset({"GLACIER", "DEEP_ARCHIVE"})
+_RESTORE_EXPIRY = re.compile(r'expiry-date="([^"]+)"')
+_NOT_MD5_ENCRYPTION = frozenset({"aws:kms", "aws:kms:dsse"})  # their ETags are no MD5
 _ETAG_META = "csf-etag"  # the origin's ETag, when this bucket caches another store
 _MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 _BUCKET_NAME = re.compile(r"[a-zA-Z0-9.\-_]{1,255}")  # botocore's own check, made at config time
@@ -110,9 +128,15 @@ class _Body(io.RawIOBase):
     """
 
     def __init__(
-        self, store: S3Store, key: str, response: dict[str, Any], start: int | None = None
+        self,
+        store: S3Store,
+        key: str,
+        response: dict[str, Any],
+        start: int | None = None,
+        digest: _ETagDigest | None = None,
     ) -> None:
         super().__init__()
+        self._digest = digest  # checked at the end, over every byte, resumed ones too
         self._store = store
         self._key = key
         self._body = response["Body"]
@@ -165,6 +189,8 @@ class _Body(io.RawIOBase):
                 continue
             if self._carried is not None:
                 self._check_carried(data)
+            if self._digest is not None:
+                self._check_digest(data)
             buffer[: len(data)] = data
             self._position += len(data)
             return len(data)
@@ -176,6 +202,13 @@ class _Body(io.RawIOBase):
         checksum.update(data)
         if not data and checksum.digest() != base64.b64decode(expected):
             raise self._failure(f"its checksum does not match: expected {expected}")
+
+    def _check_digest(self, data: bytes) -> None:
+        assert self._digest is not None
+        if data:
+            self._digest.update(data)
+        elif not self._digest.matches():
+            raise self._failure(f"its bytes do not match its ETag {self._etag}")
 
     def _failure(self, what: str) -> RemoteError:
         return RemoteError(f"{self._store._where(self._key)}: reading the object failed: {what}")
@@ -228,6 +261,49 @@ class _Body(io.RawIOBase):
         super().close()
 
 
+class _ETagDigest:
+    """The MD5s an S3 ETag is made of, computed over a body as it streams by.
+
+    An unencrypted (or SSE-S3) single-part object's ETag is its bytes' MD5; a multipart
+    object's is the MD5 of its parts' MD5s, then "-" and the number of parts.  `part_sizes`
+    is empty for a single-part object.
+    """
+
+    def __init__(self, etag: str, part_sizes: list[int]) -> None:
+        self._expected = etag.strip('"')
+        self._sizes = collections.deque(part_sizes)
+        self._multipart = bool(part_sizes)
+        self._left = self._sizes.popleft() if part_sizes else -1
+        self._hash = hashlib.md5(usedforsecurity=False)
+        self._parts: list[bytes] = []
+        self._overflow = False  # more bytes than the parts hold
+
+    def update(self, data: bytes) -> None:
+        if not self._multipart:
+            self._hash.update(data)
+            return
+        view = memoryview(data)
+        while view:
+            if self._left <= 0:
+                self._overflow = True
+                return
+            taken, view = view[: self._left], view[self._left :]
+            self._hash.update(taken)
+            self._left -= len(taken)
+            if self._left == 0:
+                self._parts.append(self._hash.digest())
+                self._hash = hashlib.md5(usedforsecurity=False)
+                self._left = self._sizes.popleft() if self._sizes else -1
+
+    def matches(self) -> bool:
+        if not self._multipart:
+            return self._hash.hexdigest() == self._expected
+        if self._overflow or self._sizes or self._left > 0:
+            return False
+        combined = hashlib.md5(b"".join(self._parts), usedforsecurity=False).hexdigest()
+        return f"{combined}-{len(self._parts)}" == self._expected
+
+
 class _Chained(io.RawIOBase):
     """`head` then the rest of `stream`: the bytes read to choose PUT or multipart, put back."""
 
@@ -251,6 +327,24 @@ class _Chained(io.RawIOBase):
         return len(data)
 
 
+_Submit = Callable[..., "Future[Any]"]
+
+
+def _run_now(function: Callable[..., Any], /, **kwargs: Any) -> Future[Any]:
+    """Call `function` here and now, as a finished Future (pools refuse work at exit)."""
+    future: Future[Any] = Future()
+    try:
+        future.set_result(function(**kwargs))
+    except Exception as exc:
+        future.set_exception(exc)
+    return future
+
+
+def _crc32_text(crc: int) -> str:
+    """A CRC32 as S3 writes it: the 4 bytes big-endian, in base64."""
+    return base64.b64encode(crc.to_bytes(4, "big")).decode()
+
+
 def _read_up_to(stream: IO[bytes], limit: int) -> bytes:
     """Up to `limit` bytes of `stream`: fewer only at its end."""
     parts: list[bytes] = []
@@ -261,20 +355,60 @@ def _read_up_to(stream: IO[bytes], limit: int) -> bytes:
     return b"".join(parts)
 
 
+def _one_of(*choices: str) -> Callable[[Any], str | None]:
+    """A check that a value is one of `choices`, for `argument_checks`."""
+
+    def check(value: Any) -> str | None:
+        if value in choices:
+            return None
+        return f"must be one of {', '.join(repr(c) for c in choices)}, not {value!r}"
+
+    return check
+
+
+class RestoreState(NamedTuple):
+    """Where one object stands: readable, or archived and how far its restore has come.
+
+    `state` is "readable" (not archived), "none" (archived, no restore asked for),
+    "requested" (asked for by this call), "in progress", or "done" (a restored copy is
+    readable until `expiry`, an HTTP date).  `storage_class` names the class, and the
+    Intelligent-Tiering archive tier in brackets.
+    """
+
+    key: str
+    storage_class: str
+    state: str
+    expiry: str | None = None
+
+    @property
+    def readable(self) -> bool:
+        return self.state in ("readable", "done")
+
+
 class S3Store(Store):
     """Objects in `bucketname`, under the key prefix `prefix`.
 
     Credentials, region and endpoint come from the AWS profile `s3_profile` (or the default
     chain); `s3_region` and `endpoint_url` override them.  A profile may set `endpoint_url`
     in its config section, which is how MinIO, R2 or a test server are reached without code
-    changes.  Other keyword arguments go to `session.client("s3", ...)`; a `config` there is
-    merged over the pinned one.  The bucket must exist.
+    changes.  `connect_timeout` and `read_timeout` (seconds) and `max_attempts` (requests in
+    all, the first included) in `retry_mode` bound each request.  `restore_days`, when set,
+    makes a read of an archived object ask S3 to restore it for that many days, in the
+    `restore_tier` retrieval tier.  Other keyword arguments go to `session.client("s3",
+    ...)`; a `config` there is merged over the one these arguments make.  The bucket must
+    exist.
     """
 
     argument_checks = MappingProxyType(
         {
             "multipart_threshold": whole_number(0),
             "multipart_chunksize": whole_number(MIN_PART_SIZE),
+            "connect_timeout": positive_number,
+            "read_timeout": positive_number,
+            "max_attempts": whole_number(1),
+            "retry_mode": _one_of(*RETRY_MODES),
+            "restore_days": whole_number(1),
+            "restore_tier": _one_of(*RESTORE_TIERS),
         }
     )
 
@@ -292,6 +426,12 @@ class S3Store(Store):
         aws_secret_access_key: str | None = None,
         aws_session_token: str | None = None,
         checksums: bool = True,
+        connect_timeout: float = 5,
+        read_timeout: float = 60,
+        max_attempts: int = 5,
+        retry_mode: str = "standard",
+        restore_days: int | None = None,
+        restore_tier: str = "Standard",
         **client_kwargs: Any,
     ) -> None:
         if not isinstance(bucketname, str) or not bucketname:
@@ -302,19 +442,34 @@ class S3Store(Store):
                 "and '_' (or be an access point ARN)"
             )
         self.check_arguments(
-            multipart_threshold=multipart_threshold, multipart_chunksize=multipart_chunksize
+            multipart_threshold=multipart_threshold,
+            multipart_chunksize=multipart_chunksize,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_attempts=max_attempts,
+            retry_mode=retry_mode,
+            restore_days=restore_days,
+            restore_tier=restore_tier,
         )
         if prefix and (prefix.startswith("/") or "//" in prefix):
             raise ConfigError(f"S3Store prefix {prefix!r} must be a relative key prefix")
         import boto3.exceptions
         import botocore.exceptions
-        from boto3.s3.transfer import TransferConfig
         from botocore.config import Config
+        from botocore.httpchecksum import StreamingChecksumBody
 
         self.bucketname = bucketname
         self.prefix = prefix
         self.profile = s3_profile
         self.multipart_threshold = multipart_threshold
+        self.multipart_chunksize = multipart_chunksize
+        self.restore_days = restore_days
+        self.restore_tier = restore_tier
+        self._checksums = checksums
+        self._unverified_lock = threading.Lock()
+        self.unverified_reads = 0
+        """Reads whose bytes no checksum or ETag covered: ranges, SSE-KMS or SSE-C objects
+        written without a whole-object checksum."""
         self._secrets = (aws_secret_access_key, aws_session_token)
         credentials = {
             "aws_access_key_id": aws_access_key_id,
@@ -331,11 +486,13 @@ class S3Store(Store):
         self._checksum_errors: tuple[type[BaseException], ...] = (
             botocore.exceptions.FlexibleChecksumError,
         )
+        self._checked_body = StreamingChecksumBody  # a body botocore checks as it is read
         checksum_mode = "when_supported" if checksums else "when_required"
         config = Config(
-            retries=_RETRIES,
-            connect_timeout=_CONNECT_TIMEOUT,
-            read_timeout=_READ_TIMEOUT,
+            # botocore's `max_attempts` counts retries only; `total_max_attempts` all.
+            retries={"mode": retry_mode, "total_max_attempts": max_attempts},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
             request_checksum_calculation=checksum_mode,
             response_checksum_validation=checksum_mode,
         )
@@ -351,18 +508,6 @@ class S3Store(Store):
             raise RemoteError(f"S3Store for bucket {bucketname!r}: {self._clean(exc)}") from None
         self.region: str | None = self._client.meta.region_name
         self.endpoint_url: str = self._client.meta.endpoint_url
-        self._transfer = TransferConfig(
-            multipart_threshold=multipart_threshold,
-            multipart_chunksize=multipart_chunksize,
-            max_concurrency=4,
-        )
-        # Once the interpreter is shutting down, thread pools refuse new work: uploads that
-        # still run then (a handle committed at exit) send their parts one by one.
-        self._transfer_at_exit = TransferConfig(
-            multipart_threshold=multipart_threshold,
-            multipart_chunksize=multipart_chunksize,
-            use_threads=False,
-        )
 
     def __repr__(self) -> str:
         return (
@@ -392,11 +537,95 @@ class S3Store(Store):
         try:
             yield
         except self._client_error as exc:
-            if exc.response.get("Error", {}).get("Code") in _MISSING_CODES:
+            code = exc.response.get("Error", {}).get("Code")
+            if code in _MISSING_CODES:
                 raise KeyNotFoundError(key, self._where()) from None
+            if code == _ARCHIVED_CODE and key:
+                raise self._archived(key) from None
             raise RemoteError(f"{self._where(key)}: {self._clean(exc)}") from None
         except self._errors as exc:
             raise RemoteError(f"{self._where(key)}: {self._clean(exc)}") from None
+
+    # -- archived objects -------------------------------------------------------------------
+
+    def restore_state(self, key: str) -> RestoreState:
+        """One HEAD: the object's storage class and how far its restore has come."""
+        key = validate_key(key)
+        with self._calling(key):
+            head = self._client.head_object(Bucket=self.bucketname, Key=self._name(key))
+        storage = head.get("StorageClass") or "STANDARD"
+        tier = head.get("ArchiveStatus")  # Intelligent-Tiering's archive tiers
+        named = f"{storage} ({tier})" if tier else storage
+        restore = head.get("Restore") or ""
+        if 'ongoing-request="true"' in restore:
+            return RestoreState(key, named, "in progress")
+        if 'ongoing-request="false"' in restore:
+            expiry = _RESTORE_EXPIRY.search(restore)
+            return RestoreState(key, named, "done", expiry.group(1) if expiry else None)
+        archived = storage in _ARCHIVE_CLASSES or bool(tier)
+        return RestoreState(key, named, "none" if archived else "readable")
+
+    def request_restore(
+        self, key: str, *, days: int | None = None, tier: str | None = None
+    ) -> RestoreState:
+        """Ask S3 to restore an archived object, unless it is readable or being restored.
+
+        A HEAD first, so a restore in progress is not asked for again; two processes that
+        ask at once get one restore, as S3 answers the second RestoreAlreadyInProgress.
+        `days` and `tier` default to the store's `restore_days` (else 1) and `restore_tier`.
+        """
+        key = validate_key(key)
+        days = days if days is not None else self.restore_days or 1
+        tier = tier if tier is not None else self.restore_tier
+        self.check_arguments(restore_days=days, restore_tier=tier)
+        state = self.restore_state(key)
+        if state.state != "none":
+            return state
+        request: dict[str, Any] = {"GlacierJobParameters": {"Tier": tier}}
+        if "(" not in state.storage_class:  # an Intelligent-Tiering restore takes no days
+            request["Days"] = days
+        try:
+            response = self._client.restore_object(
+                Bucket=self.bucketname, Key=self._name(key), RestoreRequest=request
+            )
+        except self._errors as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code == "RestoreAlreadyInProgress":  # another process asked first
+                return state._replace(state="in progress")
+            raise RemoteError(f"{self._where(key)}: restoring failed: {self._clean(exc)}") from None
+        # 202: S3 accepted the restore; 200: a restored copy exists already.
+        accepted = response["ResponseMetadata"]["HTTPStatusCode"] == 202
+        return state._replace(state="requested" if accepted else "done")
+
+    def _archived(self, key: str) -> ObjectArchivedError:
+        """The error for a read S3 refused because the object is archived; with
+        `restore_days` set, a restore is asked for first."""
+        try:
+            if self.restore_days is not None:
+                state = self.request_restore(key)
+            else:
+                state = self.restore_state(key)
+        except KeyNotFoundError:
+            raise
+        except RemoteError as exc:  # the object is archived, whatever the HEAD or restore met
+            return ObjectArchivedError(
+                key, "an archive storage class", "none", where=self._where(key), hint=str(exc)
+            )
+        hints = {
+            "none": f"set restore_days to have reads restore it, or run: csf restore {key}",
+            "requested": f"S3 restores it for {self.restore_days} day(s) ({self.restore_tier} "
+            f"tier: hours); run 'csf restore {key} --wait' to wait for it",
+            "in progress": f"read it once it is done; run 'csf restore {key} --wait' to wait",
+        }
+        restore = "done" if state.readable else state.state  # restored since the GET
+        return ObjectArchivedError(
+            key,
+            state.storage_class,
+            restore,
+            where=self._where(key),
+            expiry=state.expiry,
+            hint=hints.get(restore, "read it again"),
+        )
 
     @staticmethod
     def _stat(response: dict[str, Any]) -> EntryStat:
@@ -416,21 +645,70 @@ class S3Store(Store):
         return self._reader(key, response)
 
     def open_read_if_changed(self, key: str, etag: str) -> EntryReader | None:
-        """One GET with IfNoneMatch: None on S3's 304 (no body sent), else the new version."""
+        """One GET with IfNoneMatch: None on S3's 304 (no body sent), else the new version.
+
+        An archived object can't be read, but it can be revalidated: a HEAD that finds the
+        same ETag keeps the local copy in use, with no restore.
+        """
         with self._calling(key):
             try:
                 response = self._client.get_object(
                     Bucket=self.bucketname, Key=self._name(key), IfNoneMatch=etag
                 )
             except self._client_error as exc:
-                if exc.response.get("Error", {}).get("Code") in _NOT_MODIFIED_CODES:
+                code = exc.response.get("Error", {}).get("Code")
+                if code in _NOT_MODIFIED_CODES:
+                    return None
+                if code == _ARCHIVED_CODE and self._s3_etag(key) == etag:
                     return None
                 raise
         return self._reader(key, response)
 
     def _reader(self, key: str, response: dict[str, Any]) -> EntryReader:
-        body = _Body(self, key, response)
+        body = _Body(self, key, response, digest=self._etag_digest(key, response))
         return EntryReader(io.BufferedReader(body, _READ_BUFFER), self._stat(response))
+
+    def _etag_digest(self, key: str, response: dict[str, Any]) -> _ETagDigest | None:
+        """What a whole-object read checks its bytes against, where botocore checks nothing.
+
+        botocore checks a whole-object checksum (a single PUT's, a FULL_OBJECT multipart's);
+        a composite one (other writers' multipart uploads) it cannot.  Then the ETag is
+        checked where it is made of MD5s (not under SSE-KMS or SSE-C): one HEAD per part
+        learns a multipart object's part sizes.  A read nothing covers is counted.
+        """
+        if isinstance(response["Body"], self._checked_body):
+            return None
+        etag: str = response.get("ETag") or ""
+        md5, _, parts = etag.strip('"').partition("-")
+        encrypted = (
+            response.get("ServerSideEncryption") in _NOT_MD5_ENCRYPTION
+            or "SSECustomerAlgorithm" in response
+        )
+        if encrypted or not re.fullmatch(r"[0-9a-f]{32}", md5):
+            self._count_unverified()
+            return None
+        if not parts:
+            return _ETagDigest(etag, [])
+        if not parts.isdigit() or not 0 < int(parts) <= _MAX_PARTS:
+            self._count_unverified()
+            return None
+        return _ETagDigest(etag, self._part_sizes(key, int(parts), response["ContentLength"]))
+
+    def _part_sizes(self, key: str, count: int, total: int) -> list[int]:
+        sizes = []
+        for number in range(1, count + 1):
+            with self._calling(key):
+                head = self._client.head_object(
+                    Bucket=self.bucketname, Key=self._name(key), PartNumber=number
+                )
+            sizes.append(head["ContentLength"])
+        if sum(sizes) != total:
+            raise RemoteError(f"{self._where(key)}: the object changed while it was opened")
+        return sizes
+
+    def _count_unverified(self) -> None:
+        with self._unverified_lock:
+            self.unverified_reads += 1
 
     def open_range(
         self, key: str, start: int, end: int, *, if_match: str | None = None
@@ -466,8 +744,17 @@ class S3Store(Store):
         stat = EntryStat(
             size=total, modified=response["LastModified"].timestamp(), etag=response.get("ETag")
         )
+        self._count_unverified()  # S3 sends no checksum for a range
         body = _Body(self, key, response, start)
         return EntryReader(io.BufferedReader(body, _READ_BUFFER), stat)
+
+    def _s3_etag(self, key: str) -> str | None:
+        """The object's own ETag (not the origin's a cache bucket keeps), from one HEAD."""
+        with self._calling(key):
+            etag: str | None = self._client.head_object(
+                Bucket=self.bucketname, Key=self._name(key)
+            ).get("ETag")
+        return etag
 
     def _empty_range(self, key: str, if_match: str | None) -> EntryReader:
         """No bytes, and the whole object's stat from one HEAD."""
@@ -510,8 +797,10 @@ class S3Store(Store):
     def put_stream(self, key: str, stream: IO[bytes], *, etag: str | None = None) -> EntryStat:
         """One PUT up to `multipart_threshold`, a multipart upload above it.
 
-        `etag`, the origin's entity tag when this bucket caches another store, is kept in
-        the object's metadata and reported by `stat`.
+        The stat's ETag is the one the PUT or the completing request returned: a HEAD
+        afterwards could see another writer's version.  `etag`, the origin's entity tag when
+        this bucket caches another store, is kept in the object's metadata and reported by
+        `stat`.
         """
         extra = {"Metadata": {_ETAG_META: etag}} if etag else {}
         seekable = stream.seekable()
@@ -523,25 +812,85 @@ class S3Store(Store):
                 response = self._client.put_object(
                     Bucket=self.bucketname, Key=name, Body=head, **extra
                 )
-                return EntryStat(
-                    size=len(head), modified=time.time(), etag=etag or response["ETag"]
-                )
-            if seekable:
-                stream.seek(start)
-                source: IO[bytes] = stream
+                size = len(head)
             else:
-                source = io.BufferedReader(_Chained(head, stream), MiB)
-            del head  # the parts are read from `source`; don't hold this copy meanwhile
-            exiting = not threading.main_thread().is_alive()
-            self._client.upload_fileobj(
-                source,
-                self.bucketname,
-                name,
-                ExtraArgs=extra or None,
-                Config=self._transfer_at_exit if exiting else self._transfer,
+                if seekable:
+                    stream.seek(start)
+                    source: IO[bytes] = stream
+                else:
+                    source = io.BufferedReader(_Chained(head, stream), MiB)
+                del head  # the parts are read from `source`; don't hold this copy meanwhile
+                response, size = self._upload_parts(name, source, extra)
+        return EntryStat(size=size, modified=time.time(), etag=etag or response["ETag"])
+
+    def _upload_parts(
+        self, name: str, source: IO[bytes], extra: dict[str, Any]
+    ) -> tuple[dict[str, Any], int]:
+        """A multipart upload whose whole-object CRC32 S3 checks and keeps (FULL_OBJECT).
+
+        A few parts are in flight at once, each read only when a slot is free, so memory
+        holds at most that many parts.  Once the interpreter is shutting down, thread pools
+        refuse new work: an upload that still runs then (a handle committed at exit) sends
+        its parts one by one.  A failed upload is aborted, leaving no parts to pay for.
+        """
+        checksum = {"ChecksumAlgorithm": "CRC32", "ChecksumType": "FULL_OBJECT"}
+        created = self._client.create_multipart_upload(
+            Bucket=self.bucketname, Key=name, **(checksum if self._checksums else {}), **extra
+        )
+        upload = {"Bucket": self.bucketname, "Key": name, "UploadId": created["UploadId"]}
+        try:
+            with contextlib.ExitStack() as stack:
+                submit: _Submit = _run_now
+                if threading.main_thread().is_alive():
+                    submit = stack.enter_context(ThreadPoolExecutor(_PARTS_IN_FLIGHT)).submit
+                parts, crc, size = self._send_parts(upload, source, submit)
+            whole = {
+                "ChecksumCRC32": _crc32_text(crc),
+                "ChecksumType": "FULL_OBJECT",
+                "MpuObjectSize": size,
+            }
+            response = self._client.complete_multipart_upload(
+                **upload, MultipartUpload={"Parts": parts}, **(whole if self._checksums else {})
             )
-            # The multipart ETag and size come from S3 itself: one HEAD per large upload.
-            return self._stat(self._client.head_object(Bucket=self.bucketname, Key=name))
+        except BaseException:
+            with contextlib.suppress(*self._errors):
+                self._client.abort_multipart_upload(**upload)
+            raise
+        return response, size
+
+    def _send_parts(
+        self, upload: dict[str, Any], source: IO[bytes], submit: _Submit
+    ) -> tuple[list[dict[str, Any]], int, int]:
+        """Upload `source` in parts; their list, the whole object's CRC32 and its size."""
+        in_flight: collections.deque[Future[Any]] = collections.deque()
+        parts: list[dict[str, Any]] = []
+        crc = size = 0
+        for number in itertools.count(1):
+            chunk = _read_up_to(source, self.multipart_chunksize)
+            if not chunk and number > 1:
+                break
+            if number > _MAX_PARTS:
+                raise RemoteError(
+                    f"{self._where(upload['Key'])}: over {_MAX_PARTS} parts; "
+                    "raise multipart_chunksize"
+                )
+            crc = zlib.crc32(chunk, crc)
+            size += len(chunk)
+            sent = {"ChecksumCRC32": _crc32_text(zlib.crc32(chunk))} if self._checksums else {}
+            in_flight.append(
+                submit(self._client.upload_part, **upload, PartNumber=number, Body=chunk, **sent)
+            )
+            del chunk
+            while len(in_flight) >= _PARTS_IN_FLIGHT:
+                parts.append(self._part(len(parts) + 1, in_flight.popleft().result()))
+        parts.extend(self._part(len(parts) + 1, future.result()) for future in in_flight)
+        return parts, crc, size
+
+    def _part(self, number: int, response: dict[str, Any]) -> dict[str, Any]:
+        part = {"PartNumber": number, "ETag": response["ETag"]}
+        if self._checksums and response.get("ChecksumCRC32"):
+            part["ChecksumCRC32"] = response["ChecksumCRC32"]
+        return part
 
     def delete(self, key: str) -> bool:
         """HEAD, then DELETE: S3 answers a DELETE the same whether the object existed or not."""
