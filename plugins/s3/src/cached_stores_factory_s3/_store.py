@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from types import MappingProxyType
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 from cached_stores_factory import (
     BytesReader,
@@ -335,6 +336,12 @@ class S3Store(Store):
 
     def close(self) -> None:
         self._client.close()
+
+    def location(self) -> tuple[str, str]:
+        """The bucket on its endpoint (AWS's regional endpoints are one), and the prefix."""
+        host = urlsplit(self.endpoint_url).netloc.lower()
+        endpoint = "AWS" if host.endswith(".amazonaws.com") else host
+        return (f"S3 bucket {self.bucketname} at {endpoint}", self.prefix)
 
     # -- plumbing ---------------------------------------------------------------------------
 
