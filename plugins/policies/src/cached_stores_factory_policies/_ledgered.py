@@ -64,7 +64,8 @@ class LedgeredPolicy(CachePolicy):
     one, so they last across restarts and hold across processes; in Redis when `ledger`
     names one (or the local store is Redis); otherwise in memory, rebuilt at `bind()` from
     the store's entries in the order they were stored.  A subclass's `limits()` names the
-    bounds; a policy with none keeps no ledger.
+    bounds; a policy with none keeps no ledger.  The stale windows (see CachePolicy) are
+    here too, as every policy of the plugin takes them.
     """
 
     stale_if_error: float = attrs.field(default=0.0, kw_only=True, validator=non_negative_seconds)

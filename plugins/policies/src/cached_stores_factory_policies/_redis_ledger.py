@@ -53,7 +53,7 @@ recent uses, and long enough that a busy process sends one small script call per
 CHECK_SECONDS = 1.0
 """How often the flusher asks whether the ledger lost its data (one HEXISTS)."""
 
-SYNC_ATTEMPTS = 3  # a reconcile that keeps finding a changed epoch gives up, until the next
+SYNC_ATTEMPTS = 3  # a reconcile that keeps finding a changed epoch gives up until the next
 
 # Apply buffered uses: ARGV[first..] are (key, time) pairs.  A use moves a key's time
 # forward only, and never brings back a key that is gone (XX).
@@ -166,12 +166,15 @@ def _flush_periodically(ref: weakref.ref[RedisLedger], closed: threading.Event) 
         tick += 1
         try:
             ledger.flush()
-            if tick % ticks_per_check == 0:
-                ledger._heal_if_lost()
         except Exception as exc:  # no caller to raise to: log, and keep flushing
             # A client closed under the flush (the store closing) can fail inside
             # redis-py with a ValueError rather than a RedisError.
             log.warning("%s; recent uses and counts lost", exc)
+        if tick % ticks_per_check == 0:
+            try:
+                ledger._heal_if_lost()
+            except Exception as exc:
+                log.warning("%s; the ledger is checked again in %s s", exc, CHECK_SECONDS)
         del ledger
 
 
@@ -311,11 +314,11 @@ class RedisLedger:
                 self._adopt(keys=self._entry_keys, args=[epoch, os.urandom(8).hex(), *triples])
             )
 
-    def _heal_if_lost(self) -> bool:
-        """Reconcile if the ledger lost its data; whether it had."""
+    def _heal_if_lost(self) -> None:
+        """Reconcile if the ledger lost its data (it has no epoch)."""
         with self._talking():
             if self._client.hexists(self._entry_keys[2], "epoch"):
-                return False
+                return
         log.warning(
             "%s lost its data (a restart without persistence, a flush, a failover): "
             "rebuilding it from %r",
@@ -323,7 +326,6 @@ class RedisLedger:
             self._store,
         )
         self._sync()
-        return True
 
     # -- the Ledger protocol ------------------------------------------------------------------
 
