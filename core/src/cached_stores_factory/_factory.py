@@ -12,6 +12,7 @@ from ._engine import CachedStore
 from ._policy import CachePolicy
 from ._serializer import Serializer
 from ._store import Store
+from .errors import ConfigError
 from .plugins import PluginRegistry, registry
 
 __all__ = ["CachedStoreFactory"]
@@ -44,6 +45,30 @@ def _check(
         f"CachedStoreFactory: {role} must be a {base.__name__} such as {_EXAMPLES[role]}, "
         f"not {type(value).__name__} {value!r}; to name parts as strings, use "
         "CachedStoreFactory.from_config() or from_toml()"
+    )
+
+
+def _check_tiers_apart(local: Store, remote: Store) -> None:
+    """Refuse tiers that hold each other's entries: evicting or clearing the local tier
+    would delete the remote's data.  A store whose `location()` is None is trusted."""
+    if local is remote:
+        relation = "are one store object"
+    else:
+        here, there = local.location(), remote.location()
+        if here is None or there is None or here[0] != there[0]:
+            return
+        if here[1] == there[1]:
+            relation = f"keep their entries in the same place ({here[0]}, {here[1]!r})"
+        elif here[1].startswith(there[1]) or there[1].startswith(here[1]):
+            relation = (
+                f"overlap: one lies inside the other ({here[0]}, {here[1]!r} and {there[1]!r})"
+            )
+        else:
+            return
+    raise ConfigError(
+        f"CachedStoreFactory: the local store {local!r} and the remote store {remote!r} "
+        f"{relation}; evicting or clearing the local tier would delete remote data, so give "
+        "the local store a place of its own"
     )
 
 
@@ -127,16 +152,16 @@ class CachedStoreFactory:
         """A cached store over these parts, with the policy bound to the local store.
 
         With `availability=True` a write goes on when the local store is down, at the cost
-        of the cross-process promise (docs/coherence.md).
+        of the cross-process promise (docs/coherence.md).  Tiers that hold each other's
+        entries (the same store, directory, bucket prefix or Redis prefix, or one inside the
+        other) raise ConfigError before anything is bound.
 
         The policy also gets the store's counters, to share with other processes.
         """
+        local, remote = self.local_store, self.remote_store
+        _check_tiers_apart(local, remote)
         cached = CachedStore(
-            self.local_store,
-            self.remote_store,
-            self.cache_policy,
-            self.serializer,
-            availability=self._availability,
+            local, remote, self.cache_policy, self.serializer, availability=self._availability
         )
         cached.policy.share_stats(cached.stats)
         return cached

@@ -45,6 +45,11 @@ class CachePolicy:
     def bind(self, store: Store) -> None:
         """Attach to the local store.  Stateful policies rebuild or load their state here."""
 
+    def limits(self) -> Mapping[str, int]:
+        """The bounds the policy keeps the local store within: "entries" and "bytes", each
+        when it has one (`csf stats` shows them next to the usage).  The default: none."""
+        return {}
+
     def admits(self, size: int | None) -> bool:
         """Whether an object of `size` bytes (None: unknown) may be stored locally."""
         return True

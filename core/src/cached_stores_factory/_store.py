@@ -327,6 +327,17 @@ class Store(abc.ABC):
         """
         return None
 
+    def location(self) -> tuple[str, str] | None:
+        """Where the entries live, as `(space, path)`; None (the default) if the store can't say.
+
+        `space` names one namespace of names (a directory tree, a bucket on an endpoint, a
+        Redis database) and `path` the start of every name the store uses in it.  Two stores
+        whose spaces are equal and one of whose paths begins the other's hold each other's
+        entries: the factory refuses them as the two tiers of one cache, because evicting or
+        clearing the local tier would then delete remote data.
+        """
+        return None
+
     def lease(self, key: str) -> contextlib.AbstractContextManager[object] | None:
         """A lock on `key` that every process using this store respects, or None (the default).
 

@@ -419,15 +419,21 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+_BOUNDED_USAGE = {"local_entries": "max_entries", "local_bytes": "max_bytes"}  # usage: bound
+
+
 def _cmd_stats(args: argparse.Namespace) -> int:
     store = _build(args)
     for key in args.keys:
         with store.open_read(key) as entry:
             entry.read()
     local_keys = list(store.local.keys())
+    limits = store.policy.limits()
     report: dict[str, Any] = {
         "local_entries": len(local_keys),
+        "max_entries": limits.get("entries"),
         "local_bytes": sum(store.local.stat(k).size for k in local_keys),
+        "max_bytes": limits.get("bytes"),
         **store.stats(),
         "source": "this csf process only",
         "fleet": None,
@@ -441,8 +447,13 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2))
         return EXIT_OK
     for name, value in report.items():
-        if name != "fleet":
-            print(f"{name:<18} {value}")
+        if name == "fleet" or name.startswith("max_"):
+            continue  # a bound is shown next to its usage
+        line = str(value)
+        if name in _BOUNDED_USAGE:
+            bound = report[_BOUNDED_USAGE[name]]
+            line += " (no bound)" if bound is None else f" of at most {bound}"
+        print(f"{name:<18} {line}")
     if report["fleet"] is None:
         print("fleet              none: the policy shares no counters between processes")
     else:
@@ -630,7 +641,8 @@ def _parser() -> argparse.ArgumentParser:
     stats = command(
         "stats",
         _cmd_stats,
-        "read KEYs through the cache, then show this process's counters and the fleet's",
+        "read KEYs through the cache, then show the local store's usage next to the "
+        "policy's bounds, this process's counters and the fleet's",
         "csf stats reports/q1.csv --json",
     )
     stats.add_argument("keys", nargs="*", metavar="KEY")

@@ -11,6 +11,7 @@ import random
 import re
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from cached_stores_factory import CachedStore, CachedStoreFactory, CachePolicy
 from cached_stores_factory.errors import KeyNotFoundError
@@ -106,5 +107,54 @@ def cluster_churn_worker(
     cached = CachedStoreFactory(local, remote, make_policy(kind, depth)).build()
     try:
         churn(cached, operations, seed)
+    finally:
+        cached.close()
+
+
+def fleet_worker(
+    endpoint_url: str,
+    bucket: str,
+    remote_root: str,
+    ledger_url: str,
+    ledger_key: str,
+    kind: str,
+    depth: int,
+    seed: int,
+    stop: Any,
+    done: Any,
+) -> None:
+    """One process of the self-healing test: a frequent bucket (S3) bounded by a ledger in
+    Redis, over a tempfile remote.  It churns until `stop` is set, adding each operation that
+    succeeded to `done`; those that fail while Redis restarts are expected and skipped."""
+    from cached_stores_factory.errors import CSFError
+    from cached_stores_factory_s3 import S3Store
+
+    local = S3Store(
+        bucket,
+        s3_region="eu-central-1",
+        endpoint_url=endpoint_url,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    remote = TempfileStore("remote", root=Path(remote_root), fsync=False)
+    policy = {"fifo": FIFOCache, "lru": LRUCache}[kind](
+        depth, ledger=ledger_url, ledger_key=ledger_key
+    )
+    cached = CachedStoreFactory(local, remote, policy).build()
+    rng = random.Random(seed)
+    try:
+        while not stop.is_set():
+            key = f"k{rng.randrange(40):02d}"
+            try:
+                if rng.random() < 0.3:
+                    cached.put_stream(key, io.BytesIO(payload(key, seed, 1)))
+                else:
+                    cached.open_read(key).close()
+            except KeyNotFoundError:
+                pass
+            except CSFError:
+                continue  # Redis is restarting
+            with done.get_lock():
+                done.value += 1
     finally:
         cached.close()

@@ -1,4 +1,5 @@
-"""The three policies pass the policy conformance suite, with and without a state directory."""
+"""The three policies (TTL with and without bounds) pass the policy conformance suite, with
+and without a state directory."""
 
 from __future__ import annotations
 
@@ -17,6 +18,20 @@ class TestTTL(PolicyConformance):
     @pytest.fixture
     def make_policy(self) -> Callable[[], CachePolicy]:
         return lambda: TTLCache(interval=60.0)
+
+
+class TestBoundedTTL(PolicyConformance):
+    max_entries = 5
+
+    @pytest.fixture
+    def make_policy(self) -> Callable[[], CachePolicy]:
+        return lambda: TTLCache(interval=60.0, max_entries=5, max_bytes=400)
+
+
+class TestBoundedTTLWithState(TestBoundedTTL):
+    @pytest.fixture
+    def local_store(self, clock: ManualClock, tmp_path: Path) -> Store:
+        return StatefulMemoryStore(tmp_path / "state", clock=clock)
 
 
 class TestFIFO(PolicyConformance):

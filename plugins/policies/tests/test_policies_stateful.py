@@ -48,13 +48,17 @@ class Config:
     """A policy configuration and the rules the model applies for it."""
 
     kind: str  # "ttl", "fifo" or "lru"
-    depth: int | None = None
+    depth: int | None = None  # TTL's max_entries
     max_bytes: int | None = None
     ttl: float | None = None
 
     def make(self, clock: Callable[[], float], **ledger: str) -> CachePolicy:
         if self.kind == "ttl":
-            return TTLCache(AGE, clock=clock)
+            if self.depth is None:
+                return TTLCache(AGE, clock=clock)
+            return TTLCache(
+                AGE, max_entries=self.depth, max_bytes=self.max_bytes, clock=clock, **ledger
+            )
         cls = FIFOCache if self.kind == "fifo" else LRUCache
         assert self.depth is not None
         return cls(self.depth, max_bytes=self.max_bytes, ttl=self.ttl, clock=clock, **ledger)
@@ -66,6 +70,8 @@ class Config:
 
 CONFIGS = {
     "ttl": Config("ttl"),
+    # Bounded TTL evicts the oldest stored, as FIFO does.
+    "ttl+bounds": Config("ttl", depth=3, max_bytes=24),
     "fifo": Config("fifo", depth=3, max_bytes=24),
     "lru": Config("lru", depth=3, max_bytes=24),
     "fifo+ttl": Config("fifo", depth=2, ttl=AGE),

@@ -47,7 +47,8 @@ def test_config_names_build_the_same_policies() -> None:
         "LRUCache(depth=3, max_bytes=100, ttl=60.0, stale_if_error=0.0, stale_while_revalidate=0.0)"
     )
     assert repr(TTLCache(interval=60)) == (
-        "TTLCache(interval=60, stale_if_error=0.0, stale_while_revalidate=0.0)"
+        "TTLCache(interval=60, stale_if_error=0.0, stale_while_revalidate=0.0, max_bytes=None, "
+        "max_entries=None)"
     )
 
 

@@ -155,3 +155,7 @@ class MemoryStore(Store):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    def location(self) -> tuple[str, str]:
+        """This object's own dict: only the same MemoryStore overlaps it."""
+        return (f"memory store {id(self):#x}", "")

@@ -63,11 +63,15 @@ class Ledger(Protocol):
 
 @attrs.frozen
 class Bounds:
-    depth: int
+    """At most `depth` entries and `max_bytes` bytes; None: no bound of that kind."""
+
+    depth: int | None
     max_bytes: int | None
 
     def exceeded(self, count: int, total: int) -> bool:
-        return count > self.depth or (self.max_bytes is not None and total > self.max_bytes)
+        return (self.depth is not None and count > self.depth) or (
+            self.max_bytes is not None and total > self.max_bytes
+        )
 
 
 def _store_entries(store: Store, keys: Iterable[str]) -> list[tuple[float, str, int]]:
@@ -176,6 +180,10 @@ class SQLiteLedger:
     decisions of all processes are serialized and the bound holds at every commit.  Uses
     (`touch`) stay in this process's memory until the next write transaction, `close()` or
     interpreter exit, so a hit makes no system call.
+
+    A database file removed (or replaced) under the processes that use it is noticed by
+    their next insert, which opens the file now at the path and reconciles it with the store
+    (a stat() per insert), so all of them count in one database again.
     """
 
     def __init__(self, store: Store, bounds: Bounds, path: Path) -> None:
@@ -186,6 +194,7 @@ class SQLiteLedger:
         self._uses: dict[str, float] = {}  # key -> last use, in order of last use
         self._counts = CounterDeltas()  # this process's counters, not yet written
         self._db: sqlite3.Connection | None = None
+        self._file: tuple[int, int] | None = None  # the open database's (device, inode)
         self._pid = -1
         self._sync()
         # atexit holds only a weak reference: a dropped ledger is not kept alive by it.
@@ -205,26 +214,52 @@ class SQLiteLedger:
             if self._pid not in (-1, os.getpid()):
                 self._uses.clear()  # the parent writes its own buffered uses
                 self._counts.forget()
-            for private in (self._path, Path(f"{self._path}.lock")):
-                _make_private(private)  # SQLite gives its -wal and -shm files the db's mode
-            db = sqlite3.connect(
-                self._path,
-                timeout=BUSY_TIMEOUT_SECONDS,
-                isolation_level=None,
-                check_same_thread=False,
-            )
             # Imported here, not at the top: the plugin module loads at every start (entry-point
             # scan) and filelock's import costs more than the rest of the plugin together.
             from filelock import FileLock
 
+            _make_private(Path(f"{self._path}.lock"))
             # Switching a new database to WAL fails at once, without waiting, when another
             # process does the same: so processes set up the database one at a time.
             with FileLock(f"{self._path}.lock", timeout=BUSY_TIMEOUT_SECONDS):
+                if not self._path.exists():
+                    # A -wal or -shm file without its database is a removed database's (and
+                    # may still be open elsewhere): a new database must not take it over.
+                    for leftover in ("-wal", "-shm"):
+                        Path(f"{self._path}{leftover}").unlink(missing_ok=True)
+                _make_private(self._path)  # SQLite gives its -wal and -shm files the db's mode
+                db = sqlite3.connect(
+                    self._path,
+                    timeout=BUSY_TIMEOUT_SECONDS,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
                 db.execute("PRAGMA journal_mode = WAL")
                 db.executescript(_SCHEMA)
+                self._file = _file_identity(self._path)
             db.execute("PRAGMA synchronous = NORMAL")
             self._db, self._pid = db, os.getpid()
         return self._db
+
+    def _heal_if_lost(self) -> None:
+        """If the database file was removed or replaced, open the one now at the path (new if
+        none) and reconcile it with the store: writes to the old file count for nobody."""
+        try:
+            current = _file_identity(self._path)
+        except FileNotFoundError:
+            current = None
+        if current == self._file or self._pid != os.getpid():
+            return
+        log.warning(
+            "the policy state %s was removed or replaced: rebuilding it from %r",
+            self._path,
+            self._store,
+        )
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+        self._sync()
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -302,12 +337,14 @@ class SQLiteLedger:
 
     def insert(self, key: str, size: int, now: float) -> list[str]:
         try:
+            self._heal_if_lost()  # one stat(): inserts are where the bound must hold
             with self._transaction() as db:
                 (seq,) = self._next_seqs(db, 1)
                 db.execute(_UPSERT, (key, size, now, seq))
                 return self._evict(db)
-        except sqlite3.OperationalError as exc:
-            # Never exceed the bound because the ledger is busy: drop the new copy instead.
+        except (sqlite3.OperationalError, OSError, StoreError) as exc:
+            # Never exceed the bound because the ledger is busy (or could not be rebuilt):
+            # drop the new copy instead.
             log.warning("policy state at %s unavailable (%s); not caching %r", self._path, exc, key)
             return [key]
 
@@ -360,6 +397,11 @@ class SQLiteLedger:
                 if self._db is not None:
                     self._db.close()
                     self._db = None
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_dev, info.st_ino
 
 
 def _make_private(path: Path) -> None:

@@ -7,8 +7,16 @@ no two processes ever evict on a stale count.  All of a ledger's keys carry one 
 may touch them all.
 
 The keys: `order` (a sorted set: key -> last use or insert time, oldest first), `sizes`
-(a hash: key -> bytes), `meta` (a hash: `bytes`, the sum of the sizes) and `stats` (a hash
-of the cached stores' counters summed over every process, see `share_stats`).
+(a hash: key -> bytes), `meta` (a hash: `bytes`, the sum of the sizes, and `epoch`, see
+below) and `stats` (a hash of the cached stores' counters summed over every process, see
+`share_stats`).
+
+Self-healing: a Redis that lost the ledger (a restart without persistence, FLUSHALL, a
+failover to an empty replica) would forget entries the local store still holds, which then
+never go.  So `epoch` is written when the ledger is reconciled with the local store, and
+an insert finds it missing, refuses to count, and has the inserting process reconcile first
+(forget vanished entries, adopt unknown ones, then insert and evict as usual).  The flusher
+also looks for it every `CHECK_SECONDS`, so an idle fleet reconciles too.
 
 LRU uses (`touch`) stay in this process's memory and are written by a background thread
 every `FLUSH_SECONDS`, by the next insert or removal (in the same script call) and at
@@ -42,6 +50,11 @@ FLUSH_SECONDS = 0.1
 """How often buffered LRU uses and counters are written: short, so other processes see
 recent uses, and long enough that a busy process sends one small script call per period."""
 
+CHECK_SECONDS = 1.0
+"""How often the flusher asks whether the ledger lost its data (one HEXISTS)."""
+
+SYNC_ATTEMPTS = 3  # a reconcile that keeps finding a changed epoch gives up until the next
+
 # Apply buffered uses: ARGV[first..] are (key, time) pairs.  A use moves a key's time
 # forward only, and never brings back a key that is gone (XX).
 _TOUCH = """
@@ -54,11 +67,12 @@ end
 
 # Amounts are computed as `0 - x`, never `-x`: Lua writes -0 as "-0", which HINCRBY refuses.
 
-# KEYS: order, sizes, meta.  ARGV: key, size, now, depth, max_bytes (-1: none), then uses.
+# KEYS: order, sizes, meta.  ARGV: key, size, now, depth, max_bytes (each -1: none), then uses.
 _INSERT = (
     _TOUCH
     + """
 local order, sizes, meta = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('HEXISTS', meta, 'epoch') == 0 then return false end  -- lost: reconcile first
 touch(order, 6)
 local key, size = ARGV[1], tonumber(ARGV[2])
 local depth, max_bytes = tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -68,7 +82,7 @@ redis.call('HSET', sizes, key, size)
 local total = redis.call('HINCRBY', meta, 'bytes', size - old)
 local count = redis.call('ZCARD', order)
 local victims = {}
-while count > depth or (max_bytes >= 0 and total > max_bytes) do
+while (depth >= 0 and count > depth) or (max_bytes >= 0 and total > max_bytes) do
   local oldest = redis.call('ZPOPMIN', order)
   if #oldest == 0 then break end
   local victim = oldest[1]
@@ -104,16 +118,26 @@ touch(order, 2 * n + 2)
 """
 )
 
-# KEYS: order, sizes, meta.  ARGV: (key, size, time) triples of entries the store holds and
-# the ledger does not know: added with their stored time, unless a row appeared meanwhile.
+# KEYS: order, sizes, meta.  ARGV: the epoch read before the store was listed ('' for none),
+# a new epoch, then (key, size, time) triples of entries the store holds and the ledger did
+# not know: added with their stored time, unless a row appeared meanwhile.  Without an epoch
+# the ledger is new or lost, maybe in part: what is left goes, and the triples are every
+# entry.  Nothing happens (and 0 is returned) if the epoch changed since it was read.
 _ADOPT = """
 local order, sizes, meta = KEYS[1], KEYS[2], KEYS[3]
-for i = 1, #ARGV, 3 do
+local epoch = redis.call('HGET', meta, 'epoch') or ''
+if epoch ~= ARGV[1] then return 0 end
+if epoch == '' then
+  redis.call('DEL', order, sizes, meta)
+  redis.call('HSET', meta, 'epoch', ARGV[2], 'bytes', 0)
+end
+for i = 3, #ARGV, 3 do
   if redis.call('ZADD', order, 'NX', ARGV[i + 2], ARGV[i]) == 1 then
     redis.call('HSET', sizes, ARGV[i], ARGV[i + 1])
     redis.call('HINCRBY', meta, 'bytes', ARGV[i + 1])
   end
 end
+return 1
 """
 
 # KEYS: stats, order.  ARGV: n, then n (counter, amount) pairs, then uses.
@@ -127,6 +151,31 @@ end
 touch(KEYS[2], 2 * n + 2)
 """
 )
+
+
+def _flush_periodically(ref: weakref.ref[RedisLedger], closed: threading.Event) -> None:
+    """The flusher thread: flush every FLUSH_SECONDS, look for a lost ledger every
+    CHECK_SECONDS, until the ledger closes.  It holds the ledger only between ticks, so a
+    ledger (and its store) dropped without close() is collected, and the thread ends."""
+    ticks_per_check = max(1, round(CHECK_SECONDS / FLUSH_SECONDS))
+    tick = 0
+    while not closed.wait(FLUSH_SECONDS):
+        ledger = ref()
+        if ledger is None:
+            return
+        tick += 1
+        try:
+            ledger.flush()
+        except Exception as exc:  # no caller to raise to: log, and keep flushing
+            # A client closed under the flush (the store closing) can fail inside
+            # redis-py with a ValueError rather than a RedisError.
+            log.warning("%s; recent uses and counts lost", exc)
+        if tick % ticks_per_check == 0:
+            try:
+                ledger._heal_if_lost()
+            except Exception as exc:
+                log.warning("%s; the ledger is checked again in %s s", exc, CHECK_SECONDS)
+        del ledger
 
 
 def ledger_keys(ledger_key: str) -> dict[str, str]:
@@ -229,11 +278,25 @@ class RedisLedger:
         return [arg for key, used in uses for arg in (key, repr(used))]
 
     def _sync(self) -> None:
-        """Make the ledger match the store: forget vanished entries, adopt unknown ones."""
-        order, sizes, _ = self._entry_keys
+        """Make the ledger match the store: forget vanished entries, adopt unknown ones.
+
+        Tried again while the epoch changes under it (the ledger lost again, or rebuilt by
+        another process first, which made what this one read stale).
+        """
+        for _ in range(SYNC_ATTEMPTS):
+            if self._reconcile():
+                return
+        raise StoreError(f"policy state at {self.where}: it kept changing while reconciled")
+
+    def _reconcile(self) -> bool:
+        """One attempt of `_sync`: False if the epoch changed meanwhile and nothing was adopted."""
+        order, sizes, meta = self._entry_keys
+        with self._talking():
+            epoch = self._client.hget(meta, "epoch") or b""
         present = set(self._store.keys())
         with self._talking():
-            known = {key.decode() for key in self._client.hkeys(sizes)}
+            # Without an epoch, whatever is left is not to be trusted: every entry is adopted.
+            known = {key.decode() for key in self._client.hkeys(sizes)} if epoch else set()
             gone = sorted(known - present)
             times = self._client.zmscore(order, gone) if gone else []
         really_gone = [
@@ -242,30 +305,55 @@ class RedisLedger:
             if used is not None and key not in self._store
         ]
         adopted = _store_entries(self._store, present - known)
+        triples = [arg for used, key, size in adopted for arg in (key, size, repr(used))]
         with self._talking():
             if really_gone:
                 pairs = [arg for key, used in really_gone for arg in (key, repr(used))]
                 self._remove(keys=self._entry_keys, args=[len(really_gone), *pairs])
-            if adopted:
-                triples = [arg for used, key, size in adopted for arg in (key, size, repr(used))]
-                self._adopt(keys=self._entry_keys, args=triples)
+            return bool(
+                self._adopt(keys=self._entry_keys, args=[epoch, os.urandom(8).hex(), *triples])
+            )
+
+    def _heal_if_lost(self) -> None:
+        """Reconcile if the ledger lost its data (it has no epoch)."""
+        with self._talking():
+            if self._client.hexists(self._entry_keys[2], "epoch"):
+                return
+        log.warning(
+            "%s lost its data (a restart without persistence, a flush, a failover): "
+            "rebuilding it from %r",
+            self.where,
+            self._store,
+        )
+        self._sync()
 
     # -- the Ledger protocol ------------------------------------------------------------------
 
     def insert(self, key: str, size: int, now: float) -> list[str]:
-        max_bytes = -1 if self._bounds.max_bytes is None else self._bounds.max_bytes
+        depth, max_bytes = (
+            -1 if bound is None else bound for bound in (self._bounds.depth, self._bounds.max_bytes)
+        )
+        args = [key, size, repr(now), depth, max_bytes]
         try:
-            with self._lock, self._talking():
-                uses = self._take_uses()
-                victims = self._insert(
-                    keys=self._entry_keys,
-                    args=[key, size, repr(now), self._bounds.depth, max_bytes, *uses],
-                )
-        except StoreError as exc:
+            victims = self._record(args)
+            if victims is None:  # the ledger lost its data
+                self._heal_if_lost()
+                victims = self._record(args)
+            if victims is None:
+                raise StoreError(f"policy state at {self.where}: lost again while reconciled")
+        except (StoreError, OSError) as exc:
             # Never exceed the bound because the ledger is unreachable: drop the new copy.
             log.warning("%s; not caching %r", exc, key)
             return [key]
         return [victim.decode() for victim in victims]
+
+    def _record(self, args: list[Any]) -> list[bytes] | None:
+        """Run the insert script; None if the ledger has no epoch (it lost its data)."""
+        with self._lock, self._talking():
+            victims: list[bytes] | None = self._insert(
+                keys=self._entry_keys, args=[*args, *self._take_uses()]
+            )
+            return victims
 
     def touch(self, key: str, now: float) -> None:
         # No lock, no I/O: a hit never waits.  The flusher thread writes it soon.
@@ -315,18 +403,12 @@ class RedisLedger:
 
     def _start_flusher(self) -> None:
         self._flusher = threading.Thread(
-            target=self._flush_periodically, name="csf-ledger-flush", daemon=True
+            target=_flush_periodically,
+            args=(weakref.ref(self), self._closed),
+            name="csf-ledger-flush",
+            daemon=True,
         )
         self._flusher.start()
-
-    def _flush_periodically(self) -> None:
-        while not self._closed.wait(FLUSH_SECONDS):
-            try:
-                self.flush()
-            except Exception as exc:  # no caller to raise to: log, and keep flushing
-                # A client closed under the flush (the store closing) can fail inside
-                # redis-py with a ValueError rather than a RedisError.
-                log.warning("%s; recent uses and counts lost", exc)
 
     def close(self) -> None:
         if self._closed.is_set():

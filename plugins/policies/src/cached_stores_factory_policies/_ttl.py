@@ -1,17 +1,18 @@
-"""TTLCache: an entry is fresh for `interval` seconds after the local store received it."""
+"""TTLCache: an entry is fresh for `interval` seconds after the local store received it,
+and the local store holds at most `max_entries` entries and `max_bytes` bytes when given."""
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable
+from typing import ClassVar
 
 import attrs
 
-from cached_stores_factory import CachePolicy, EntryStat, Store
+from cached_stores_factory import EntryStat, Store
 from cached_stores_factory.errors import KeyNotFoundError
 
-from ._validators import non_negative_seconds, positive_seconds
+from ._ledgered import LedgeredPolicy
+from ._validators import count_at_least_one, positive_seconds
 
 __all__ = ["TTLCache", "seconds_past", "stale_keys"]
 
@@ -37,16 +38,20 @@ def stale_keys(store: Store, now: float, ttl: float) -> list[str]:
     return stale
 
 
-@attrs.define(eq=False)
-class TTLCache(CachePolicy):
+@attrs.define(eq=False, repr=False)  # LedgeredPolicy's
+class TTLCache(LedgeredPolicy):
     """Serve a local entry for `interval` seconds after it was stored (fetched or written).
 
-    Stateless by design: freshness is `clock() - stat.modified < interval`, where
-    `stat.modified` is the time the local store received the entry (a file's mtime, a memory
-    store's stamp; for a store that can't say, the engine's own record, and an entry of
-    unknown age is stale).  So ages survive restarts and agree across processes with no
-    state of its own, and a hit costs one subtraction.  Stale copies are replaced (or
-    revalidated) on their next read and removed all at once by `CachedStore.purge()`.
+    Freshness is `clock() - stat.modified < interval`, where `stat.modified` is the time the
+    local store received the entry (a file's mtime, a memory store's stamp; for a store that
+    can't say, the engine's own record, and an entry of unknown age is stale).  So ages
+    survive restarts and agree across processes with no state of its own, and a hit costs
+    one subtraction.  Stale copies are replaced (or revalidated) on their next read and
+    removed all at once by `CachedStore.purge()`.
+
+    `max_entries` and `max_bytes` bound the local store: when an insert goes over either,
+    the oldest stored entries are evicted, as FIFOCache does, through the same ledger (kept
+    where FIFO keeps it, see `ledger`).  Without them the policy keeps no state at all.
 
     `stale_while_revalidate` serves an expired entry for that many more seconds while it is
     refreshed in the background; `stale_if_error` serves it for that many more seconds when
@@ -54,15 +59,26 @@ class TTLCache(CachePolicy):
     """
 
     interval: float = attrs.field(validator=positive_seconds)
-    stale_if_error: float = attrs.field(default=0.0, kw_only=True, validator=non_negative_seconds)
-    stale_while_revalidate: float = attrs.field(
-        default=0.0, kw_only=True, validator=non_negative_seconds
+    max_bytes: int | None = attrs.field(
+        default=None, kw_only=True, validator=attrs.validators.optional(count_at_least_one)
     )
-    clock: Callable[[], float] = attrs.field(default=time.time, kw_only=True, repr=False)
-    _store: Store | None = attrs.field(default=None, init=False, repr=False)
+    max_entries: int | None = attrs.field(
+        default=None, kw_only=True, validator=attrs.validators.optional(count_at_least_one)
+    )
 
-    def bind(self, store: Store) -> None:
-        self._store = store
+    name: ClassVar[str] = "ttl"
+
+    def __attrs_post_init__(self) -> None:
+        self._check_ledger_options()
+        if self.ledger is not None and not self.limits():
+            raise ValueError(
+                "ttl: a ledger keeps bounds, and this policy has none: give max_entries or "
+                "max_bytes, or drop ledger"
+            )
+
+    def limits(self) -> dict[str, int]:
+        bounds = {"entries": self.max_entries, "bytes": self.max_bytes}
+        return {name: limit for name, limit in bounds.items() if limit is not None}
 
     def is_fresh(self, key: str, stat: EntryStat) -> bool:
         modified = stat.modified

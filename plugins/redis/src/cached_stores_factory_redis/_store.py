@@ -82,6 +82,7 @@ _BACKOFF_CAP = 0.05
 _HEALTH_CHECK_INTERVAL = 30
 _CHECKSUM = "xxh3-64:"
 _META_FIELDS = ("size", "stored", "etag", "digest")
+_LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})  # one server, named three ways
 
 
 def _checksum(data: bytes | memoryview) -> str:
@@ -267,6 +268,13 @@ class RedisStore(Store):
         if self.cluster:
             return f"Redis Cluster at {address}"
         return f"Redis at {address} db {self.db}"
+
+    def location(self) -> tuple[str, str]:
+        """The server and database, and the key prefix: names under it are this store's."""
+        host = "localhost" if self.host in _LOOPBACK else self.host
+        address = host if self.port is None else f"{host}:{self.port}"
+        kind = "Redis Cluster" if self.cluster else "Redis"
+        return (f"{kind} at {address} db {self.db}", self.prefix)
 
     def __repr__(self) -> str:
         return (

@@ -37,6 +37,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import MappingProxyType
 from typing import IO, Any, NamedTuple
+from urllib.parse import urlsplit
 
 from cached_stores_factory import (
     BytesReader,
@@ -518,6 +519,12 @@ class S3Store(Store):
 
     def close(self) -> None:
         self._client.close()
+
+    def location(self) -> tuple[str, str]:
+        """The bucket on its endpoint (AWS's regional endpoints are one), and the prefix."""
+        host = urlsplit(self.endpoint_url).netloc.lower()
+        endpoint = "AWS" if host.endswith(".amazonaws.com") else host
+        return (f"S3 bucket {self.bucketname} at {endpoint}", self.prefix)
 
     # -- plumbing ---------------------------------------------------------------------------
 

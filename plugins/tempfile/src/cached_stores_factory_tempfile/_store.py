@@ -184,6 +184,10 @@ class TempfileStore(Store):
     def state_dir(self) -> Path:
         return self.root / "state"
 
+    def location(self) -> tuple[str, str]:
+        """The root with symlinks resolved, so a nested or aliased root is recognised."""
+        return ("local directory", os.path.join(os.path.realpath(self.root), ""))
+
     def lease(self, key: str) -> contextlib.AbstractContextManager[object]:
         """A lock on one of LEASE_STRIPES files in `<root>/leases/`, shared by every process.
 
