@@ -492,17 +492,14 @@ class CachedStore(Store, checks_own_keys=True):
         `with` exit and discarded by an exception leaving the `with` block or `discard()`.
         Text modes wrap either in an io.TextIOWrapper (UTF-8 unless `encoding` says otherwise).
         """
+        if mode == "rb" and encoding is errors is newline is None:  # the common read: no parse
+            return self._read_stream(key)
         parsed = parse_mode(mode)
         if parsed.binary and (encoding is not None or errors is not None or newline is not None):
             raise ValueError("binary mode doesn't take an encoding, errors or newline argument")
         binary: IO[bytes]
         if not parsed.writing:
-            try:
-                binary = self.open_read(key).stream
-            except KeyNotFoundError:
-                raise FileNotFoundError(
-                    errno.ENOENT, "No such key in the cached store", key
-                ) from None
+            binary = self._read_stream(key)
         else:
             binary = WriteHandle.open(self, self._key(key), parsed)  # type: ignore[assignment]
         if parsed.binary:
@@ -516,6 +513,12 @@ class CachedStore(Store, checks_own_keys=True):
         )
         text.mode = mode  # type: ignore[misc]
         return text
+
+    def _read_stream(self, key: str) -> IO[bytes]:
+        try:
+            return self.open_read(key).stream
+        except KeyNotFoundError:
+            raise FileNotFoundError(errno.ENOENT, "No such key in the cached store", key) from None
 
     def close(self) -> None:
         """Commit this store's open handles, stop its threads, close the policy and both stores.

@@ -291,12 +291,15 @@ class TempfileStore(Store):
         """
         fd, info = self._open_entry(key)
         size = info.st_size - _TRAILER.size
-        stat = EntryStat(size=max(size, 0), modified=info.st_mtime)
+        stat = EntryStat(size if size > 0 else 0, info.st_mtime)
         try:
             if size <= _SMALL_ENTRY:  # one read of data and trailer; slicing copies little
-                whole = memoryview(_read_exactly(fd, info.st_size))
-                data: bytes | memoryview = whole[: max(size, 0)]
-                checksum = self._trailer(key, whole[max(size, 0) :], size)
+                whole = os.read(fd, info.st_size)
+                if len(whole) < info.st_size:
+                    whole += _read_exactly(fd, info.st_size - len(whole))
+                view = memoryview(whole)
+                data: bytes | memoryview = view[: stat.size]
+                checksum = self._trailer(key, view[stat.size :], size)
             else:  # the trailer apart, so the data is one bytes object, never copied again
                 checksum = self._trailer(key, os.pread(fd, _TRAILER.size, size), size)
                 if size > _WHOLE_ENTRY:
