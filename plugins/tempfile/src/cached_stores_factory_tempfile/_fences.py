@@ -1,0 +1,206 @@
+"""The fences of a TempfileStore, shared by every process and thread that opens its directory.
+
+`<root>/fences/stripes` holds FENCE_STRIPES records, one per stripe of keys (by a hash of the
+key).  A record is the stripe's token and the change marks of its keys: up to MARKS pairs of
+(a key's id, when its mark lapses), and one mark for the whole stripe, set only when a
+change finds every pair taken.  A change of a key moves its stripe's token, so a fetch of
+another key of the stripe may store nothing: safe, and rare.  Tokens are random, so a record
+that is lost (the file removed, the directory wiped) refuses every token handed out before.
+
+A record is read and changed only under a POSIX record lock on its bytes (`fcntl.lockf`)
+taken together with `_SECTION`, one lock of this process:
+- a record lock belongs to its process: a forked child never inherits it and a holder that
+  dies loses it, so no stray process can block a stripe;
+- it does not exclude the threads of one process, and the process loses all of its record
+  locks on a file as soon as it closes ANY descriptor of that file.  So every section of
+  the process, for every store, runs under `_SECTION`, and the file is opened and closed
+  only inside one.  A section is a handful of system calls (the fetched bytes are already
+  in a temp file), so one lock for all of them costs nothing measurable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import secrets
+import stat as statmod
+import struct
+import threading
+from collections.abc import Callable, Iterator
+
+__all__ = ["FENCE_STRIPES", "MARKS", "Fences", "StripeRecord"]
+
+FENCE_STRIPES = 4096
+"""Records in the fence file; keys of one stripe share a token."""
+
+MARKS = 4
+"""Keys of one stripe that may be marked changing at once before the whole stripe is."""
+
+_FILE = "stripes"
+_FILE_MODE = 0o600
+# O_NONBLOCK: a FIFO planted in place of the file must not hang open().
+_FILE_FLAGS = (
+    os.O_RDWR
+    | os.O_CREAT
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_NONBLOCK", 0)
+)
+_TOKEN_BYTES = 16
+_RECORD = struct.Struct(f"<{_TOKEN_BYTES}sd" + "8sd" * MARKS)  # token, stripe mark, marks
+_NO_ID = bytes(8)
+
+
+class _Section:
+    """This process's lock for fence sections (see the module's docstring).
+
+    A forked child gets a fresh one, since its copy may be held by a thread that does not
+    exist there, and closes the copy of a file descriptor a section had open at the fork.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.descriptor = -1  # the fence file open in the running section
+        os.register_at_fork(after_in_child=self._renew)
+
+    def _renew(self) -> None:
+        self._lock = threading.Lock()
+        if self.descriptor != -1:
+            with contextlib.suppress(OSError):
+                os.close(self.descriptor)
+            self.descriptor = -1
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._lock.release()
+
+
+_SECTION = _Section()
+
+
+class StripeRecord:
+    """One stripe's fence as read under its lock: its token and its live change marks.
+
+    `key_id` is the id of the key the section is for; `now` the store's clock at the read.
+    """
+
+    def __init__(self, raw: bytes, key_id: bytes, now: float) -> None:
+        fields = _RECORD.unpack(raw.ljust(_RECORD.size, b"\0"))
+        self.token = fields[0].hex() if any(fields[0]) else ""
+        self.stripe_mark: float = fields[1] if fields[1] > now else 0.0
+        pairs = zip(fields[2::2], fields[3::2], strict=True)
+        self.marks = {key: until for key, until in pairs if key != _NO_ID and until > now}
+        self.key_id = key_id
+        self.changed = False
+
+    def encode(self) -> bytes:
+        pairs = [*self.marks.items(), *[(_NO_ID, 0.0)] * (MARKS - len(self.marks))]
+        token = bytes.fromhex(self.token) if self.token else bytes(_TOKEN_BYTES)
+        return _RECORD.pack(token, self.stripe_mark, *(v for pair in pairs for v in pair))
+
+    @property
+    def changing(self) -> bool:
+        """The key, or its whole stripe, is marked changing."""
+        return self.key_id in self.marks or self.stripe_mark > 0.0
+
+    def _move(self) -> str:
+        self.token = secrets.token_bytes(_TOKEN_BYTES).hex()
+        self.changed = True
+        return self.token
+
+    def fence(self) -> str | None:
+        """The token for a fetch of the key (a new one if the record had none), or None."""
+        if self.changing:
+            return None
+        return self.token or self._move()
+
+    def admits(self, token: str) -> bool:
+        """A fetch that took `token` may store: nothing changed the stripe since."""
+        return bool(token) and token == self.token and not self.changing
+
+    def begin(self, until: float) -> None:
+        """Move the token and mark the key changing until `until`."""
+        self._move()
+        if self.key_id in self.marks or len(self.marks) < MARKS:
+            self.marks[self.key_id] = max(until, self.marks.get(self.key_id, 0.0))
+        else:
+            self.stripe_mark = max(until, self.stripe_mark)
+
+    def end(self) -> str:
+        """Unmark the key and move the token; return it.  A stripe mark only lapses."""
+        self.marks.pop(self.key_id, None)
+        return self._move()
+
+
+class Fences:
+    """The fence records in the directory that `open_directory` opens (and makes if missing).
+
+    The directory is opened at the first section, so a store that never fences opens no
+    more than before.  `clock` times the change marks; every process sharing the directory
+    must agree on it (wall time does, on one machine).
+    """
+
+    def __init__(self, open_directory: Callable[[], int], clock: Callable[[], float]) -> None:
+        self._open_directory = open_directory
+        self._directory: int | None = None
+        self._closed = False
+        self._clock = clock
+
+    def close(self) -> None:
+        """Close the directory; later sections raise OSError (EBADF).  Idempotent."""
+        self._closed = True
+        directory, self._directory = self._directory, None
+        if directory is not None:
+            os.close(directory)
+
+    @contextlib.contextmanager
+    def holding(self, name: str) -> Iterator[StripeRecord]:
+        """Hold the record of the key hashed to `name` (hex); write it back if it changed.
+
+        Errors are the filesystem's OSError; nothing is written back when the block raises.
+        """
+        offset = int(name[:8], 16) % FENCE_STRIPES * _RECORD.size
+        with _SECTION:
+            fd = self._open_locked(offset)
+            _SECTION.descriptor = fd
+            try:
+                raw = os.pread(fd, _RECORD.size, offset)
+                record = StripeRecord(raw, bytes.fromhex(name[8:24]), self._clock())
+                yield record
+                if record.changed:
+                    os.pwrite(fd, record.encode(), offset)
+            finally:
+                _SECTION.descriptor = -1
+                os.close(fd)  # drops the record lock
+
+    def _open_locked(self, offset: int) -> int:
+        """The fence file, its record at `offset` locked, made anew if it was removed.
+
+        A file removed between our open and our lock has no link left: the next open finds
+        (or makes) the one every other process uses.  A directory removed is made again.
+        """
+        while True:
+            if self._closed:
+                raise OSError(errno.EBADF, "closed")
+            if self._directory is None:
+                self._directory = self._open_directory()
+            try:
+                fd = os.open(_FILE, _FILE_FLAGS, _FILE_MODE, dir_fd=self._directory)
+            except FileNotFoundError:  # the directory itself is gone: make it again
+                os.close(self._directory)
+                self._directory = None
+                continue
+            try:
+                if not statmod.S_ISREG(os.fstat(fd).st_mode):
+                    raise OSError(errno.EINVAL, f"{_FILE} (fences) is not a regular file")
+                fcntl.lockf(fd, fcntl.LOCK_EX, _RECORD.size, offset, os.SEEK_SET)
+                if os.fstat(fd).st_nlink:
+                    return fd
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
