@@ -11,6 +11,7 @@ medium (a directory, a Redis server).  `factory` must pickle: a class or a
 
 from __future__ import annotations
 
+import contextlib
 import io
 import multiprocessing
 from collections.abc import Callable
@@ -86,10 +87,8 @@ class StoreProcess:
     def close(self) -> None:
         """Ask the process to close its store and end; kill it if it does not within 30 s."""
         if self.process.is_alive():
-            try:
+            with contextlib.suppress(OSError):  # it died: nothing to ask
                 self._connection.send(None)
-            except OSError:
-                pass
             self.process.join(30)
             if self.process.is_alive():
                 self.process.kill()
