@@ -274,3 +274,18 @@ def test_a_fork_inside_a_section_blocks_no_fence_after_it(store: TempfileStore, 
         os.waitpid(pid, 0)
         os.close(report_read)
         os.close(report_write)
+
+
+def test_a_closed_store_refuses_every_fence_call(tmp_path: Path):
+    store = TempfileStore("t", root=tmp_path / "store")
+    token = store.fence("k")
+    store.close()
+    calls = (
+        lambda: store.fence("k"),
+        lambda: store.begin_change("k", hold=60),
+        lambda: store.end_change("k"),
+        lambda: store.put_fenced("k", io.BytesIO(b"v"), etag=None, fence=token or ""),
+    )
+    for call in calls:
+        with pytest.raises(StoreError, match="closed"):
+            call()

@@ -24,7 +24,6 @@ import contextlib
 import errno
 import fcntl
 import os
-import secrets
 import stat as statmod
 import struct
 import threading
@@ -108,7 +107,7 @@ class StripeRecord:
         return self.key_id in self.marks or self.stripe_mark > 0.0
 
     def _move(self) -> str:
-        self.token = secrets.token_bytes(_TOKEN_BYTES).hex()
+        self.token = os.urandom(_TOKEN_BYTES).hex()
         self.changed = True
         return self.token
 
