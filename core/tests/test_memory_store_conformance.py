@@ -8,14 +8,7 @@ from cached_stores_factory import MemoryStore, Store
 from cached_stores_factory.testing.stores import FenceConformance, StoreConformance
 
 
-class TestMemoryStoreConformance(StoreConformance):
-    @pytest.fixture
-    def store(self) -> Iterator[MemoryStore]:
-        with MemoryStore() as store:
-            yield store
-
-
-class TestMemoryStoreFences(FenceConformance):
+class TestMemoryStoreConformance(StoreConformance, FenceConformance):
     @pytest.fixture
     def store(self) -> Iterator[MemoryStore]:
         with MemoryStore() as store:

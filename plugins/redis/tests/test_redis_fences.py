@@ -3,10 +3,8 @@ across a restart that forgets every fence."""
 
 from __future__ import annotations
 
-import functools
 import io
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -14,12 +12,10 @@ import redis.crc
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cached_stores_factory import Store
 from cached_stores_factory.errors import StoreError
 from cached_stores_factory.testing.faults import RedisControl
-from cached_stores_factory.testing.processes import StoreProcess
-from cached_stores_factory.testing.servers import RedisCluster, RedisServer
-from cached_stores_factory.testing.stores import FenceConformance, keys_strategy
+from cached_stores_factory.testing.servers import RedisServer
+from cached_stores_factory.testing.stores import keys_strategy
 from cached_stores_factory_redis import RedisStore
 from cached_stores_factory_redis._store import _slot_tag
 
@@ -28,28 +24,6 @@ pytestmark = pytest.mark.redis
 
 def unique_prefix() -> str:
     return f"test:{uuid.uuid4().hex[:12]}:"
-
-
-class TestRedisStoreFences(FenceConformance):
-    @pytest.fixture
-    def store(self, redis_server: RedisServer) -> Iterator[RedisStore]:
-        with RedisStore(redis_server.host, redis_server.port, prefix=unique_prefix()) as store:
-            yield store
-            store.clear()
-
-    def lose_fences(self, store: Store, key: str) -> None:
-        assert isinstance(store, RedisStore)
-        assert store.redis_client.delete(store._fence_name(key)) == 1
-
-
-class TestRedisClusterStoreFences(TestRedisStoreFences):
-    @pytest.fixture
-    def store(self, redis_cluster: RedisCluster) -> Iterator[RedisStore]:
-        with RedisStore(
-            redis_cluster.host, redis_cluster.port, cluster=True, prefix=unique_prefix()
-        ) as store:
-            yield store
-            store.clear()
 
 
 def test_every_slot_has_a_hash_tag_without_a_closing_brace():
@@ -90,21 +64,6 @@ def test_a_change_mark_expires_with_its_hold(redis_server: RedisServer):
     with RedisStore(redis_server.host, redis_server.port, prefix=unique_prefix()) as store:
         store.begin_change("k", hold=30)
         assert 20_000 < store.redis_client.pttl(store._fence_name("k")) <= 30_000
-
-
-def test_a_fetch_paused_in_one_process_loses_to_a_change_in_another(redis_server: RedisServer):
-    prefix = unique_prefix()
-    factory = functools.partial(RedisStore, redis_server.host, redis_server.port, prefix=prefix)
-    with factory() as store, StoreProcess(factory) as fetcher, StoreProcess(factory) as writer:
-        store.put("k", b"v0")
-        token = fetcher.call("fence", "k")
-        assert writer.call("begin_change", "k", 600) is True
-        assert fetcher.call("fence", "k") is None
-        written = writer.call("end_change", "k")
-        assert writer.call("put_fenced", "k", b"v2", written) is not None
-        assert fetcher.call("put_fenced", "k", b"v1", token) is None
-        assert store.get("k") == b"v2"
-        store.clear()
 
 
 def test_a_server_restarted_empty_refuses_every_token_handed_out_before(

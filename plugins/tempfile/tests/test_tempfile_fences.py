@@ -18,24 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cached_stores_factory import Store
 from cached_stores_factory.errors import StoreError
 from cached_stores_factory.testing.processes import StoreProcess
-from cached_stores_factory.testing.stores import FenceConformance
 from cached_stores_factory_tempfile import TempfileStore
 from cached_stores_factory_tempfile._fences import FENCE_STRIPES
 from cached_stores_factory_tempfile._store import _entry_name
-
-
-class TestTempfileStoreFences(FenceConformance):
-    @pytest.fixture
-    def store(self, tmp_path: Path) -> Iterator[TempfileStore]:
-        with TempfileStore("fences", root=tmp_path / "store") as store:
-            yield store
-
-    def lose_fences(self, store: Store, key: str) -> None:
-        assert isinstance(store, TempfileStore)
-        (store.root / "fences" / "stripes").unlink()
 
 
 @pytest.fixture
@@ -98,22 +85,6 @@ def test_a_stripe_full_of_changes_marks_the_whole_stripe_until_they_lapse(store:
     for key in keys:
         store.end_change(key)
     assert store.fence("k") is None  # a stripe mark only lapses
-
-
-def test_a_fetch_paused_in_one_process_loses_to_a_change_in_another(tmp_path: Path):
-    root = tmp_path / "store"
-    with TempfileStore("t", root=root) as store:
-        store.put("k", b"v0")
-        fetcher, writer, reader = processes(root, 3)
-        with fetcher, writer, reader:
-            token = fetcher.call("fence", "k")
-            assert writer.call("begin_change", "k", 600) is True
-            assert fetcher.call("fence", "k") is None
-            written = writer.call("end_change", "k")
-            assert writer.call("put_fenced", "k", b"v2", written) is not None
-            assert fetcher.call("put_fenced", "k", b"v1", token) is None
-            assert reader.call("read", "k") == b"v2"
-            assert store.get("k") == b"v2"
 
 
 class Interleavings:

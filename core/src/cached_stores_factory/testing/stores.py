@@ -16,8 +16,9 @@ an empty store of your kind:
 examples against the same store, clearing it before each one.
 
 A store whose `fences_shared` is True also subclasses `FenceConformance`, with the same
-`store` fixture and a `lose_fences` method that forgets what the store knows of a key's
-fence (as a restart or a wiped directory would).
+`store` fixture, a `lose_fences` method that forgets what the store knows of a key's fence
+(as a restart or a wiped directory would) and, for a store that other processes can open,
+`opener`: a picklable callable that opens the same store there.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import random
 import threading
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any, ClassVar
 
 import pytest
@@ -38,6 +39,7 @@ from hypothesis import strategies as st
 
 from .._store import EntryStat, Store
 from ..errors import InvalidKeyError, KeyNotFoundError
+from .processes import StoreProcess
 
 __all__ = ["ChunkedStream", "DictStore", "FenceConformance", "StoreConformance", "keys_strategy"]
 
@@ -345,12 +347,17 @@ def _fenced_put(store: Store, key: str, data: bytes, token: str | None) -> Entry
 class FenceConformance:
     """The fence contract, for a store whose fences hold across processes (`fences_shared`).
 
-    Subclasses provide the `store` fixture (an empty store) and `lose_fences`.
+    Subclasses provide the `store` fixture (an empty store), `lose_fences` and, if other
+    processes can open the store, `opener`.
     """
 
     @pytest.fixture
     def store(self) -> Iterator[Store]:
         raise NotImplementedError("subclass FenceConformance and provide a `store` fixture")
+
+    def opener(self, store: Store) -> Callable[[], Store] | None:
+        """A picklable callable that opens `store` in another process; None if none can."""
+        return None
 
     @pytest.fixture
     def fenced(self, store: Store) -> Store:
@@ -436,6 +443,23 @@ class FenceConformance:
         assert after not in (None, before)
         assert _fenced_put(fenced, "k", b"new", after) is not None
         assert fenced.get("k") == b"new"
+
+    def test_a_fetch_paused_in_one_process_loses_to_a_change_in_another(
+        self, fenced: Store
+    ) -> None:
+        opener = self.opener(fenced)
+        if opener is None:
+            pytest.skip(f"{type(fenced).__name__} lives in one process")
+        fenced.put("k", b"v0")
+        with StoreProcess(opener) as fetcher, StoreProcess(opener) as writer:
+            token = fetcher.call("fence", "k")
+            assert writer.call("begin_change", "k", 600) is True
+            assert fetcher.call("fence", "k") is None
+            written = writer.call("end_change", "k")
+            assert writer.call("put_fenced", "k", b"v2", written) is not None
+            assert fetcher.call("put_fenced", "k", b"v1", token) is None
+            assert fetcher.call("read", "k") == b"v2"
+        assert fenced.get("k") == b"v2"
 
     def test_fences_are_never_listed_as_entries(self, fenced: Store) -> None:
         for key in ("a", "b/c"):
