@@ -9,6 +9,8 @@ import os
 import select
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ from hypothesis import strategies as st
 
 from cached_stores_factory.errors import StoreError
 from cached_stores_factory.testing.processes import StoreProcess
-from cached_stores_factory_tempfile import TempfileStore
+from cached_stores_factory_tempfile import TempfileStore, _fences
 from cached_stores_factory_tempfile._fences import FENCE_STRIPES
 from cached_stores_factory_tempfile._store import _entry_name
 
@@ -260,3 +262,35 @@ def test_a_closed_store_refuses_every_fence_call(tmp_path: Path):
     for call in calls:
         with pytest.raises(StoreError, match="closed"):
             call()
+
+
+STOPPED_IN_A_SECTION = """
+import io, os, signal, sys
+from cached_stores_factory_tempfile import TempfileStore
+store = TempfileStore("t", root=sys.argv[1])
+token = store.fence("k")
+store._publish = lambda temp, name: os.kill(os.getpid(), signal.SIGSTOP)
+store.put_fenced("k", io.BytesIO(b"v"), etag=None, fence=token)
+"""
+
+
+def test_a_process_stopped_inside_a_section_blocks_its_stripe_only_for_a_while(
+    store: TempfileStore, monkeypatch: pytest.MonkeyPatch
+):
+    """The others fail after SECTION_TIMEOUT instead of hanging; the stripe frees when the
+    stopped process dies."""
+    monkeypatch.setattr(_fences, "SECTION_TIMEOUT", 0.5)
+    stopped = subprocess.Popen([sys.executable, "-c", STOPPED_IN_A_SECTION, str(store.root)])
+    try:
+        _, status = os.waitpid(stopped.pid, os.WUNTRACED)
+        assert os.WIFSTOPPED(status), status
+        for change in (lambda: store.fence("k"), lambda: store.begin_change("k", hold=60)):
+            with pytest.raises(StoreError, match=r"stayed held for over 0\.5 s"):
+                change()
+        other = next(k for n in itertools.count() if stripe(k := f"o{n}") != stripe("k"))
+        assert store.fence(other) is not None
+    finally:
+        stopped.kill()
+        stopped.wait(30)
+    assert store.begin_change("k", hold=60) is False
+    assert store.fence("k") is None

@@ -16,6 +16,9 @@ taken together with `_SECTION`, one lock of this process:
   the process, for every store, runs under `_SECTION`, and the file is opened and closed
   only inside one.  A section is a handful of system calls (the fetched bytes are already
   in a temp file), so one lock for all of them costs nothing measurable.
+A process stopped inside its section (SIGSTOP, a debugger) holds its record: the others wait
+at most SECTION_TIMEOUT seconds, then fail with ETIMEDOUT, so a fetch stores nothing and a
+write is refused instead of hanging.
 """
 
 from __future__ import annotations
@@ -27,15 +30,19 @@ import os
 import stat as statmod
 import struct
 import threading
+import time
 from collections.abc import Callable, Iterator
 
-__all__ = ["FENCE_STRIPES", "MARKS", "Fences", "StripeRecord"]
+__all__ = ["FENCE_STRIPES", "MARKS", "SECTION_TIMEOUT", "Fences", "StripeRecord"]
 
 FENCE_STRIPES = 4096
 """Records in the fence file; keys of one stripe share a token."""
 
 MARKS = 4
 """Keys of one stripe that may be marked changing at once before the whole stripe is."""
+
+SECTION_TIMEOUT = 5.0
+"""Seconds a section waits for its record (and this process's lock) before it fails."""
 
 _FILE = "stripes"
 _FILE_MODE = 0o600
@@ -71,11 +78,20 @@ class _Section:
                 os.close(self.descriptor)
             self.descriptor = -1
 
-    def __enter__(self) -> None:
-        self._lock.acquire()
+    def acquire(self, deadline: float) -> None:
+        if not self._lock.acquire(timeout=max(deadline - time.monotonic(), 0.0)):
+            raise _timed_out()
 
-    def __exit__(self, *exc_info: object) -> None:
+    def release(self) -> None:
         self._lock.release()
+
+
+def _timed_out() -> OSError:
+    return OSError(
+        errno.ETIMEDOUT,
+        f"the fence of this key's stripe stayed held for over {SECTION_TIMEOUT:g} s "
+        "(a process stopped inside its section?)",
+    )
 
 
 _SECTION = _Section()
@@ -163,8 +179,10 @@ class Fences:
         Errors are the filesystem's OSError; nothing is written back when the block raises.
         """
         offset = int(name[:8], 16) % FENCE_STRIPES * _RECORD.size
-        with _SECTION:
-            fd = self._open_locked(offset)
+        deadline = time.monotonic() + SECTION_TIMEOUT
+        _SECTION.acquire(deadline)
+        try:
+            fd = self._open_locked(offset, deadline)
             _SECTION.descriptor = fd
             try:
                 raw = os.pread(fd, _RECORD.size, offset)
@@ -175,8 +193,10 @@ class Fences:
             finally:
                 _SECTION.descriptor = -1
                 os.close(fd)  # drops the record lock
+        finally:
+            _SECTION.release()
 
-    def _open_locked(self, offset: int) -> int:
+    def _open_locked(self, offset: int, deadline: float) -> int:
         """The fence file, its record at `offset` locked, made anew if it was removed.
 
         A file removed between our open and our lock has no link left: the next open finds
@@ -196,10 +216,24 @@ class Fences:
             try:
                 if not statmod.S_ISREG(os.fstat(fd).st_mode):
                     raise OSError(errno.EINVAL, f"{_FILE} (fences) is not a regular file")
-                fcntl.lockf(fd, fcntl.LOCK_EX, _RECORD.size, offset, os.SEEK_SET)
+                _lock_record(fd, offset, deadline)
                 if os.fstat(fd).st_nlink:
                     return fd
             except BaseException:
                 os.close(fd)
                 raise
             os.close(fd)
+
+
+def _lock_record(fd: int, offset: int, deadline: float) -> None:
+    """Lock the record at `offset`, polling: fcntl has no timed wait."""
+    delay = 0.0005
+    while True:
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, _RECORD.size, offset, os.SEEK_SET)
+            return
+        except (BlockingIOError, PermissionError):  # EAGAIN or EACCES: another process has it
+            if time.monotonic() >= deadline:
+                raise _timed_out() from None
+            time.sleep(delay)
+            delay = min(delay * 2, 0.02)
