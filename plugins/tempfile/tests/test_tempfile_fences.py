@@ -294,3 +294,10 @@ def test_a_process_stopped_inside_a_section_blocks_its_stripe_only_for_a_while(
         stopped.wait(30)
     assert store.begin_change("k", hold=60) is False
     assert store.fence("k") is None
+
+
+def test_a_refused_fetch_leaves_no_file_behind(store: TempfileStore):
+    token = store.fence("k")
+    store.end_change("k")
+    assert store.put_fenced("k", io.BytesIO(b"v" * 100_000), etag=None, fence=token or "") is None
+    assert sorted(p.name for p in (store.root / "objects").iterdir()) == []
