@@ -448,7 +448,8 @@ class TempfileStore(Store):
                 meta_temp, meta_fd = self._create_temp(name)
                 removed.append(meta_temp)
                 descriptors.append(meta_fd)
-                os.write(meta_fd, json.dumps(meta).encode("utf-8"))
+                with open(meta_fd, "wb", closefd=False) as out:  # writes it all, or raises
+                    out.write(json.dumps(meta).encode("utf-8"))
 
             def publish() -> None:
                 self._publish(temp, name)
