@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import shutil
@@ -9,13 +10,13 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
 
-from cached_stores_factory import CachedStoreFactory
+from cached_stores_factory import CachedStoreFactory, Store
 from cached_stores_factory.errors import ConfigError, CorruptEntryError, StoreError
 from cached_stores_factory.plugins import registry
 from cached_stores_factory.testing.faults import RedisControl
@@ -27,7 +28,7 @@ from cached_stores_factory.testing.servers import (
     start_redis,
     stop_process,
 )
-from cached_stores_factory.testing.stores import StoreConformance
+from cached_stores_factory.testing.stores import FenceConformance, StoreConformance
 from cached_stores_factory_redis import RedisStore
 
 pytestmark = pytest.mark.redis
@@ -58,12 +59,22 @@ def store(redis_server: RedisServer) -> Iterator[RedisStore]:
         store.clear()
 
 
-class TestRedisStoreConformance(StoreConformance):
+class TestRedisStoreConformance(StoreConformance, FenceConformance):
     @pytest.fixture
     def store(self, redis_server: RedisServer) -> Iterator[RedisStore]:
         with RedisStore(redis_server.host, redis_server.port, prefix=unique_prefix()) as store:
             yield store
             store.clear()
+
+    def lose_fences(self, store: Store, key: str) -> None:
+        assert isinstance(store, RedisStore)
+        assert store.redis_client.delete(store._fence_name(key)) == 1
+
+    def opener(self, store: Store) -> Callable[[], Store]:
+        assert isinstance(store, RedisStore)
+        return functools.partial(
+            RedisStore, store.host, store.port, prefix=store.prefix, cluster=store.cluster
+        )
 
 
 def test_registered_under_redis_by_its_distribution():
@@ -316,7 +327,7 @@ def test_a_rejected_password_is_a_store_error_without_it():
 # -- Redis Cluster ---------------------------------------------------------------------------
 
 
-class TestRedisClusterStoreConformance(StoreConformance):
+class TestRedisClusterStoreConformance(TestRedisStoreConformance):
     @pytest.fixture
     def store(self, redis_cluster: RedisCluster) -> Iterator[RedisStore]:
         with RedisStore(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import json
 import os
@@ -12,7 +13,7 @@ import sys
 import textwrap
 import time
 import tracemalloc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cached_stores_factory import CachedStoreFactory, MemoryStore
+from cached_stores_factory import CachedStoreFactory, MemoryStore, Store
 from cached_stores_factory.errors import (
     ConfigError,
     CorruptEntryError,
@@ -30,16 +31,28 @@ from cached_stores_factory.errors import (
 )
 from cached_stores_factory.plugins import registry
 from cached_stores_factory.testing.faults import tmpfs
-from cached_stores_factory.testing.stores import ChunkedStream, StoreConformance
+from cached_stores_factory.testing.stores import (
+    ChunkedStream,
+    FenceConformance,
+    StoreConformance,
+)
 from cached_stores_factory_tempfile import TempfileStore
 from cached_stores_factory_tempfile._store import _entry_name
 
 
-class TestTempfileStoreConformance(StoreConformance):
+class TestTempfileStoreConformance(StoreConformance, FenceConformance):
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[TempfileStore]:
         with TempfileStore("conformance", root=tmp_path / "store") as store:
             yield store
+
+    def lose_fences(self, store: Store, key: str) -> None:
+        assert isinstance(store, TempfileStore)
+        (store.root / "fences" / "stripes").unlink()
+
+    def opener(self, store: Store) -> Callable[[], Store]:
+        assert isinstance(store, TempfileStore)
+        return functools.partial(TempfileStore, "conformance", root=store.root)
 
 
 @pytest.fixture

@@ -116,6 +116,7 @@ class MemoryStore(Store):
             fence = self._fence(key)
             fence.token = str(next(self._tokens))
             if not fence.changes or fence.run != mark:  # lapsed or lost since it began
+                fence.contended = bool(fence.changes)  # and overlapped the run going now
                 return None
             fence.changes -= 1
             return None if fence.changes or fence.contended else fence.token

@@ -16,6 +16,11 @@ an empty store of your kind:
 examples each against the same store: one clears it before each example, the other checks
 that `open_read`'s stream seeks, reads and tells as a file would (`assert_reads_like_a_file`),
 for entries from empty to `large_size`.
+
+A store whose `fences_shared` is True also subclasses `FenceConformance`, with the same
+`store` fixture, a `lose_fences` method that forgets what the store knows of a key's fence
+(as a restart or a wiped directory would) and, for a store that other processes can open,
+`opener`: a picklable callable that opens the same store there.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import random
 import threading
 import time
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any, ClassVar
 
 import pytest
@@ -37,10 +42,12 @@ from hypothesis import strategies as st
 
 from .._store import EntryStat, Store
 from ..errors import InvalidKeyError, KeyNotFoundError, StoreError
+from .processes import StoreProcess
 
 __all__ = [
     "ChunkedStream",
     "DictStore",
+    "FenceConformance",
     "StoreConformance",
     "assert_reads_like_a_file",
     "keys_strategy",
@@ -420,3 +427,200 @@ def _streams_read_like_files(self: StoreConformance, store: Store, data: st.Data
         store.put(key, content)
     with store.open_read(key) as entry:
         assert_reads_like_a_file(entry.stream, content, data)
+
+
+def _fenced_put(store: Store, key: str, data: bytes, token: str | None) -> EntryStat | None:
+    assert token is not None, f"no fence for {key!r}"
+    return store.put_fenced(key, io.BytesIO(data), etag=f"etag-{len(data)}", fence=token)
+
+
+class FenceConformance:
+    """The fence contract, for a store whose fences hold across processes (`fences_shared`).
+
+    Subclasses provide the `store` fixture (an empty store), `lose_fences` and, if other
+    processes can open the store, `opener`.
+    """
+
+    @pytest.fixture
+    def store(self) -> Iterator[Store]:
+        raise NotImplementedError("subclass FenceConformance and provide a `store` fixture")
+
+    def opener(self, store: Store) -> Callable[[], Store] | None:
+        """A picklable callable that opens `store` in another process; None if none can."""
+        return None
+
+    @pytest.fixture
+    def fenced(self, store: Store) -> Store:
+        if not type(store).fences_shared:
+            pytest.skip(f"{type(store).__name__} does not share its fences")
+        return store
+
+    def lose_fences(self, store: Store, key: str) -> None:
+        """Forget the store's fence state for `key` (a restart, a wiped directory)."""
+        raise NotImplementedError("subclass FenceConformance and provide `lose_fences`")
+
+    def test_the_fence_holds_still_and_admits_its_fetch(self, fenced: Store) -> None:
+        token = fenced.fence("k")
+        assert isinstance(token, str)
+        assert token
+        assert fenced.fence("k") == token
+        stat = _fenced_put(fenced, "k", b"fetched", token)
+        assert stat is not None
+        assert (stat.size, stat.etag) == (7, "etag-7")
+        assert fenced.get("k") == b"fetched"
+        assert fenced.stat("k").etag == "etag-7"
+        assert fenced.fence("k") == token  # a fenced store is no change
+
+    def test_a_change_moves_the_fence_and_refuses_the_fetch_it_overlapped(
+        self, fenced: Store
+    ) -> None:
+        fenced.put("k", b"old copy")
+        before = fenced.fence("k")
+        removed, mark = fenced.begin_change("k", hold=600)
+        assert removed is True
+        assert "k" not in fenced
+        assert fenced.fence("k") is None  # changing: a fetch beginning now stores nothing
+        assert _fenced_put(fenced, "k", b"older", before) is None
+        assert "k" not in fenced
+        after = fenced.end_change("k", mark)
+        assert after not in (None, "", before)
+        assert fenced.fence("k") == after
+        assert _fenced_put(fenced, "k", b"older", before) is None
+        assert "k" not in fenced
+        assert _fenced_put(fenced, "k", b"written", after) is not None
+        assert fenced.get("k") == b"written"
+        assert _fenced_put(fenced, "k", b"older", before) is None
+        assert fenced.get("k") == b"written"
+        assert fenced.begin_change("k", hold=600)[0] is True
+        assert fenced.begin_change("k", hold=600)[0] is False  # no copy left to drop
+
+    def test_an_invalidation_drops_the_copy_and_moves_the_fence(self, fenced: Store) -> None:
+        before = fenced.fence("k")
+        assert _fenced_put(fenced, "k", b"cached", before) is not None
+        _removed, mark = fenced.begin_change("k", hold=600)
+        after = fenced.end_change("k", mark)
+        assert after not in (None, before)
+        assert "k" not in fenced
+        assert _fenced_put(fenced, "k", b"cached", before) is None
+        assert "k" not in fenced
+        assert fenced.fence("k") == after
+
+    def test_overlapping_changes_store_no_copy(self, fenced: Store) -> None:
+        """Which of two overlapping writes the remote kept is unknown: neither stores."""
+        _removed, first = fenced.begin_change("k", hold=600)
+        _removed, second = fenced.begin_change("k", hold=600)
+        assert fenced.end_change("k", first) is None
+        assert fenced.fence("k") is None  # the second still runs
+        assert fenced.end_change("k", second) is None
+        token = fenced.fence("k")
+        assert token is not None  # clean again, for fetches
+        assert _fenced_put(fenced, "k", b"fetched", token) is not None
+
+    def test_an_end_after_its_mark_lapsed_or_was_lost_stores_no_copy(self, fenced: Store) -> None:
+        _removed, lost = fenced.begin_change("k", hold=600)
+        self.lose_fences(fenced, "k")
+        assert fenced.end_change("k", lost) is None
+        _removed, stale = fenced.begin_change("k", hold=0.2)
+        deadline = time.monotonic() + 30
+        while fenced.fence("k") is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _removed, current = fenced.begin_change("k", hold=600)  # another changer, later
+        assert fenced.end_change("k", stale) is None
+        assert fenced.end_change("k", current) is None  # the lapsed one overlapped it
+
+    def test_a_change_marks_only_its_own_key(self, fenced: Store) -> None:
+        fenced.begin_change("changing", hold=600)
+        assert fenced.fence("changing") is None
+        other = fenced.fence("other")
+        assert other is not None
+        assert _fenced_put(fenced, "other", b"v", other) is not None
+        assert fenced.get("other") == b"v"
+
+    def test_a_change_mark_lapses_after_its_hold(self, fenced: Store) -> None:
+        """A changer that died never blocks its key for longer than `hold`."""
+        before = fenced.fence("k")
+        fenced.begin_change("k", hold=0.2)
+        deadline = time.monotonic() + 30
+        while (token := fenced.fence("k")) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert token is not None, "the change mark never lapsed"
+        assert token != before
+        assert _fenced_put(fenced, "k", b"after", before) is None
+        assert _fenced_put(fenced, "k", b"after", token) is not None
+        assert fenced.get("k") == b"after"
+
+    def test_lost_fence_state_refuses_every_earlier_token(self, fenced: Store) -> None:
+        before = fenced.fence("k")
+        self.lose_fences(fenced, "k")
+        assert _fenced_put(fenced, "k", b"older", before) is None
+        assert "k" not in fenced
+        after = fenced.fence("k")
+        assert after not in (None, before)
+        assert _fenced_put(fenced, "k", b"new", after) is not None
+        assert fenced.get("k") == b"new"
+
+    def test_a_fetch_paused_in_one_process_loses_to_a_change_in_another(
+        self, fenced: Store
+    ) -> None:
+        opener = self.opener(fenced)
+        if opener is None:
+            pytest.skip(f"{type(fenced).__name__} lives in one process")
+        fenced.put("k", b"v0")
+        with StoreProcess(opener) as fetcher, StoreProcess(opener) as writer:
+            token = fetcher.call("fence", "k")
+            removed, mark = writer.call("begin_change", "k", 600)
+            assert removed is True
+            assert fetcher.call("fence", "k") is None
+            written = writer.call("end_change", "k", mark)
+            assert writer.call("put_fenced", "k", b"v2", written) is not None
+            assert fetcher.call("put_fenced", "k", b"v1", token) is None
+            assert fetcher.call("read", "k") == b"v2"
+        assert fenced.get("k") == b"v2"
+
+    def test_fences_are_never_listed_as_entries(self, fenced: Store) -> None:
+        for key in ("a", "b/c"):
+            fenced.fence(key)
+        fenced.begin_change("d", hold=600)
+        fenced.end_change("e", fenced.begin_change("e", hold=600)[1])
+        assert list(fenced.keys()) == []
+        assert fenced.clear() == 0
+
+    def test_fetches_racing_changes_never_store_an_older_version(self, fenced: Store) -> None:
+        """Threads: a writer changes the key while fetchers store what they read meanwhile.
+
+        The "remote" is a variable the writer sets between `begin_change` and `end_change`,
+        as a real writer does; once all stop, the copy is the last version or none.
+        """
+        remote = [b"0"]
+        stop = threading.Event()
+        errors: list[BaseException] = []
+
+        def fetch() -> None:
+            try:
+                while not stop.is_set():
+                    token = fenced.fence("k")
+                    data = remote[0]
+                    if token is not None:
+                        _fenced_put(fenced, "k", data, token)
+            except BaseException as exc:  # pragma: no cover - reported below
+                errors.append(exc)
+
+        fetchers = [threading.Thread(target=fetch) for _ in range(3)]
+        for thread in fetchers:
+            thread.start()
+        try:
+            for version in range(1, 40):
+                _removed, mark = fenced.begin_change("k", hold=600)
+                remote[0] = str(version).encode()
+                token = fenced.end_change("k", mark)
+                if token is not None:
+                    _fenced_put(fenced, "k", remote[0], token)
+                with contextlib.suppress(KeyNotFoundError):
+                    assert int(fenced.get("k")) >= version
+        finally:
+            stop.set()
+            for thread in fetchers:
+                thread.join(timeout=60)
+        assert errors == []
+        with contextlib.suppress(KeyNotFoundError):
+            assert fenced.get("k") == remote[0]

@@ -10,6 +10,14 @@ With `cluster=True` the same layout runs on Redis Cluster through redis-py's Red
 an entry is one key, so its data and metadata share a hash slot and a hit stays one round
 trip to the node that owns it; listing scans every primary.
 
+Fences: a key's fence is a string at `csf-fence:{<tag>}<prefix><key>`, where the hash tag
+puts it in its entry's slot, so one Lua script checks or moves the fence and writes or drops
+the entry atomically, on a cluster too.  Its value is a random token, `~<token>` while the
+key changes (set with PX `hold`, so the mark lapses by itself).  A clean fence lives a day
+after it was last read: a fence lost (expired, or a server restarted empty) only makes the
+fetches that took it store nothing, since no later token equals an earlier one.  It is a
+string, so `keys()`, which lists hashes only, never shows it.
+
 Integrity: the metadata records the value's XXH3-64 checksum, and every read of the value
 checks it (a small part of a hit: docs/performance.md).  A value that changed behind the
 cache, or metadata that is not what this store writes (bad JSON, a missing field, bytes that
@@ -19,9 +27,11 @@ KeyError or UnicodeDecodeError.
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import functools
 import json
+import secrets
 import time
 from collections.abc import Iterator
 from types import MappingProxyType
@@ -83,6 +93,77 @@ _HEALTH_CHECK_INTERVAL = 30
 _CHECKSUM = "xxh3-64:"
 _META_FIELDS = ("size", "stored", "etag", "digest")
 _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})  # one server, named three ways
+_FENCE_PREFIX = b"csf-fence:"
+_FENCE_LIFETIME_MS = 24 * 3600 * 1000
+
+# A fence is a hash: `t` its token; while changes of the key run, `n` how many, `r` their
+# run, `c` 1 once two overlapped.  A clean fence lives a day, refreshed when read; a marked
+# one lapses `hold` after its last change began (then it is gone, and a new one is made).
+
+# KEYS: fence.  ARGV: a new token, the fence's lifetime (ms).  The fence's token, made if
+# missing and kept alive a while longer; nil while the key is marked changing.
+_FENCE_SCRIPT = """
+local token = redis.call('HGET', KEYS[1], 't')
+if not token then
+  redis.call('HSET', KEYS[1], 't', ARGV[1], 'n', 0)
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return ARGV[1]
+end
+if tonumber(redis.call('HGET', KEYS[1], 'n') or '0') > 0 then return false end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return token
+"""
+# KEYS: fence, entry.  ARGV: token, data, metadata, expiry (ms, 0 for none).  Writes the
+# entry as `_store` does, only if the fence is still the token and unmarked; 1 if it did.
+_PUT_FENCED_SCRIPT = """
+if redis.call('HGET', KEYS[1], 't') ~= ARGV[1] then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'n') or '0') > 0 then return 0 end
+redis.call('HSET', KEYS[2], 'd', ARGV[2], 'm', ARGV[3])
+if ARGV[4] == '0' then
+  redis.call('PERSIST', KEYS[2])
+else
+  redis.call('PEXPIRE', KEYS[2], ARGV[4])
+end
+return 1
+"""
+# KEYS: fence, entry.  ARGV: a new token, a new run, the hold (ms).  Marks the key changing
+# and drops the entry: {entries dropped, the run this change belongs to}.
+_BEGIN_CHANGE_SCRIPT = """
+local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
+local run = ARGV[2]
+if n > 0 then
+  run = redis.call('HGET', KEYS[1], 'r')
+  redis.call('HSET', KEYS[1], 'c', 1)
+else
+  redis.call('HSET', KEYS[1], 'r', run, 'c', 0)
+end
+redis.call('HSET', KEYS[1], 't', ARGV[1], 'n', n + 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return {redis.call('DEL', KEYS[2]), run}
+"""
+# KEYS: fence, entry.  ARGV: a new token, the fence's lifetime (ms), the change's run.
+# Drops the entry, moves the token and ends one change: the token if the changer may store
+# its copy, nil if others still run, two overlapped, or the run lapsed or was lost (an end
+# from a lapsed run overlapped the run going now: that one stores nothing either).
+_END_CHANGE_SCRIPT = """
+redis.call('DEL', KEYS[2])
+local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
+redis.call('HSET', KEYS[1], 't', ARGV[1])
+if n == 0 then
+  redis.call('HSET', KEYS[1], 'n', 0)
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return false
+end
+if redis.call('HGET', KEYS[1], 'r') ~= ARGV[3] then
+  redis.call('HSET', KEYS[1], 'c', 1)
+  return false
+end
+redis.call('HSET', KEYS[1], 'n', n - 1)
+if n > 1 then return false end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if redis.call('HGET', KEYS[1], 'c') == '1' then return false end
+return ARGV[1]
+"""
 
 
 def _checksum(data: bytes | memoryview) -> str:
@@ -150,6 +231,38 @@ def connect(
         raise StoreError(f"Redis Cluster at {address}: {message}") from None
 
 
+@functools.cache
+def _crc_preimages() -> tuple[int, ...]:
+    """For each bit of a CRC16, the two bytes whose CRC16 is that bit alone.
+
+    Redis Cluster hashes keys with CRC16-XMODEM, which maps two bytes m to m * x^16 modulo
+    its polynomial P: a linear bijection.  x has order 32767 modulo P, so two bytes t
+    followed by 32763 zero bytes have the CRC t * x^(8 * 32763 + 16) = t * x^-16: the two
+    bytes whose CRC is t.
+    """
+    return tuple(
+        binascii.crc_hqx((1 << bit).to_bytes(2, "big") + bytes(32763), 0) for bit in range(16)
+    )
+
+
+@functools.lru_cache(maxsize=16384)
+def _slot_tag(slot: int) -> bytes:
+    """Two bytes, never a '}', that Redis Cluster hashes to `slot` when they are a key's tag.
+
+    The slot is the CRC's low 14 bits, so four CRCs give it; one of them has no '}' (the
+    tests check every slot).
+    """
+    for crc in (slot | high << 14 for high in range(4)):
+        preimage = 0
+        for bit, image in enumerate(_crc_preimages()):
+            if crc >> bit & 1:
+                preimage ^= image
+        tag = preimage.to_bytes(2, "big")
+        if b"}" not in tag:
+            return tag
+    raise AssertionError(f"no hash tag without '}}' for slot {slot}")  # pragma: no cover
+
+
 def _glob_escape(text: bytes) -> bytes:
     """Escape SCAN MATCH's pattern characters, so a prefix matches only itself."""
     for char in (b"\\", b"*", b"?", b"[", b"]"):
@@ -167,9 +280,10 @@ class RedisStore(Store):
     keyword arguments go to redis-py (`ssl_ca_certs` for TLS, for example) and override the
     pinned settings (a `retry` there wins over `retries`).  Several caches share a server by
     using different prefixes, none of which may begin another.  `max_value_bytes` bounds one
-    entry.
+    entry.  Fences hold for every process that uses the same prefix (`fences_shared`).
     """
 
+    fences_shared = True
     argument_checks = MappingProxyType(
         {
             "port": whole_number(1, 65535),
@@ -237,6 +351,10 @@ class RedisStore(Store):
         self._prefix = prefix.encode("utf-8")
         self._secrets = (password, connection.get("password"), url)
         self._errors = (redis.RedisError, redis.exceptions.RedisClusterException)
+        self._fence_script = self._client.register_script(_FENCE_SCRIPT)
+        self._put_fenced_script = self._client.register_script(_PUT_FENCED_SCRIPT)
+        self._begin_change_script = self._client.register_script(_BEGIN_CHANGE_SCRIPT)
+        self._end_change_script = self._client.register_script(_END_CHANGE_SCRIPT)
 
     def lease(self, key: str) -> RedisLease:
         """A lease on `key` in this Redis, for every process that uses the same prefix.
@@ -386,11 +504,14 @@ class RedisStore(Store):
 
     def put_stream(self, key: str, stream: IO[bytes], *, etag: str | None = None) -> EntryStat:
         """Read `stream` (refusing it past `max_value_bytes`), then store it in one transaction."""
+        return self._store(key, self._read_whole(key, stream), etag)
+
+    def _read_whole(self, key: str, stream: IO[bytes]) -> memoryview:
         buffer = bytearray()
         while chunk := stream.read(_CHUNK):
             buffer += chunk
             self._check_size(key, len(buffer))
-        return self._store(key, memoryview(buffer), etag)
+        return memoryview(buffer)
 
     def _check_size(self, key: str, size: int) -> None:
         if size > self.max_value_bytes:
@@ -400,13 +521,18 @@ class RedisStore(Store):
                 "of this store (a policy's byte limit does that for a cache)"
             )
 
-    def _store(self, key: str, data: memoryview, etag: str | None) -> EntryStat:
-        """One transaction; `data` is a view, so redis-py sends it without another copy."""
+    def _describe(self, key: str, data: memoryview, etag: str | None) -> tuple[EntryStat, str]:
+        """The entry's stat and the metadata that records it."""
         self._check_size(key, len(data))
         stat = EntryStat(size=len(data), modified=time.time(), etag=etag, digest=_checksum(data))
         meta = json.dumps(
             {"size": stat.size, "stored": stat.modified, "etag": etag, "digest": stat.digest}
         )
+        return stat, meta
+
+    def _store(self, key: str, data: memoryview, etag: str | None) -> EntryStat:
+        """One transaction; `data` is a view, so redis-py sends it without another copy."""
+        stat, meta = self._describe(key, data, etag)
         name = self._name(key)
         with self._talking(), self._client.pipeline(transaction=True) as pipe:
             pipe.hset(name, mapping={_DATA: data, _META: meta})
@@ -420,3 +546,50 @@ class RedisStore(Store):
     def delete(self, key: str) -> bool:
         with self._talking():
             return bool(self._client.delete(self._name(key)))
+
+    # -- fences: see the module's docstring ---------------------------------------------------
+
+    def _fence_name(self, key: str) -> bytes:
+        """The fence's key: tagged with its entry's hash slot, so scripts may touch both."""
+        import redis.crc
+
+        name = self._name(key)
+        return _FENCE_PREFIX + b"{" + _slot_tag(redis.crc.key_slot(name)) + b"}" + name
+
+    def fence(self, key: str) -> str | None:
+        with self._talking():
+            token = self._fence_script(
+                keys=[self._fence_name(key)],
+                args=[secrets.token_hex(16), _FENCE_LIFETIME_MS],
+            )
+        return None if token is None else bytes(token).decode("ascii")
+
+    def put_fenced(
+        self, key: str, stream: IO[bytes], *, etag: str | None, fence: str
+    ) -> EntryStat | None:
+        """Read the stream, then check the fence and write the entry in one script."""
+        data = self._read_whole(key, stream)
+        stat, meta = self._describe(key, data, etag)
+        expiry = 0 if self.ex is None else max(1, round(self.ex * 1000))
+        with self._talking():
+            stored = self._put_fenced_script(
+                keys=[self._fence_name(key), self._name(key)], args=[fence, data, meta, expiry]
+            )
+        return stat if stored else None
+
+    def begin_change(self, key: str, *, hold: float) -> tuple[bool, str]:
+        with self._talking():
+            dropped, run = self._begin_change_script(
+                keys=[self._fence_name(key), self._name(key)],
+                args=[secrets.token_hex(16), secrets.token_hex(8), max(1, round(hold * 1000))],
+            )
+        return dropped > 0, bytes(run).decode("ascii")
+
+    def end_change(self, key: str, mark: str) -> str | None:
+        token = secrets.token_hex(16)
+        with self._talking():
+            kept = self._end_change_script(
+                keys=[self._fence_name(key), self._name(key)],
+                args=[token, _FENCE_LIFETIME_MS, mark],
+            )
+        return None if kept is None else token

@@ -7,6 +7,7 @@ Layout under the store's root (every directory mode 0700):
     objects/.tmp-*                     writes in progress, each flock()ed by its writer
     state/                             `state_dir()`: policies' lasting state, never an entry
     leases/<stripe>.lock               `lease()`: 1024 lock files, locked with POSIX record locks
+    fences/stripes                     the keys' fences (see _fences.py), never an entry
 
 Files are named by the key's hash, so no key has path components: `..`, symlinked
 directories, case folding and unicode normalisation cannot make two keys collide or lead
@@ -60,6 +61,8 @@ from cached_stores_factory.errors import (
     KeyNotFoundError,
     StoreError,
 )
+
+from ._fences import Fences
 
 __all__ = ["TempfileStore"]
 
@@ -144,7 +147,11 @@ class TempfileStore(Store):
     opens the same directory.  `fsync=True` flushes each entry to disk before it becomes
     visible.  It is off by default: every read checks the entry against its checksum, so a
     file torn by a power cut is found corrupt, dropped and fetched again instead of served.
+
+    Fences hold across every process and thread that opens the directory (`fences_shared`).
     """
+
+    fences_shared = True
 
     def __init__(
         self, name: str, root: str | os.PathLike[str] | None = None, *, fsync: bool = False
@@ -160,7 +167,8 @@ class TempfileStore(Store):
             os.close(_open_private_dir("state", dir_fd=root_fd))
         finally:
             os.close(root_fd)
-        self._closer = weakref.finalize(self, os.close, self._objects)
+        self._fences = Fences(functools.partial(_open_private_dir, self.root / "fences"), time.time)
+        self._closer = weakref.finalize(self, _close_all, self._objects, self._fences)
         # Not at exit: handles still open then commit through this store, after finalizers.
         self._closer.atexit = False
         self._sweep_leftovers()
@@ -457,71 +465,113 @@ class TempfileStore(Store):
         self.put_stream(key, _BytesChunks(data))  # type: ignore[arg-type]
 
     def put_stream(self, key: str, stream: IO[bytes], *, etag: str | None = None) -> EntryStat:
-        """Copy `stream` to a temp file in chunks (constant memory), then rename it in place.
-
-        The data goes first, then its sidecar: a `delete()` between the two leaves only a
-        sidecar, which is never listed and is swept; a crash between them leaves the data
-        beside an older sidecar, which names another inode and so is ignored by `stat()`, or
-        with none, which is swept.  A write that fails leaves no entry.
-        """
-        name = _entry_name(key)
-        with self._disk():
-            temp, fd = self._create_temp(name)
-        written = temp  # what a failure removes
-        try:
-            checksum = xxhash.xxh3_64()
-            size = 0
-            # closefd=False: the descriptor, and so the flock, stays until the rename is done.
-            with open(fd, "wb", closefd=False) as out:
-                while chunk := stream.read(_CHUNK):  # the source's errors stay its own
-                    checksum.update(chunk)
-                    size += len(chunk)
-                    with self._disk():
-                        out.write(chunk)
-                with self._disk():
-                    out.write(_TRAILER.pack(_MAGIC, size, checksum.intdigest()))
-                    out.flush()
-                    if self.fsync:
-                        os.fsync(fd)
-                    info = os.fstat(fd)
-            stat = EntryStat(
-                size=size,
-                modified=info.st_mtime,
-                etag=etag,
-                digest="xxh3-64:" + checksum.hexdigest(),
-            )
-            with self._disk():
-                self._publish(temp, name)
-                written = name
-                self._write_sidecar(name, key, stat, info.st_ino)
-        except BaseException:
-            self._discard(written)
-            raise
-        finally:
-            os.close(fd)
+        """Copy `stream` to a temp file in chunks (constant memory), then rename it in place."""
+        with self._spooled(key, stream, etag) as (stat, publish), self._disk():
+            publish()
         return stat
 
-    def _write_sidecar(self, name: str, key: str, stat: EntryStat, inode: int) -> None:
-        import json
+    @contextlib.contextmanager
+    def _spooled(
+        self, key: str, stream: IO[bytes], etag: str | None
+    ) -> Iterator[tuple[EntryStat, Callable[[], None]]]:
+        """Write the entry and its sidecar to temp files; yield its stat and `publish`.
 
-        meta = {
-            "key": key,
-            "size": stat.size,
-            "digest": stat.digest,
-            "etag": stat.etag,
-            "stored": stat.modified,
-            "inode": inode,
-        }
-        temp, fd = self._create_temp(name)
+        Both temp files stay open, so flock()ed, until the block ends: the sweep of a
+        process starting meanwhile leaves them be.  `publish` renames the data first, then
+        its sidecar: a `delete()` between the two leaves only a sidecar, which is never
+        listed and is swept; a crash between them leaves the data beside an older sidecar,
+        which names another inode and so is ignored by `stat()`, or with none, which is
+        swept.  What is not published when the block ends is removed, and a write that
+        fails, in `publish` too, leaves no entry.
+        """
+        import json  # only writes need it
+
+        name = _entry_name(key)
+        removed: list[str] = []  # what the end of the block removes
+        descriptors: list[int] = []
         try:
-            with open(fd, "wb", closefd=False) as out:
-                out.write(json.dumps(meta).encode("utf-8"))
-            self._publish(temp, name + _META_SUFFIX)
-        except BaseException:
-            self._discard(temp)
-            raise
+            with self._disk():
+                temp, fd = self._create_temp(name)
+            removed.append(temp)
+            descriptors.append(fd)
+            stat, inode = self._write_data(fd, stream, etag)
+            meta = {
+                "key": key,
+                "size": stat.size,
+                "digest": stat.digest,
+                "etag": etag,
+                "stored": stat.modified,
+                "inode": inode,
+            }
+            with self._disk():
+                meta_temp, meta_fd = self._create_temp(name)
+                removed.append(meta_temp)
+                descriptors.append(meta_fd)
+                with open(meta_fd, "wb", closefd=False) as out:  # writes it all, or raises
+                    out.write(json.dumps(meta).encode("utf-8"))
+
+            def publish() -> None:
+                self._publish(temp, name)
+                removed[0] = name
+                self._publish(meta_temp, name + _META_SUFFIX)
+                removed.clear()
+
+            yield stat, publish
         finally:
-            os.close(fd)
+            for path in removed:
+                self._discard(path)
+            for fd in descriptors:
+                os.close(fd)
+
+    def _write_data(self, fd: int, stream: IO[bytes], etag: str | None) -> tuple[EntryStat, int]:
+        """Copy `stream` and the trailer to the temp file `fd`; its stat and inode."""
+        checksum = xxhash.xxh3_64()
+        size = 0
+        # closefd=False: the descriptor, and so the flock, stays until the rename is done.
+        with open(fd, "wb", closefd=False) as out:
+            while chunk := stream.read(_CHUNK):  # the source's errors stay its own
+                checksum.update(chunk)
+                size += len(chunk)
+                with self._disk():
+                    out.write(chunk)
+            with self._disk():
+                out.write(_TRAILER.pack(_MAGIC, size, checksum.intdigest()))
+                out.flush()
+                if self.fsync:
+                    os.fsync(fd)
+                info = os.fstat(fd)
+        digest = "xxh3-64:" + checksum.hexdigest()
+        return EntryStat(size, info.st_mtime, etag, digest), info.st_ino
+
+    # -- fences: see _fences.py ---------------------------------------------------------------
+
+    def fence(self, key: str) -> str | None:
+        with self._disk(), self._fences.holding(_entry_name(key)) as record:
+            return record.fence()
+
+    def put_fenced(
+        self, key: str, stream: IO[bytes], *, etag: str | None, fence: str
+    ) -> EntryStat | None:
+        """Spool the entry first; then check the fence and rename, in one short section."""
+        with (
+            self._spooled(key, stream, etag) as (stat, publish),
+            self._disk(),
+            self._fences.holding(_entry_name(key)) as record,
+        ):
+            if not record.admits(fence):
+                return None
+            publish()
+        return stat
+
+    def begin_change(self, key: str, *, hold: float) -> tuple[bool, str]:
+        with self._disk(), self._fences.holding(_entry_name(key)) as record:
+            mark = record.begin(time.time() + hold)
+            return self.delete(key), mark
+
+    def end_change(self, key: str, mark: str) -> str | None:
+        with self._disk(), self._fences.holding(_entry_name(key)) as record:
+            self.delete(key)
+            return record.end(mark)
 
     def delete(self, key: str) -> bool:
         """Remove the data file, then its sidecar (a sidecar alone is never listed)."""
@@ -618,6 +668,11 @@ def _try_lockf(fd: int) -> bool:
     except (BlockingIOError, PermissionError):  # EAGAIN or EACCES, as the platform says
         return False
     return True
+
+
+def _close_all(objects: int, fences: Fences) -> None:
+    os.close(objects)
+    fences.close()
 
 
 def _is_orphan(name: str, names: set[str]) -> bool:
