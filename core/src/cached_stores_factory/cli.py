@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from importlib.metadata import entry_points
 from typing import Any, BinaryIO
 
 from ._engine import CachedStore
@@ -29,6 +31,8 @@ __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 LS_BAR_KEYS = 1000  # `ls` draws a bar from this many keys: each may cost a remote stat
+PACKAGE_LOGGER = "cached_stores_factory"  # the core's and the first-party plugins' loggers
+FSSPEC_GROUP, FSSPEC_MODULE = "fsspec.specs", "cached_stores_factory_fsspec"
 
 
 # -- plugins and versions ---------------------------------------------------------------------
@@ -89,6 +93,10 @@ def _versions() -> str:
             f"plugin {record.name} {record.version or '?'} "
             f"({record.distribution or 'unknown distribution'}){state}"
         )
+    # The fsspec filesystem registers with fsspec, not with csf: found through fsspec's group.
+    for spec in entry_points(group=FSSPEC_GROUP):
+        if spec.value.startswith(FSSPEC_MODULE) and spec.dist is not None:
+            lines.append(f"fsspec {spec.name}:// {spec.dist.version} ({spec.dist.name})")
     return "\n".join(lines)
 
 
@@ -122,6 +130,33 @@ def _build(args: argparse.Namespace, *, metered: bool = False) -> CachedStore:
     return CachedStore(factory.local_store, remote, factory.cache_policy, factory.serializer)
 
 
+class _Warnings(logging.Handler):
+    """The library's warnings on stderr, as `csf: warning: ...` lines.
+
+    A warning about a failure (the exception is among its arguments, as in "the remote store
+    failed (...)") is held until the command ends: when the command then fails with that
+    same error, its error line says it, once; otherwise the warning is printed then.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.held: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if any(isinstance(arg, BaseException) for arg in args):
+            self.held.append(record)
+        else:
+            print(f"csf: warning: {record.getMessage()}", file=sys.stderr)
+
+    def finish(self, error: BaseException | None) -> None:
+        """Print the held warnings, except those that only repeat `error`."""
+        for record in self.held:
+            if error is None or str(error) not in record.getMessage():
+                print(f"csf: warning: {record.getMessage()}", file=sys.stderr)
+        self.held.clear()
+
+
 def _note(args: argparse.Namespace, message: str) -> None:
     """A message for the operator, on stderr; --quiet drops it."""
     if not args.quiet:
@@ -132,10 +167,17 @@ def _note(args: argparse.Namespace, message: str) -> None:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
+    """Nothing is reported ok until both stores have answered: a down server fails the check
+    with the store's role, and no "config ok" line above the error."""
     store = _build(args)
+    parts = (("local", store.local), ("remote", store.remote))
+    for role, part in parts:
+        try:
+            next(iter(part.keys()), None)  # one listing call proves the store answers
+        except (CSFError, OSError) as exc:
+            raise CSFError(f"the {role} store {part!r} does not answer: {exc}") from exc
     print(f"config ok: {store!r}")
-    for role, part in (("local", store.local), ("remote", store.remote)):
-        next(iter(part.keys()), None)  # one listing call proves the store answers
+    for role, part in parts:
         print(f"{role} store answers: {type(part).__name__}")
     return EXIT_OK
 
@@ -495,6 +537,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not hasattr(args, name):
             setattr(args, name, default)
     run: Callable[[argparse.Namespace], int] = args.run
+    warnings = _Warnings()
+    logger = logging.getLogger(PACKAGE_LOGGER)
+    logger.addHandler(warnings)
     try:
         code = run(args)
         sys.stdout.flush()
@@ -505,8 +550,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, CSFError, OSError, KeyError) as exc:
         if args.debug:
             raise
+        warnings.finish(exc)
         print(f"csf: error: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
+    finally:
+        logger.removeHandler(warnings)
+        warnings.finish(None)  # what is still held
     return code
 
 
