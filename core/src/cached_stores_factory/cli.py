@@ -20,6 +20,7 @@ from importlib.metadata import entry_points
 from typing import Any, BinaryIO
 
 from ._engine import CachedStore
+from ._exposition import hit_ratio, prometheus_text
 from ._factory import CachedStoreFactory
 from ._keys import is_reserved
 from ._progress import Meter, MeteredStore
@@ -124,10 +125,11 @@ def _build(args: argparse.Namespace, *, metered: bool = False) -> CachedStore:
     if not config:
         raise ConfigError("no config: pass -c/--config PATH or set CSF_CONFIG")
     factory = CachedStoreFactory.from_config(config)
-    if not metered:
-        return factory.build()
-    remote = MeteredStore(factory.remote_store, _meter(args))
-    return CachedStore(factory.local_store, remote, factory.cache_policy, factory.serializer)
+    if metered:  # still built by a factory, so the policy gets the counters to share
+        remote = MeteredStore(factory.remote_store, _meter(args))
+        parts = (factory.local_store, remote, factory.cache_policy)
+        factory = CachedStoreFactory(*parts, serializer=factory.serializer)
+    return factory.build()
 
 
 class _Warnings(logging.Handler):
@@ -339,37 +341,55 @@ def _cmd_warm(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
+def _shown(name: str, value: Any) -> str:
+    """A report's value as the table prints it: the hit ratio as a percentage."""
+    if name == "hit_ratio":
+        return "- (no reads yet)" if value is None else f"{value:.1%}"
+    return str(value)
+
+
 def _cmd_stats(args: argparse.Namespace) -> int:
     store = _build(args)
     for key in args.keys:
         with store.open_read(key) as entry:
             entry.read()
     local_keys = list(store.local.keys())
+    counters = store.stats()
     report: dict[str, Any] = {
         "local_entries": len(local_keys),
         "local_bytes": sum(store.local.stat(k).size for k in local_keys),
-        **store.stats(),
+        **counters,
+        "hit_ratio": hit_ratio(counters),
         "source": "this csf process only",
         "fleet": None,
     }
     fleet = store.policy.fleet_stats()  # this process's counts are added first
+    store.close()
+    if args.prometheus:
+        if fleet is None:
+            raise CSFError("stats --prometheus: the policy shares no counters between processes")
+        print(prometheus_text(*fleet), end="")
+        return EXIT_OK
     if fleet is not None:
         where, counts = fleet
-        report["fleet"] = {"source": f"every process sharing the {where}", **counts}
-    store.close()
+        report["fleet"] = {
+            "source": f"every process sharing the {where}",
+            **counts,
+            "hit_ratio": hit_ratio(counts),
+        }
     if args.json:
         print(json.dumps(report, indent=2))
         return EXIT_OK
     for name, value in report.items():
         if name != "fleet":
-            print(f"{name:<18} {value}")
+            print(f"{name:<18} {_shown(name, value)}")
     if report["fleet"] is None:
         print("fleet              none: the policy shares no counters between processes")
     else:
         print(f"fleet              summed over {report['fleet']['source']}")
         for name, value in report["fleet"].items():
             if name != "source":
-                print(f"  {name:<16} {value}")
+                print(f"  {name:<16} {_shown(name, value)}")
     return EXIT_OK
 
 
@@ -506,11 +526,17 @@ def _parser() -> argparse.ArgumentParser:
     stats = command(
         "stats",
         _cmd_stats,
-        "read KEYs through the cache, then show this process's counters and the fleet's",
+        "read KEYs through the cache, then show this process's counters, the fleet's totals "
+        "and hit ratios",
         "csf stats reports/q1.csv --json",
     )
     stats.add_argument("keys", nargs="*", metavar="KEY")
     json_option(stats)
+    stats.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="print the fleet's counters in Prometheus' text format (for a textfile collector)",
+    )
     return parser
 
 
