@@ -106,21 +106,47 @@ def test_a_plugin_whose_hook_raises_registers_nothing(site: Path) -> None:
         registry.get("store", "csf_half")
 
 
-def test_a_misspelled_hook_is_reported_as_a_load_error(site: Path) -> None:
+def test_a_misspelled_hook_is_named_and_the_plugins_other_hooks_still_work(
+    site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     install_distribution(
         site,
         "csf-typo",
         "csf_typo",
         """
-        from cached_stores_factory import hookimpl
+        from cached_stores_factory import MemoryStore, JsonSerializer, hookimpl
 
         @hookimpl
         def csf_register_store(register):
-            pass
+            register("typo", MemoryStore)
+
+        @hookimpl
+        def csf_register_serializers(register):
+            register("typo-json", JsonSerializer)
         """,
     )
-    [record] = [p for p in PluginRegistry().plugins() if p.name == "csf_typo"]
-    assert "csf_register_store" in str(record.error)
+    registry = PluginRegistry()
+    [record] = [p for p in registry.plugins() if p.name == "csf_typo"]
+    assert record.error is None
+    assert record.problems == [
+        "unknown hook 'csf_register_store' (did you mean 'csf_register_stores'?) is never "
+        "called; the plugin's other hooks are"
+    ]
+    assert registry.get("serializer", "typo-json").distribution == "csf-typo"
+    with pytest.raises(
+        PluginNotFoundError,
+        match=r"unknown store 'typo'.*Plugin 'csf_typo': "
+        r"unknown hook 'csf_register_store' \(did you mean",
+    ):
+        registry.get("store", "typo")
+    rows = cli._plugin_rows(registry)
+    assert {
+        "kind": None,
+        "name": "csf_typo",
+        "distribution": "csf-typo",
+        "version": "1.2.3",
+        "error": record.problems[0],
+    } in rows
 
 
 def test_two_distributions_registering_one_name_are_refused_by_name(site: Path) -> None:

@@ -6,7 +6,9 @@ lookup, once, each is imported, checked against the plugin API and registered wi
 hook wrappers work as pluggy documents them.  A plugin that fails to import, targets another
 plugin API or whose hook function raises is recorded, not raised: the other plugins' hook
 functions still run once, and only a lookup of a name it provides fails, with the cause
-chained.  Two plugins registering one name lose that name only.
+chained.  A hook function whose name no hook specification has (a misspelt hook) is skipped
+and named in the plugin's `problems`; its other hooks still run.  Two plugins registering one
+name lose that name only.
 `CSF_DISABLE_PLUGINS=a,b` skips plugins by entry-point name.
 """
 
@@ -40,6 +42,18 @@ HOOKS: dict[Kind, str] = {  # in the order they are called and listed
 }
 
 
+HOOK_NAMES = frozenset(name for name in vars(hookspecs) if name.startswith("csf_"))
+
+
+def _unknown_hook(name: str) -> str:
+    """What a plugin's record says of a hook function whose name no hook specification has."""
+    import difflib  # only a misspelt hook needs it
+
+    close = difflib.get_close_matches(name, sorted(HOOK_NAMES), n=1, cutoff=0.6)
+    guess = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown hook {name!r}{guess} is never called; the plugin's other hooks are"
+
+
 class PluginRecord:
     """One plugin module: loaded, broken (`error`) or disabled.
 
@@ -50,6 +64,7 @@ class PluginRecord:
     def __init__(self, name: str, dist: Distribution | None, *, disabled: bool = False) -> None:
         self.name, self._dist, self.disabled = name, dist, disabled
         self.error: BaseException | None = None
+        self.problems: list[str] = []  # what was skipped (a misspelt hook); the rest works
 
     @functools.cached_property
     def distribution(self) -> str | None:
@@ -168,12 +183,16 @@ class PluginRegistry:
         hooks = ModuleType(key)
         for attribute in (name for name in dir(module) if not name.startswith("__")):
             options = manager.parse_hookimpl_opts(module, attribute)
-            if options is not None:
-                wrapper = bool(options.get("wrapper") or options.get("hookwrapper"))
-                setattr(hooks, attribute, self._adapt(record, getattr(module, attribute), wrapper))
+            if options is None:
+                continue
+            if attribute not in HOOK_NAMES:  # a misspelt hook costs itself only
+                record.problems.append(_unknown_hook(attribute))
+                continue
+            wrapper = bool(options.get("wrapper") or options.get("hookwrapper"))
+            setattr(hooks, attribute, self._adapt(record, getattr(module, attribute), wrapper))
         try:
             manager.register(hooks, name=key)
-            manager.check_pending()  # a misspelt hook name
+            manager.check_pending()
         except Exception as exc:
             manager.unregister(name=key)
             record.error = exc
@@ -273,6 +292,9 @@ class PluginRegistry:
             message += f". {kind.capitalize()} {name!r} is first-party: {hint}"
         if broken := sorted(r.name for r in self._plugins.values() if r.error is not None):
             message += f". Plugins that failed to load: {', '.join(broken)} (csf plugins)"
+        for record in self._plugins.values():
+            if record.problems:
+                message += f". Plugin {record.name!r}: {'; '.join(record.problems)}"
         return PluginNotFoundError(message)
 
     def names(self, kind: Kind) -> list[str]:
