@@ -51,16 +51,20 @@ def _plugin_rows(plugins: PluginRegistry) -> list[dict[str, Any]]:
         for c in plugins.components()
     ]
     for record in plugins.plugins():
-        if record.error is not None or record.disabled:
+        if record.disabled:
+            problem: str | None = "disabled by CSF_DISABLE_PLUGINS"
+        elif record.error is not None:
+            problem = f"{type(record.error).__name__}: {record.error}"
+        else:  # loaded, maybe with a hook skipped
+            problem = "; ".join(record.problems) or None
+        if problem is not None:
             rows.append(
                 {
                     "kind": None,
                     "name": record.name,
                     "distribution": record.distribution,
                     "version": record.version,
-                    "error": "disabled by CSF_DISABLE_PLUGINS"
-                    if record.disabled
-                    else f"{type(record.error).__name__}: {record.error}",
+                    "error": problem,
                 }
             )
     return rows
@@ -393,6 +397,20 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_new_plugin(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ._template import write_plugin
+
+    directory = Path(args.dir or f"csf-{args.name}")
+    written = write_plugin(args.name, directory)
+    print(f"wrote the plugin {args.name!r} into {directory}/:")
+    for path in written:
+        print(f"  {path.relative_to(directory)}")
+    print(f'test it: cd {directory} && pip install -e ".[test]" && python -m pytest -q')
+    return EXIT_OK
+
+
 # -- the parser -------------------------------------------------------------------------------
 
 
@@ -537,6 +555,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the fleet's counters in Prometheus' text format (for a textfile collector)",
     )
+    new_plugin = command(
+        "new-plugin",
+        _cmd_new_plugin,
+        "write a plugin distribution: a store, a policy and a serializer, with their tests",
+        "csf new-plugin acme --dir ./csf-acme",
+    )
+    new_plugin.add_argument("name", help="the plugin's name, such as 'acme' or 'acme-cache'")
+    new_plugin.add_argument("--dir", help="where to write it (default: ./csf-NAME)")
     return parser
 
 
