@@ -16,7 +16,9 @@ __all__ = ["MemoryStore"]
 class MemoryStore(Store):
     """Entries live in this process's memory and vanish with it.
 
-    `clock` stamps `stat().modified`; tests pass a fake one to age entries.
+    Args:
+        clock: The time stamped as each entry's `stat().modified`, in seconds since the
+            epoch; tests pass a fake one to age entries.
     """
 
     def __init__(self, *, clock: Callable[[], float] = time.time) -> None:
