@@ -19,6 +19,7 @@ from cached_stores_factory.errors import (
     PluginLoadError,
     PluginNotFoundError,
 )
+from cached_stores_factory.events import dispatcher
 from cached_stores_factory.plugins import PluginRegistry
 
 ECHO_PLUGIN = """
@@ -147,6 +148,43 @@ def test_a_misspelled_hook_is_named_and_the_plugins_other_hooks_still_work(
         "version": "1.2.3",
         "error": record.problems[0],
     } in rows
+
+
+def test_listeners_start_when_the_registry_loads_and_a_failing_one_is_named(
+    site: Path,
+) -> None:
+    install_distribution(
+        site,
+        "csf-listeners",
+        "csf_listeners",
+        """
+        from cached_stores_factory import hookimpl
+
+        heard = []
+
+        def broken():
+            raise OSError("no collector")
+
+        @hookimpl
+        def csf_register_listeners(register):
+            register("recorder", lambda: heard.append)
+            register("broken", broken)
+        """,
+    )
+    only_these = {"CSF_DISABLE_PLUGINS": "otel"}  # the first-party listener, if installed
+    registry = PluginRegistry(environ=only_these, start_listeners=True)
+    assert registry.names("listener") == ["broken", "recorder"]
+    [record] = [p for p in registry.plugins() if p.name == "csf_listeners"]
+    assert record.problems == ["listener 'broken' did not start: OSError: no collector"]
+    import csf_listeners  # type: ignore[import-not-found]
+
+    try:
+        assert csf_listeners.heard.append in dispatcher.listeners
+    finally:
+        dispatcher.unsubscribe(csf_listeners.heard.append)
+    # Another registry lists them and starts none: only the process-wide one does.
+    assert PluginRegistry(environ=only_these).names("listener") == ["broken", "recorder"]
+    assert csf_listeners.heard.append not in dispatcher.listeners
 
 
 def test_two_distributions_registering_one_name_are_refused_by_name(site: Path) -> None:

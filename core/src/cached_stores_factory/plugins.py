@@ -29,6 +29,7 @@ from . import _builtins, hookspecs
 from ._reexport import FIRST_PARTY, Kind, install_hint
 from ._version import __version__, check_plugin_api
 from .errors import DuplicatePluginError, PluginLoadError, PluginNotFoundError
+from .events import dispatcher
 
 __all__ = ["ENTRY_POINT_GROUP", "Component", "Kind", "PluginRecord", "PluginRegistry", "registry"]
 
@@ -39,6 +40,7 @@ HOOKS: dict[Kind, str] = {  # in the order they are called and listed
     "store": "csf_register_stores",
     "policy": "csf_register_policies",
     "serializer": "csf_register_serializers",
+    "listener": "csf_register_listeners",
 }
 
 
@@ -118,11 +120,14 @@ class PluginRegistry:
         self,
         entry_point_source: Callable[[], Iterable[EntryPoint]] | None = None,
         environ: Mapping[str, str] | None = None,
+        *,
+        start_listeners: bool = False,
     ) -> None:
         self._entry_point_source = entry_point_source or (
             lambda: entry_points(group=ENTRY_POINT_GROUP)
         )
         self._environ = os.environ if environ is None else environ
+        self._start_listeners = start_listeners
         self._lock = threading.Lock()
         self._loaded = False
         self._components: dict[tuple[Kind, str], list[Component]] = {}
@@ -137,6 +142,23 @@ class PluginRegistry:
             if not self._loaded:
                 self._load()
                 self._loaded = True
+                if self._start_listeners:
+                    self._listen()
+
+    def _listen(self) -> None:
+        """Make each registered listener and subscribe it to the process's events.
+
+        One whose factory raises is named in its plugin's `problems`; the others still start.
+        """
+        for (kind, name), found in sorted(self._components.items()):
+            if kind != "listener" or len(found) != 1:
+                continue  # a name registered twice is refused at lookup, as for every kind
+            try:
+                dispatcher.subscribe(found[0].factory())
+            except Exception as exc:
+                found[0].source.problems.append(
+                    f"listener {name!r} did not start: {type(exc).__name__}: {exc}"
+                )
 
     def _load(self) -> None:
         manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
@@ -317,5 +339,5 @@ class PluginRegistry:
         return self.get(kind, name).factory(**kwargs)
 
 
-registry = PluginRegistry()
-"""The process-wide registry that the factory and the CLI use."""
+registry = PluginRegistry(start_listeners=True)
+"""The process-wide registry that the factory and the CLI use; it starts plugins' listeners."""
