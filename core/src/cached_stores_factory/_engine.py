@@ -9,6 +9,7 @@ import io
 import shutil
 import threading
 from collections.abc import Iterable, Iterator
+from time import perf_counter
 from typing import IO, TYPE_CHECKING, Any, Final, NamedTuple, cast
 
 from ._fileobj import TextHandle, WriteHandle, close_handles, parse_mode
@@ -20,6 +21,8 @@ from ._serializer import BytesSerializer, Serializer
 from ._spool import SharedSpool, new_spool
 from ._store import EntryReader, EntryStat, Store
 from .errors import CorruptEntryError, KeyNotFoundError, RemoteError, StoreError
+from .events import Event
+from .events import dispatcher as _events
 
 if TYPE_CHECKING:
     from ._ranged import PartialEntries
@@ -243,6 +246,11 @@ class CachedStore(Store):
     def _count(self, index: int, amount: int = 1) -> None:
         self._counters.add(index, amount)
 
+    def _emit(self, kind: str, key: str, size: int | None = None, **details: Any) -> None:
+        """Tell the event listeners, if any (cached_stores_factory.events)."""
+        if _events.listeners:
+            _events.emit(Event(kind, self, key, size, **details))
+
     def stats(self) -> dict[str, int]:
         """hits, misses, coalesced, remote_reads, remote_writes, evictions, revalidated,
         stale_served, bytes_from_remote, bytes_from_local."""
@@ -268,6 +276,7 @@ class CachedStore(Store):
         # Every key from the user passes validate_user_key on its way in: here, or in
         # _fresh_stat, _mutation, invalidate or open (for writing).
         key = validate_user_key(key)
+        started = perf_counter() if _events.listeners else 0.0  # nobody listens: one check
         outage = self._local_outage
         if (outage.until and outage.skipping()) or (self._unsynced and key in self._unsynced):
             return None
@@ -286,10 +295,13 @@ class CachedStore(Store):
         if self.policy.is_fresh(key, stat):
             self.policy.on_hit(key, stat)
             self._counters.hit(stat.size)
+            if started:
+                self._emit("hit", key, stat.size, seconds=perf_counter() - started)
             return entry
         window = self.policy.stale_while_revalidate
         if window and self.policy.expired_for(key, stat) <= window:
             self._count(STALE_SERVED)
+            self._emit("stale_served", key, stat.size)
             self._refresher.submit(key)
             return entry
         entry.close()
@@ -300,6 +312,7 @@ class CachedStore(Store):
         return stat if stored is None else stat._replace(modified=stored)
 
     def _miss(self, key: str) -> EntryReader:
+        started = perf_counter() if _events.listeners else 0.0
         self._count(MISSES)
         with self._lock:
             flight = self._flights.get(key)
@@ -318,9 +331,13 @@ class CachedStore(Store):
                 if leader:
                     raise flight.error
                 raise _own_copy(flight.error) from flight.error
-            return self._serve(key, flight)
+            served = self._serve(key, flight)
         finally:
             flight.release()
+        if started:
+            seconds = perf_counter() - started
+            self._emit("miss" if leader else "coalesced", key, served.stat.size, seconds=seconds)
+        return served
 
     def _refresh(self, key: str) -> None:
         """Fetch or revalidate `key` in the background, unless a fetch of it is running."""
@@ -389,12 +406,14 @@ class CachedStore(Store):
 
     def _fetch_remote(self, key: str, flight: _Flight, expired: EntryReader | None) -> None:
         """Ask the remote: revalidate the expired copy, or fetch and keep the object."""
+        started = perf_counter() if expired is not None and _events.listeners else 0.0
         try:
             fetched = self._remote_read(key, expired)
         except RemoteError as exc:
             if expired is not None and self._may_serve_stale(key, expired.stat):
                 log.debug("serving %r stale: %s", key, exc)
                 self._count(STALE_SERVED)
+                self._emit("stale_served", key, expired.stat.size, error=exc)
                 flight.pin = expired
                 return
             if expired is not None:
@@ -405,6 +424,10 @@ class CachedStore(Store):
                 expired.close()
                 self._drop_quietly(key)
             raise
+        if started:
+            size = None if fetched is None else fetched.stat.size
+            seconds = perf_counter() - started
+            self._emit("revalidated" if fetched is None else "changed", key, size, seconds=seconds)
         if fetched is None:
             assert expired is not None
             flight.pin = self._revalidated(key, expired)
@@ -447,13 +470,17 @@ class CachedStore(Store):
             raise
         except RemoteError as exc:
             self._remote_outage.failed(exc)
+            self._emit("remote_error", key, error=exc)
             raise
         except _LOCAL_FAILURES as exc:
             self._remote_outage.failed(exc)
-            raise RemoteError(f"reading {key!r} from the remote {self.remote!r}: {exc}") from exc
+            error = RemoteError(f"reading {key!r} from the remote {self.remote!r}: {exc}")
+            self._emit("remote_error", key, error=error)
+            raise error from exc
         self._remote_outage.answered()
         if entry is not None:
             self._count_fetch(entry.stat.size)
+            self._emit("fetch", key, entry.stat.size)
         return entry
 
     def _count_fetch(self, size: int) -> None:
@@ -541,6 +568,7 @@ class CachedStore(Store):
                 self._stored_at.pop(victim, None)
                 if removed:
                     self._count(EVICTIONS)
+                    self._emit("eviction", victim)
             self.policy.on_delete(victim)
 
     def _serve(self, key: str, flight: _Flight) -> EntryReader:
@@ -655,8 +683,11 @@ class CachedStore(Store):
         start = stream.tell()
         with self._mutation(key) as mutation, self._leased(key):
             cacheable = self._drop_before_change(key) is not None
+            started = perf_counter() if _events.listeners else 0.0
             remote_stat = self.remote.put_stream(key, stream, etag=etag)
             self._count(REMOTE_WRITES)
+            if started:
+                self._emit("write", key, remote_stat.size, seconds=perf_counter() - started)
             if not cacheable or not self.policy.admits(remote_stat.size):
                 return remote_stat
             stream.seek(start)
