@@ -29,7 +29,7 @@ from cached_stores_factory.events import dispatcher
 from cached_stores_factory.testing.faults import FaultProxy, reset
 from cached_stores_factory.testing.policies import ManualClock
 from cached_stores_factory.testing.servers import S3Server
-from cached_stores_factory_otel import OTelListener
+from cached_stores_factory_otel import HIT_SAMPLE, OTelListener
 from cached_stores_factory_s3 import S3Store
 
 pytestmark = pytest.mark.s3
@@ -86,14 +86,16 @@ def remote(s3_server: S3Server) -> Any:
 def test_hits_misses_bytes_and_latencies(telemetry: Telemetry, remote: Any) -> None:
     remote.put("k", b"x" * 100)
     cached = CachedStoreFactory(MemoryStore(), remote).build()
-    for _ in range(3):
-        assert cached.get("k") == b"x" * 100  # a miss, then two hits
+    for _ in range(1 + HIT_SAMPLE + 1):
+        assert cached.get("k") == b"x" * 100  # a miss, then hits
 
     assert telemetry.value("csf.cache.misses") == 1
-    assert telemetry.value("csf.cache.hits") == 2
+    assert telemetry.value("csf.cache.hits") == HIT_SAMPLE + 1
     assert telemetry.value("csf.cache.transferred", **{"csf.source": "remote"}) == 100
-    assert telemetry.value("csf.cache.transferred", **{"csf.source": "local"}) == 200
-    assert telemetry.value("csf.cache.hit.duration") == 2  # the histograms' counts
+    local_bytes = telemetry.value("csf.cache.transferred", **{"csf.source": "local"})
+    assert local_bytes == 100 * (HIT_SAMPLE + 1)
+    # The histograms' counts: every miss; the first hit and the HIT_SAMPLE-th after it.
+    assert telemetry.value("csf.cache.hit.duration") == 2
     assert telemetry.value("csf.cache.miss.duration") == 1
     [span] = telemetry.spans()
     assert span.name == "csf.miss"

@@ -18,9 +18,9 @@ from cached_stores_factory import hookimpl
 from cached_stores_factory.hookspecs import Register, lazy_exports
 
 if TYPE_CHECKING:
-    from ._listener import OTelListener
+    from ._listener import HIT_SAMPLE, OTelListener
 
-__all__ = ["OTelListener"]
+__all__ = ["HIT_SAMPLE", "OTelListener"]
 __getattr__ = lazy_exports(__name__, dict.fromkeys(__all__, "._listener"))
 CSF_PLUGIN_API = (1, 1)  # the core plugin API versions this plugin works with
 

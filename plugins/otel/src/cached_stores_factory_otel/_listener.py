@@ -1,23 +1,35 @@
-"""OTelListener: the core's events as OpenTelemetry instruments and spans."""
+"""OTelListener: the core's events as OpenTelemetry instruments and spans.
+
+The listener runs in the thread that did the work, on the hit path too (see
+`cached_stores_factory.events`), and a synchronous instrument of the SDK costs far more than
+a hit.  So counts are added to totals in this process, under a lock, and the SDK reads them
+through observable counters when it collects; the hit-latency histogram records one hit in
+`HIT_SAMPLE`.  Misses, writes and revalidations, which wait on the remote anyway, are each
+recorded and traced.
+"""
 
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from opentelemetry import metrics, trace
+from opentelemetry.metrics import CallbackOptions, Observation
 from opentelemetry.trace import Status, StatusCode
 
 from cached_stores_factory import __version__
 from cached_stores_factory.events import Event
 
-__all__ = ["OTelListener"]
+__all__ = ["HIT_SAMPLE", "OTelListener"]
 
 SCOPE = "cached_stores_factory"
 RECORD_KEYS = "CSF_OTEL_RECORD_KEYS"
 """Set to 1 to put each key on the spans (as `csf.key`) when the registry starts the listener."""
+HIT_SAMPLE = 16
+"""The hit-latency histogram records the first hit and every HIT_SAMPLE-th after it."""
 
 # Span names by event kind: misses, writes and revalidations are timed, so each is a span.
 SPANS = {
@@ -27,14 +39,33 @@ SPANS = {
     "revalidated": "csf.revalidate",
     "changed": "csf.revalidate",
 }
+# The observable counters: name, unit, description.
+COUNTERS = (
+    ("csf.cache.hits", "{hit}", "Reads served from a fresh local copy."),
+    ("csf.cache.misses", "{miss}", "Reads no fresh local copy served, coalesced ones included."),
+    ("csf.cache.coalesced", "{miss}", "Misses that waited for another reader's fetch."),
+    (
+        "csf.cache.revalidations",
+        "{revalidation}",
+        "Expired copies checked with the remote, by csf.revalidation.result.",
+    ),
+    ("csf.cache.stale_served", "{read}", "Expired copies served anyway."),
+    ("csf.cache.evictions", "{entry}", "Local copies the policy removed."),
+    ("csf.cache.transferred", "By", "Bytes read, by csf.source: remote or local."),
+    ("csf.remote.errors", "{error}", "Reads the remote failed, by error.type."),
+)
+
+Tiers = tuple[str, str]
+Extra = tuple[tuple[str, str], ...]
 
 
-def _names(source: Any) -> dict[str, str]:
-    """The attributes naming a cached store's tiers: their classes, never their settings."""
-    return {
-        "csf.local.store": type(source.local).__name__,
-        "csf.remote.store": type(source.remote).__name__,
-    }
+def _tiers(source: Any) -> Tiers:
+    """The classes of a cached store's two tiers: what its instruments are labelled with."""
+    return type(source.local).__name__, type(source.remote).__name__
+
+
+def _attributes(tiers: Tiers, extra: Extra = ()) -> dict[str, Any]:
+    return {"csf.local.store": tiers[0], "csf.remote.store": tiers[1], **dict(extra)}
 
 
 class OTelListener:
@@ -59,47 +90,31 @@ class OTelListener:
         if record_keys is None:
             record_keys = os.environ.get(RECORD_KEYS, "") == "1"
         self.record_keys = record_keys
+        self._lock = threading.Lock()
+        self._totals: dict[str, dict[tuple[Tiers, Extra], int]] = {n: {} for n, _, _ in COUNTERS}
+        self._hits = 0
         meter = metrics.get_meter(SCOPE, __version__, meter_provider=meter_provider)
-        self._tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=tracer_provider)
-        counter, histogram = meter.create_counter, meter.create_histogram
-        self.hits = counter("csf.cache.hits", "{hit}", "Reads served from a fresh local copy.")
-        self.misses = counter(
-            "csf.cache.misses", "{miss}", "Reads no fresh local copy served, coalesced included."
+        for name, unit, description in COUNTERS:
+            meter.create_observable_counter(name, [self._observe(name)], unit, description)
+        self.hit_duration = meter.create_histogram(
+            "csf.cache.hit.duration", "s", f"How long a hit took: the first and 1 in {HIT_SAMPLE}."
         )
-        self.coalesced = counter(
-            "csf.cache.coalesced", "{miss}", "Misses that waited for another reader's fetch."
+        self.miss_duration = meter.create_histogram(
+            "csf.cache.miss.duration", "s", "How long a miss took, its fetch included."
         )
-        self.revalidations = counter(
-            "csf.cache.revalidations",
-            "{revalidation}",
-            "Expired copies checked with the remote, by csf.revalidation.result.",
-        )
-        self.stale_served = counter(
-            "csf.cache.stale_served", "{read}", "Expired copies served anyway."
-        )
-        self.evictions = counter(
-            "csf.cache.evictions", "{entry}", "Local copies the policy removed."
-        )
-        self.transferred = counter(
-            "csf.cache.transferred", "By", "Bytes read, by csf.source: remote or local."
-        )
-        self.remote_errors = counter(
-            "csf.remote.errors", "{error}", "Reads the remote failed, by error.type."
-        )
-        self.hit_duration = histogram("csf.cache.hit.duration", "s", "How long a hit took.")
-        self.miss_duration = histogram("csf.cache.miss.duration", "s", "How long a miss took.")
         self.down = meter.create_up_down_counter(
             "csf.store.down", "{store}", "Stores failing now, by csf.store.role and name."
         )
+        self._tracer = trace.get_tracer(SCOPE, __version__, tracer_provider=tracer_provider)
         self._record: dict[str, Callable[[Event], None]] = {
             "hit": self._hit,
             "miss": self._miss,
             "coalesced": self._miss,
-            "stale_served": self._stale_served,
+            "stale_served": lambda event: self._add("csf.cache.stale_served", event),
             "revalidated": self._revalidated,
             "changed": self._revalidated,
             "fetch": self._fetch,
-            "eviction": self._eviction,
+            "eviction": lambda event: self._add("csf.cache.evictions", event),
             "remote_error": self._remote_error,
             "store_down": self._store_changed,
             "store_up": self._store_changed,
@@ -115,39 +130,47 @@ class OTelListener:
         if event.kind in SPANS and event.seconds is not None:
             self._span(event)
 
+    def _add(self, name: str, event: Event, amount: int = 1, extra: Extra = ()) -> None:
+        key = (_tiers(event.source), extra)
+        with self._lock:
+            totals = self._totals[name]
+            totals[key] = totals.get(key, 0) + amount
+
+    def _observe(self, name: str) -> Callable[[CallbackOptions], Iterator[Observation]]:
+        def observe(options: CallbackOptions) -> Iterator[Observation]:
+            with self._lock:
+                totals = list(self._totals[name].items())
+            for (tiers, extra), total in totals:
+                yield Observation(total, _attributes(tiers, extra))
+
+        return observe
+
     def _hit(self, event: Event) -> None:
-        names = _names(event.source)
-        self.hits.add(1, names)
+        self._add("csf.cache.hits", event)
         if event.size is not None:
-            self.transferred.add(event.size, {**names, "csf.source": "local"})
-        if event.seconds is not None:
-            self.hit_duration.record(event.seconds, names)
+            self._add("csf.cache.transferred", event, event.size, (("csf.source", "local"),))
+        self._hits += 1  # a count lost to a race only moves which hit is sampled
+        if event.seconds is not None and self._hits % HIT_SAMPLE == 1:
+            self.hit_duration.record(event.seconds, _attributes(_tiers(event.source)))
 
     def _miss(self, event: Event) -> None:
-        names = _names(event.source)
-        self.misses.add(1, names)
+        self._add("csf.cache.misses", event)
         if event.kind == "coalesced":
-            self.coalesced.add(1, names)
+            self._add("csf.cache.coalesced", event)
         if event.seconds is not None:
-            self.miss_duration.record(event.seconds, names)
-
-    def _stale_served(self, event: Event) -> None:
-        self.stale_served.add(1, _names(event.source))
+            self.miss_duration.record(event.seconds, _attributes(_tiers(event.source)))
 
     def _revalidated(self, event: Event) -> None:
         result = "unchanged" if event.kind == "revalidated" else "changed"
-        self.revalidations.add(1, {**_names(event.source), "csf.revalidation.result": result})
+        self._add("csf.cache.revalidations", event, extra=(("csf.revalidation.result", result),))
 
     def _fetch(self, event: Event) -> None:
         if event.size is not None:
-            self.transferred.add(event.size, {**_names(event.source), "csf.source": "remote"})
-
-    def _eviction(self, event: Event) -> None:
-        self.evictions.add(1, _names(event.source))
+            self._add("csf.cache.transferred", event, event.size, (("csf.source", "remote"),))
 
     def _remote_error(self, event: Event) -> None:
         kind = type(event.error).__name__ if event.error is not None else "unknown"
-        self.remote_errors.add(1, {**_names(event.source), "error.type": kind})
+        self._add("csf.remote.errors", event, extra=(("error.type", kind),))
 
     def _store_changed(self, event: Event) -> None:
         attributes = {"csf.store.role": event.role, "csf.store.name": type(event.source).__name__}
@@ -157,7 +180,7 @@ class OTelListener:
         """A span of the work the event reports, ended now and begun `seconds` ago."""
         assert event.seconds is not None
         end = time.time_ns()
-        attributes: dict[str, Any] = _names(event.source)
+        attributes = _attributes(_tiers(event.source))
         if event.size is not None:
             attributes["csf.object.size"] = event.size
         if event.kind in ("revalidated", "changed"):
