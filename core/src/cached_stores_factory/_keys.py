@@ -41,15 +41,16 @@ def validate_key(key: str) -> str:
         raise InvalidKeyError(f"key {key!r} is absolute; keys are relative paths")
     if "\\" in key:
         raise InvalidKeyError(f"key {key!r} contains a backslash; use '/' to separate segments")
-    if key.endswith("/"):
-        raise InvalidKeyError(
-            f"key {key!r} ends with '/': that is a prefix, not a key; name one entry under it"
-        )
-    for segment in key.split("/"):
+    prefix = key.endswith("/")  # its last, empty segment is said as such below
+    for segment in key.split("/")[: -1 if prefix else None]:
         if segment in ("", ".", ".."):
             raise InvalidKeyError(
                 f"key {key!r} has an empty, '.' or '..' segment; keys cannot leave their store"
             )
+    if prefix:
+        raise InvalidKeyError(
+            f"key {key!r} ends with '/': that is a prefix, not a key; name one entry under it"
+        )
     return key
 
 
