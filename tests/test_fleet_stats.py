@@ -163,6 +163,7 @@ def test_csf_stats_prometheus_prints_the_fleet_counters(tmp_path: Path) -> None:
     assert f"\ncsf_hits_total{fleet} 1\n" in text
     assert f"\ncsf_misses_total{fleet} 1\n" in text
     assert f"\ncsf_remote_read_bytes_total{fleet} 5\n" in text
+    assert f"\ncsf_evictions_total{fleet} 0\n" in text  # never grew, and still a series
     assert f"# TYPE csf_hit_ratio gauge\ncsf_hit_ratio{fleet} 0.5\n" in text
     samples = [line for line in text.splitlines() if not line.startswith("#")]
     assert all(re.fullmatch(r"csf_[a-z_]+\{fleet=\"[^\"]+\"\} [0-9.]+", s) for s in samples)

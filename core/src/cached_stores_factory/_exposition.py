@@ -43,10 +43,15 @@ def _unknown(name: str) -> tuple[str, str]:
 
 
 def prometheus_text(fleet: str, counts: Mapping[str, int]) -> str:
-    """Every counter of one fleet, labelled `fleet` with where its counters live."""
+    """Every counter of one fleet, labelled `fleet` with where its counters live.
+
+    A ledger holds only the counters that grew: the others are 0, and printed, so that every
+    series exists from the first scrape on (a rate over a missing series is no rate at all).
+    """
     label = f'{{fleet="{_label(fleet)}"}}'
     lines: list[str] = []
-    for name, value in sorted(counts.items()):
+    every = {**dict.fromkeys(COUNTER_HELP, 0), **counts}
+    for name, value in sorted(every.items()):
         metric, help_text = COUNTER_HELP.get(name) or _unknown(name)
         lines += [f"# HELP {metric} {help_text}", f"# TYPE {metric} counter"]
         lines.append(f"{metric}{label} {value}")
