@@ -49,7 +49,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy core/src plugins/tempfile/src plugins/redis/src plugins/s3/src plugins/policies/src \
-		plugins/fsspec/src examples/plugin/src
+		plugins/fsspec/src plugins/otel/src examples/plugin/src
 
 format: $(STAMP)
 	$(BIN)/ruff check --fix .

@@ -106,6 +106,48 @@ def test_a_bad_bucket_name_is_one_line_without_the_secret(
     assert "hidden-value" not in out.stderr
 
 
+def test_a_remote_error_is_printed_once(tmp_path: Path) -> None:
+    """The outage warning and the error were the same message twice; now one line says it."""
+    config = tmp_path / "f.toml"
+    config.write_text(
+        '[local]\nstore = "memory"\n[remote]\nstore = "s3"\nbucketname = "b"\n'
+        'endpoint_url = "http://127.0.0.1:9"\naws_access_key_id = "k"\n'
+        'aws_secret_access_key = "s"\n'
+    )
+    out = subprocess.run([*CSF, "-c", str(config), "cat", "k"], capture_output=True, text=True)
+    assert (out.returncode, out.stdout) == (1, "")
+    assert out.stderr.splitlines() == [
+        'csf: error: s3://b/k: Could not connect to the endpoint URL: "http://127.0.0.1:9/b/k"'
+    ]
+
+
+def test_a_warning_of_a_command_that_succeeds_is_still_printed(tmp_path: Path) -> None:
+    """A down local Redis: the read goes to the remote, and the warning says why, once."""
+    config = tmp_path / "f.toml"
+    config.write_text(
+        '[local]\nstore = "redis"\nhost = "127.0.0.1"\nport = 9\n'
+        f'[remote]\nstore = "tempfile"\nname = "r"\nroot = "{tmp_path / "remote"}"\n'
+    )
+    CachedStoreFactory.from_config(config).remote_store.put("k", b"from the remote")
+    out = subprocess.run([*CSF, "-c", str(config), "cat", "k"], capture_output=True)
+    assert (out.returncode, out.stdout) == (0, b"from the remote")
+    [warning] = out.stderr.decode().splitlines()
+    assert warning.startswith("csf: warning: the local store RedisStore(host='127.0.0.1'")
+    assert warning.endswith("reads and writes go to the remote until it answers again")
+
+
+def test_check_of_a_down_redis_fails_without_saying_config_ok(tmp_path: Path) -> None:
+    config = tmp_path / "f.toml"
+    config.write_text(
+        '[local]\nstore = "redis"\nhost = "127.0.0.1"\nport = 9\n[remote]\nstore = "memory"\n'
+    )
+    out = subprocess.run([*CSF, "-c", str(config), "check"], capture_output=True, text=True)
+    assert (out.returncode, out.stdout) == (1, "")
+    [line] = out.stderr.splitlines()
+    assert line.startswith("csf: error: the local store RedisStore(host='127.0.0.1', port=9")
+    assert "does not answer: Redis at 127.0.0.1:9 db 0: ConnectionError" in line
+
+
 # -- every subcommand against moto's S3 server over HTTP -----------------------------------
 
 

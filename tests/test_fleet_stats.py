@@ -8,6 +8,7 @@ done.  `csf stats` in another process must report their sums, and say where they
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -118,3 +119,68 @@ def test_csf_stats_says_when_there_is_no_fleet(tmp_path: Path):
     report = json.loads(csf("-c", str(config), "stats", "--json").stdout)
     assert report["fleet"] is None
     assert "none: the policy shares no counters" in csf("-c", str(config), "stats").stdout
+
+
+def lru_config(tmp_path: Path) -> Path:
+    """A tempfile store (its SQLite ledger shared by the processes on this host) over another."""
+    config = tmp_path / "cache.toml"
+    config.write_text(
+        f'[local]\nstore = "tempfile"\nname = "local"\nroot = "{tmp_path}/local"\n\n'
+        f'[remote]\nstore = "tempfile"\nname = "remote"\nroot = "{tmp_path}/remote"\n\n'
+        '[policy]\nname = "lru"\ndepth = 100\n'
+    )
+    return config
+
+
+def test_csf_put_and_cat_are_counted_for_the_fleet(tmp_path: Path) -> None:
+    """They read and write through a metered remote: it used to skip the shared counters."""
+    config = lru_config(tmp_path)
+    (tmp_path / "payload").write_bytes(b"p" * 1000)
+    csf("-c", str(config), "put", "k", str(tmp_path / "payload"))
+    for _ in range(3):
+        csf("-c", str(config), "cat", "k")  # the put left a fresh local copy: hits
+    csf("-c", str(config), "invalidate", "k")
+    csf("-c", str(config), "cat", "k")  # a miss, fetched
+
+    fleet = json.loads(csf("-c", str(config), "stats", "--json").stdout)["fleet"]
+    assert (fleet["remote_writes"], fleet["hits"], fleet["misses"]) == (1, 3, 1)
+    assert (fleet["remote_reads"], fleet["bytes_from_remote"]) == (1, 1000)
+    assert fleet["hit_ratio"] == 0.75
+    text = csf("-c", str(config), "stats").stdout
+    assert "  hit_ratio        75.0%" in text
+    assert "hit_ratio          - (no reads yet)" in text  # this csf process read nothing
+
+
+def test_csf_stats_prometheus_prints_the_fleet_counters(tmp_path: Path) -> None:
+    config = lru_config(tmp_path)
+    TempfileStore("remote", root=tmp_path / "remote").put("k", b"12345")
+    for _ in range(2):
+        csf("-c", str(config), "cat", "k")  # a miss, then a hit
+
+    text = csf("-c", str(config), "stats", "--prometheus").stdout
+    fleet = f'{{fleet="SQLite ledger {tmp_path}/local/state/lru.sqlite3"}}'
+    assert "# TYPE csf_hits_total counter\n" in text
+    assert f"\ncsf_hits_total{fleet} 1\n" in text
+    assert f"\ncsf_misses_total{fleet} 1\n" in text
+    assert f"\ncsf_remote_read_bytes_total{fleet} 5\n" in text
+    assert f"\ncsf_evictions_total{fleet} 0\n" in text  # never grew, and still a series
+    assert f"# TYPE csf_hit_ratio gauge\ncsf_hit_ratio{fleet} 0.5\n" in text
+    samples = [line for line in text.splitlines() if not line.startswith("#")]
+    assert all(re.fullmatch(r"csf_[a-z_]+\{fleet=\"[^\"]+\"\} [0-9.]+", s) for s in samples)
+
+
+def test_csf_stats_prometheus_without_a_fleet_is_an_error(tmp_path: Path) -> None:
+    config = tmp_path / "cache.toml"
+    config.write_text(
+        '[local]\nstore = "memory"\n\n'
+        f'[remote]\nstore = "tempfile"\nname = "r"\nroot = "{tmp_path}/r"\n'
+    )
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "csf"), "-c", str(config), "stats", "--prometheus"],
+        capture_output=True,
+        text=True,
+    )
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == (
+        "csf: error: stats --prometheus: the policy shares no counters between processes\n"
+    )

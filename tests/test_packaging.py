@@ -79,6 +79,13 @@ def test_make_dist_then_pip_install_from_dist_with_extras_in_a_fresh_venv(tmp_pa
         assert fields["Requires-Python"] == [">=3.11"]
         assert "Typing :: Typed" in fields["Classifier"]
         assert fields["Description"][0].startswith("# "), wheel.name
+    # `csf new-plugin` writes from templates that the core's wheel must carry.
+    _, core_files = wheel_metadata(wheels["cached-stores-factory-core"])
+    template = REPO / "core" / "src" / "cached_stores_factory" / "plugin_template"
+    assert {f for f in core_files if "/plugin_template/" in f} == {
+        f"cached_stores_factory/plugin_template/{t.relative_to(template)}"
+        for t in template.rglob("*.tmpl")
+    }
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
@@ -158,3 +165,10 @@ def test_make_dist_then_pip_install_from_dist_with_extras_in_a_fresh_venv(tmp_pa
         check=True,
     )
     assert protocol.stdout.split() == ["cached_stores_factory_fsspec._filesystem", "ok"]
+    made = subprocess.run(
+        [str(venv / "bin" / "csf"), "new-plugin", "demo", "--dir", str(tmp_path / "demo")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert (tmp_path / "demo" / "src" / "csf_demo" / "store.py").exists(), made.stdout

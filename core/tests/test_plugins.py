@@ -19,6 +19,7 @@ from cached_stores_factory.errors import (
     PluginLoadError,
     PluginNotFoundError,
 )
+from cached_stores_factory.events import dispatcher
 from cached_stores_factory.plugins import PluginRegistry
 
 ECHO_PLUGIN = """
@@ -106,21 +107,84 @@ def test_a_plugin_whose_hook_raises_registers_nothing(site: Path) -> None:
         registry.get("store", "csf_half")
 
 
-def test_a_misspelled_hook_is_reported_as_a_load_error(site: Path) -> None:
+def test_a_misspelled_hook_is_named_and_the_plugins_other_hooks_still_work(
+    site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     install_distribution(
         site,
         "csf-typo",
         "csf_typo",
         """
-        from cached_stores_factory import hookimpl
+        from cached_stores_factory import MemoryStore, JsonSerializer, hookimpl
 
         @hookimpl
         def csf_register_store(register):
-            pass
+            register("typo", MemoryStore)
+
+        @hookimpl
+        def csf_register_serializers(register):
+            register("typo-json", JsonSerializer)
         """,
     )
-    [record] = [p for p in PluginRegistry().plugins() if p.name == "csf_typo"]
-    assert "csf_register_store" in str(record.error)
+    registry = PluginRegistry()
+    [record] = [p for p in registry.plugins() if p.name == "csf_typo"]
+    assert record.error is None
+    assert record.problems == [
+        "unknown hook 'csf_register_store' (did you mean 'csf_register_stores'?) is never "
+        "called; the plugin's other hooks are"
+    ]
+    assert registry.get("serializer", "typo-json").distribution == "csf-typo"
+    with pytest.raises(
+        PluginNotFoundError,
+        match=r"unknown store 'typo'.*Plugin 'csf_typo': "
+        r"unknown hook 'csf_register_store' \(did you mean",
+    ):
+        registry.get("store", "typo")
+    rows = cli._plugin_rows(registry)
+    assert {
+        "kind": None,
+        "name": "csf_typo",
+        "distribution": "csf-typo",
+        "version": "1.2.3",
+        "error": record.problems[0],
+    } in rows
+
+
+def test_listeners_start_when_the_registry_loads_and_a_failing_one_is_named(
+    site: Path,
+) -> None:
+    install_distribution(
+        site,
+        "csf-listeners",
+        "csf_listeners",
+        """
+        from cached_stores_factory import hookimpl
+
+        heard = []
+
+        def broken():
+            raise OSError("no collector")
+
+        @hookimpl
+        def csf_register_listeners(register):
+            register("recorder", lambda: heard.append)
+            register("broken", broken)
+        """,
+    )
+    only_these = {"CSF_DISABLE_PLUGINS": "otel"}  # the first-party listener, if installed
+    registry = PluginRegistry(environ=only_these, start_listeners=True)
+    assert registry.names("listener") == ["broken", "recorder"]
+    [record] = [p for p in registry.plugins() if p.name == "csf_listeners"]
+    assert record.problems == ["listener 'broken' did not start: OSError: no collector"]
+    import csf_listeners  # type: ignore[import-not-found]
+
+    try:
+        assert csf_listeners.heard.append in dispatcher.listeners
+    finally:
+        dispatcher.unsubscribe(csf_listeners.heard.append)
+    # Another registry lists them and starts none: only the process-wide one does.
+    assert PluginRegistry(environ=only_these).names("listener") == ["broken", "recorder"]
+    assert csf_listeners.heard.append not in dispatcher.listeners
 
 
 def test_two_distributions_registering_one_name_are_refused_by_name(site: Path) -> None:

@@ -7,6 +7,7 @@ import functools
 import io
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from time import perf_counter
 from typing import IO, TYPE_CHECKING, Any, Final, NamedTuple
 
 from . import _write
@@ -21,6 +22,8 @@ from ._resilience import Outage, Refresher
 from ._serializer import BytesSerializer, Serializer
 from ._store import EntryReader, EntryStat, Store
 from .errors import CorruptEntryError, KeyNotFoundError, RemoteError, StoreClosedError
+from .events import Event
+from .events import dispatcher as _events
 
 if TYPE_CHECKING:
     from ._coordinator import Flight
@@ -152,7 +155,7 @@ class CachedStore(Store, checks_own_keys=True):
             local,
             self.policy,
             self.coordinator,
-            lambda count: self._counters.add(EVICTIONS, count),
+            self._evicted,
             availability=availability,
         )
         self._remote_outage = Outage("remote", remote)
@@ -201,6 +204,15 @@ class CachedStore(Store, checks_own_keys=True):
         stale_served, bytes_from_remote, bytes_from_local."""
         return self._counters.snapshot().as_dict()
 
+    def emit(self, kind: str, key: str, size: int | None = None, **details: Any) -> None:
+        """Tell the event listeners, if any (cached_stores_factory.events)."""
+        if _events.listeners:
+            _events.emit(Event(kind, self, key, size, **details))
+
+    def _evicted(self, key: str) -> None:
+        self._counters.add(EVICTIONS)
+        self.emit("eviction", key)
+
     def count_write(self) -> None:
         self._counters.add(REMOTE_WRITES)
 
@@ -236,6 +248,7 @@ class CachedStore(Store, checks_own_keys=True):
         return self._hit(self._key(key))
 
     def _hit(self, key: str) -> EntryReader | None:
+        started = perf_counter() if _events.listeners else 0.0  # nobody listens: one check
         tier = self.tier
         outage = tier.outage
         bypassed = self.coordinator.bypassed
@@ -259,16 +272,20 @@ class CachedStore(Store, checks_own_keys=True):
             if self._on_hit is not None:
                 self._on_hit(key, stat)
             self._counters.hit(stat.size)
+            if started:
+                self.emit("hit", key, stat.size, seconds=perf_counter() - started)
             return entry
         window = policy.stale_while_revalidate
         if window and policy.expired_for(key, stat) <= window:
             self._counters.add(STALE_SERVED)
+            self.emit("stale_served", key, stat.size)
             self._refresher.submit(key)
             return entry
         entry.close()
         return None
 
     def _miss(self, key: str) -> EntryReader:
+        started = perf_counter() if _events.listeners else 0.0
         self._counters.add(MISSES)
         flight, leader = self.coordinator.join_fetch(key)
         if leader:
@@ -281,9 +298,13 @@ class CachedStore(Store, checks_own_keys=True):
                 if leader:
                     raise flight.error
                 raise own_copy(flight.error) from flight.error
-            return self._serve(key, flight)
+            served = self._serve(key, flight)
         finally:
             flight.release()
+        if started:
+            seconds = perf_counter() - started
+            self.emit("miss" if leader else "coalesced", key, served.stat.size, seconds=seconds)
+        return served
 
     def _refresh(self, key: str) -> None:
         """Fetch or revalidate `key` in the background, unless a fetch of it is running."""
@@ -321,22 +342,21 @@ class CachedStore(Store, checks_own_keys=True):
                 entry = self.remote.open_read(key)
         except KeyNotFoundError:
             raise
-        except RemoteError as exc:
-            self._remote_outage.failed(exc)
-            raise
-        except LOCAL_FAILURES as exc:
+        except (RemoteError, *LOCAL_FAILURES) as exc:
             raise self.remote_failed(key, exc) from exc
         self._remote_outage.answered()
         if entry is not None:
             self.count_fetch(entry.stat.size)
+            self.emit("fetch", key, entry.stat.size)
         return entry
 
     def remote_failed(self, key: str, error: Exception) -> RemoteError:
-        """`error` from reading the remote, counted as its outage, as a RemoteError."""
+        """`error` from reading the remote, counted as its outage and told, as a RemoteError."""
         self._remote_outage.failed(error)
-        if isinstance(error, RemoteError):
-            return error
-        return RemoteError(f"reading {key!r} from the remote {self.remote!r}: {error}")
+        if not isinstance(error, RemoteError):
+            error = RemoteError(f"reading {key!r} from the remote {self.remote!r}: {error}")
+        self.emit("remote_error", key, error=error)
+        return error
 
     def _local_etag(self, key: str) -> str | None:
         """The entity tag recorded with the local copy (a hit's stat may leave it out)."""

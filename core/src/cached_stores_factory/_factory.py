@@ -78,6 +78,15 @@ class CachedStoreFactory:
     A factory read from a config holds its stores as recipes: each store is made (its
     directory created, its client set up) when `build()` or the attribute first needs it.
     Its parts are read-only.
+
+    Args:
+        local_store: The fast store that keeps copies, such as `TempfileStore("my_cache")`.
+        remote_store: The slow store that holds the data, such as
+            `S3Store(bucketname="my_bucket")`; only `CachedStore.delete` removes from it.
+        cache_policy: Which local copies are fresh and which must go, such as
+            `TTLCache(interval=60.0)`; None keeps every copy until the local store drops it.
+        serializer: How the value API (`cached[key]`, `get`, `put`) turns values into bytes:
+            a Serializer or a registered name (`"json"`); None stores bytes as they are.
     """
 
     __slots__ = (

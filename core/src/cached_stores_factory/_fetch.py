@@ -11,6 +11,7 @@ import contextlib
 import copy
 import io
 from collections.abc import Iterator
+from time import perf_counter
 from typing import IO, TYPE_CHECKING, Any, cast
 
 from ._coordinator import Flight
@@ -18,6 +19,7 @@ from ._local import LOCAL_FAILURES
 from ._log import lazy_logger
 from ._store import EntryReader
 from .errors import CorruptEntryError, KeyNotFoundError, RemoteError, StoreError
+from .events import dispatcher as _events
 
 if TYPE_CHECKING:
     from ._engine import CachedStore
@@ -113,12 +115,14 @@ class Fetch:
     def _fetch_remote(self, fence: str | None) -> None:
         """Ask the remote: revalidate the expired copy, or fetch the object and keep it."""
         cached, key, flight, expired = self.cached, self.key, self.flight, self.expired
+        started = perf_counter() if expired is not None and _events.listeners else 0.0
         try:
             fetched = cached.remote_read(key, expired)
         except RemoteError as exc:
             if expired is not None and cached.may_serve_stale(key, expired.stat):
                 log.debug("serving %r stale: %s", key, exc)
                 cached.count_stale()
+                cached.emit("stale_served", key, expired.stat.size, error=exc)
                 flight.pin = expired
                 return
             raise
@@ -126,6 +130,10 @@ class Fetch:
             if expired is not None:  # gone from the remote: so must the copy be
                 cached.tier.drop_quietly(key)
             raise
+        if started:
+            size = None if fetched is None else fetched.stat.size
+            seconds = perf_counter() - started
+            cached.emit("revalidated" if fetched is None else "changed", key, size, seconds=seconds)
         if fetched is None:
             assert expired is not None
             flight.pin = cached.revalidated(key, expired)

@@ -13,7 +13,11 @@ __all__ = ["JsonSerializer", "PickleSerializer", "TextSerializer"]
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class TextSerializer(Serializer):
-    """Values are str, stored encoded."""
+    """Values are str, stored encoded.
+
+    Args:
+        encoding: A codec Python's `codecs` knows; another name is a config error.
+    """
 
     encoding: str = "utf-8"
 
@@ -68,7 +72,13 @@ _PICKLE_REFUSAL = (
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class PickleSerializer(Serializer):
-    """Any picklable value.  Refuses to work unless `trusted=True` (see the message below)."""
+    """Any picklable value.  Refuses to work unless `trusted=True` (see the message below).
+
+    Args:
+        trusted: Must be True, or the serializer refuses to work: loading a pickle runs code
+            chosen by whoever wrote it.  Only for stores that you alone can write.
+        protocol: The pickle protocol of the entries written.
+    """
 
     trusted: bool = False
     protocol: int = 5  # pickle.HIGHEST_PROTOCOL since Python 3.8

@@ -21,8 +21,9 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 def validate_key(key: str) -> str:
     """Return `key` if it is a '/'-separated relative path, else raise InvalidKeyError.
 
-    Rejected: non-strings, the empty key, absolute paths, empty, '.' and '..' segments,
-    backslashes (a separator on Windows), control characters, and keys over 1024 UTF-8 bytes.
+    Rejected: non-strings, the empty key, absolute paths, a trailing '/' (a prefix), empty,
+    '.' and '..' segments, backslashes (a separator on Windows), control characters, and keys
+    over 1024 UTF-8 bytes.
     """
     if not isinstance(key, str):
         raise InvalidKeyError(f"a key must be a str, not {type(key).__name__}")
@@ -40,11 +41,16 @@ def validate_key(key: str) -> str:
         raise InvalidKeyError(f"key {key!r} is absolute; keys are relative paths")
     if "\\" in key:
         raise InvalidKeyError(f"key {key!r} contains a backslash; use '/' to separate segments")
-    for segment in key.split("/"):
+    prefix = key.endswith("/")  # its last, empty segment is said as such below
+    for segment in key.split("/")[: -1 if prefix else None]:
         if segment in ("", ".", ".."):
             raise InvalidKeyError(
                 f"key {key!r} has an empty, '.' or '..' segment; keys cannot leave their store"
             )
+    if prefix:
+        raise InvalidKeyError(
+            f"key {key!r} ends with '/': that is a prefix, not a key; name one entry under it"
+        )
     return key
 
 

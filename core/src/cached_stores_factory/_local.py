@@ -37,7 +37,7 @@ class LocalTier:
         store: Store,
         policy: CachePolicy,
         coordinator: Coordinator,
-        evicted: Callable[[int], None],
+        evicted: Callable[[str], None],
         *,
         availability: bool,
     ) -> None:
@@ -143,7 +143,7 @@ class LocalTier:
             else:
                 self.keys.forget(victim)
                 if removed:
-                    self._evicted(1)
+                    self._evicted(victim)
             self.policy.on_delete(victim)
 
     def drop(self, key: str) -> bool:

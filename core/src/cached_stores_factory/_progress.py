@@ -60,10 +60,12 @@ def _ignore(count: int) -> None:
 
 
 class _Counted(io.RawIOBase):
-    """A readable stream that reports every byte read through it.
+    """A readable stream that reports each byte read through it once.
 
-    `done`, when given, runs at close, which then closes the wrapped stream too; without it
-    the wrapped stream stays open for its owner (an upload's source is read again later).
+    Progress is the furthest position reached: a reader that seeks back and reads again (the
+    S3 store reads the first part to choose between one PUT and a multipart upload, then
+    rewinds) moves no bar.  `done`, when given, runs at close, which then closes the wrapped
+    stream too; without it the wrapped stream stays open for its owner.
     """
 
     def __init__(
@@ -73,6 +75,9 @@ class _Counted(io.RawIOBase):
         self._stream = stream
         self._update = update
         self._done = done
+        # Positions are counted from where the stream stood when wrapped.
+        self._start = stream.tell() if stream.seekable() else 0
+        self._position = self._furthest = 0
 
     def readable(self) -> bool:
         return True
@@ -80,14 +85,19 @@ class _Counted(io.RawIOBase):
     def readinto(self, buffer: Any) -> int:
         data = self._stream.read(len(buffer))
         buffer[: len(data)] = data
-        self._update(len(data))
+        self._position += len(data)
+        if self._position > self._furthest:
+            self._update(self._position - self._furthest)
+            self._furthest = self._position
         return len(data)
 
     def seekable(self) -> bool:
         return self._stream.seekable()
 
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        return self._stream.seek(offset, whence)
+        where = self._stream.seek(offset, whence)
+        self._position = where - self._start
+        return where
 
     def tell(self) -> int:
         return self._stream.tell()

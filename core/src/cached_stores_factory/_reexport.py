@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-Kind = Literal["store", "policy", "serializer"]
+Kind = Literal["store", "policy", "serializer", "listener"]
 
 # (kind, name) -> (entry-point name, pip extra).  An empty extra means the plain
 # `pip install cached-stores-factory` brings it.

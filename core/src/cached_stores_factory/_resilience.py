@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from ._log import lazy_logger
 from .errors import ObjectArchivedError
+from .events import Event
+from .events import dispatcher as _events
 
 if TYPE_CHECKING:
     import queue
@@ -62,6 +64,8 @@ class Outage:
                     if self._role == "local"
                     else "each later call tries it again",
                 )
+                if _events.listeners:
+                    _events.emit(Event("store_down", self._store, error=error, role=self._role))
             else:
                 self._backoff = min(self._backoff * 2, BACKOFF_MAX)
             self.until = self._clock() + self._backoff
@@ -78,6 +82,8 @@ class Outage:
         with self._lock:
             if self.until:
                 log.warning("the %s store %r answers again", self._role, self._store)
+                if _events.listeners:
+                    _events.emit(Event("store_up", self._store, role=self._role))
                 self.until = 0.0
                 self._backoff = BACKOFF_FIRST
 

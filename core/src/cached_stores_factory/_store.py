@@ -51,15 +51,16 @@ class _EntryStatFields(NamedTuple):
 class EntryStat(_EntryStatFields):
     """What a store knows about one entry: a named tuple, as `os.stat_result` is.
 
-    - `size`: the entry's length in bytes (never negative).
-    - `modified`: when the store received this version, in seconds since the epoch, or None
-      if it can't say.  Never the time of the read: policies age entries by it.
-    - `etag`: the origin's entity tag, when known (S3's ETag).
-    - `digest`: `"<algorithm>:<hex>"` of the content, when the store computed it.
-
     Immutable, compared, hashed and pickled by value; `stat._replace(modified=t)` makes a
     changed copy.  A tuple because every hit makes one, and no immutable record is cheaper
-    to build.
+    to build.  `EntryStat(size, modified, etag=None, digest=None)`.
+
+    Attributes:
+        size: The entry's length in bytes (never negative).
+        modified: When the store received this version, in seconds since the epoch, or None
+            if it can't say.  Never the time of the read: policies age entries by it.
+        etag: The origin's entity tag, when known (S3's ETag).
+        digest: `"<algorithm>:<hex>"` of the content, when the store computed it.
     """
 
     __slots__ = ()
@@ -121,8 +122,13 @@ def seek_target(offset: int, whence: int, position: int, size: int) -> int:
 
 
 class EntryReader(NamedTuple):
-    """An open entry: `stream`, a binary stream to read, and `stat`, the entry's EntryStat
-    taken at open time.  `read()`, `close()` and `with` act on the stream."""
+    """An open entry, `EntryReader(stream, stat)`.  `read()`, `close()` and `with` act on
+    the stream.
+
+    Attributes:
+        stream: A binary stream of the entry's bytes, from the first; the reader owns it.
+        stat: The entry's EntryStat, taken when it was opened.
+    """
 
     stream: IO[bytes]
     stat: EntryStat

@@ -10,12 +10,14 @@ from __future__ import annotations
 import contextlib
 import shutil
 from collections.abc import Iterator
+from time import perf_counter
 from typing import IO, TYPE_CHECKING
 
 from ._log import lazy_logger
 from ._spool import new_spool
 from ._store import EntryStat
 from .errors import LocalStoreUnavailableError
+from .events import dispatcher as _events
 
 if TYPE_CHECKING:
     from ._engine import CachedStore
@@ -44,10 +46,13 @@ def write(cached: CachedStore, key: str, stream: IO[bytes], etag: str | None) ->
     try:
         cached.partials.forget(key)
         marked = tier.begin_change(key)
+        started = perf_counter() if _events.listeners else 0.0
         with _ending(tier, key, marked):
             remote_stat = cached.remote.put_stream(key, stream, etag=etag)
         fence = None if marked is None else tier.end_change(key, marked[1])
         cached.count_write()
+        if started:
+            cached.emit("write", key, remote_stat.size, seconds=perf_counter() - started)
         if fence is None or change.contended or not cached.policy.admits(remote_stat.size):
             return remote_stat
         stream.seek(start)

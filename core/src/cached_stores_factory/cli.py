@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import shutil
 import sys
@@ -17,9 +18,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
+from importlib.metadata import entry_points
 from typing import Any, BinaryIO
 
 from ._engine import CachedStore
+from ._exposition import hit_ratio, prometheus_text
 from ._factory import CachedStoreFactory
 from ._keys import is_reserved
 from ._progress import Meter, MeteredStore
@@ -31,6 +34,8 @@ __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 LS_BAR_KEYS = 1000  # `ls` draws a bar from this many keys: each may cost a remote stat
+PACKAGE_LOGGER = "cached_stores_factory"  # the core's and the first-party plugins' loggers
+FSSPEC_GROUP, FSSPEC_MODULE = "fsspec.specs", "cached_stores_factory_fsspec"
 
 
 # -- plugins and versions ---------------------------------------------------------------------
@@ -48,16 +53,20 @@ def _plugin_rows(plugins: PluginRegistry) -> list[dict[str, Any]]:
         for c in plugins.components()
     ]
     for record in plugins.plugins():
-        if record.error is not None or record.disabled:
+        if record.disabled:
+            problem: str | None = "disabled by CSF_DISABLE_PLUGINS"
+        elif record.error is not None:
+            problem = f"{type(record.error).__name__}: {record.error}"
+        else:  # loaded, maybe with a hook skipped
+            problem = "; ".join(record.problems) or None
+        if problem is not None:
             rows.append(
                 {
                     "kind": None,
                     "name": record.name,
                     "distribution": record.distribution,
                     "version": record.version,
-                    "error": "disabled by CSF_DISABLE_PLUGINS"
-                    if record.disabled
-                    else f"{type(record.error).__name__}: {record.error}",
+                    "error": problem,
                 }
             )
     return rows
@@ -91,6 +100,10 @@ def _versions() -> str:
             f"plugin {record.name} {record.version or '?'} "
             f"({record.distribution or 'unknown distribution'}){state}"
         )
+    # The fsspec filesystem registers with fsspec, not with csf: found through fsspec's group.
+    for spec in entry_points(group=FSSPEC_GROUP):
+        if spec.value.startswith(FSSPEC_MODULE) and spec.dist is not None:
+            lines.append(f"fsspec {spec.name}:// {spec.dist.version} ({spec.dist.name})")
     return "\n".join(lines)
 
 
@@ -118,10 +131,38 @@ def _build(args: argparse.Namespace, *, metered: bool = False) -> CachedStore:
     if not config:
         raise ConfigError("no config: pass -c/--config PATH or set CSF_CONFIG")
     factory = CachedStoreFactory.from_config(config)
-    if not metered:
-        return factory.build()
-    remote = MeteredStore(factory.remote_store, _meter(args))
-    return CachedStore(factory.local_store, remote, factory.cache_policy, factory.serializer)
+    if metered:  # still built by a factory, so the policy gets the counters to share
+        remote = MeteredStore(factory.remote_store, _meter(args))
+        parts = (factory.local_store, remote, factory.cache_policy)
+        factory = CachedStoreFactory(*parts, serializer=factory.serializer)
+    return factory.build()
+
+
+class _Warnings(logging.Handler):
+    """The library's warnings on stderr, as `csf: warning: ...` lines.
+
+    A warning about a failure (the exception is among its arguments, as in "the remote store
+    failed (...)") is held until the command ends: when the command then fails with that
+    same error, its error line says it, once; otherwise the warning is printed then.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.held: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        args = record.args if isinstance(record.args, tuple) else ()
+        if any(isinstance(arg, BaseException) for arg in args):
+            self.held.append(record)
+        else:
+            print(f"csf: warning: {record.getMessage()}", file=sys.stderr)
+
+    def finish(self, error: BaseException | None) -> None:
+        """Print the held warnings, except those that only repeat `error`."""
+        for record in self.held:
+            if error is None or str(error) not in record.getMessage():
+                print(f"csf: warning: {record.getMessage()}", file=sys.stderr)
+        self.held.clear()
 
 
 def _note(args: argparse.Namespace, message: str) -> None:
@@ -136,8 +177,10 @@ def _note(args: argparse.Namespace, message: str) -> None:
 def _cmd_check(args: argparse.Namespace) -> int:
     """Build the store and list one key of each part, all within `--timeout` seconds.
 
-    The probe runs in a daemon thread: a server that accepts connections and never answers
-    holds that thread, not the command, which fails at the bound naming the stalled step.
+    Nothing is reported ok until both stores have answered: a down server fails the check
+    with the store's role, and no "config ok" line above the error.  The probe runs in a
+    daemon thread: a server that accepts connections and never answers holds that thread,
+    not the command, which fails at the bound naming the stalled step.
     """
     step = ["reading the config and building the store"]
     failure: list[BaseException] = []
@@ -145,10 +188,15 @@ def _cmd_check(args: argparse.Namespace) -> int:
     def probe() -> None:
         try:
             store = _build(args)
-            print(f"config ok: {store!r}", flush=True)
-            for role, part in (("local", store.local), ("remote", store.remote)):
+            parts = (("local", store.local), ("remote", store.remote))
+            for role, part in parts:
                 step[0] = f"listing the {role} store {part!r}"
-                next(iter(part.keys()), None)  # one listing call proves the store answers
+                try:
+                    next(iter(part.keys()), None)  # one listing call proves the store answers
+                except (CSFError, OSError) as exc:
+                    raise CSFError(f"the {role} store {part!r} does not answer: {exc}") from exc
+            print(f"config ok: {store!r}", flush=True)
+            for role, part in parts:
                 print(f"{role} store answers: {type(part).__name__}", flush=True)
         except BaseException as exc:
             failure.append(exc)
@@ -422,6 +470,13 @@ def _cmd_restore(args: argparse.Namespace) -> int:
 _BOUNDED_USAGE = {"local_entries": "max_entries", "local_bytes": "max_bytes"}  # usage: bound
 
 
+def _shown(name: str, value: Any) -> str:
+    """A report's value as the table prints it: the hit ratio as a percentage."""
+    if name == "hit_ratio":
+        return "- (no reads yet)" if value is None else f"{value:.1%}"
+    return str(value)
+
+
 def _cmd_stats(args: argparse.Namespace) -> int:
     store = _build(args)
     for key in args.keys:
@@ -429,27 +484,44 @@ def _cmd_stats(args: argparse.Namespace) -> int:
             entry.read()
     local_keys = list(store.local.keys())
     limits = store.policy.limits()
+
+    counters = store.stats()
     report: dict[str, Any] = {
         "local_entries": len(local_keys),
         "max_entries": limits.get("entries"),
         "local_bytes": sum(store.local.stat(k).size for k in local_keys),
         "max_bytes": limits.get("bytes"),
-        **store.stats(),
+        **counters,
+        "hit_ratio": hit_ratio(counters),
         "source": "this csf process only",
         "fleet": None,
     }
     fleet = store.policy.fleet_stats()  # this process's counts are added first
+    store.close()
+    if args.prometheus:
+        if fleet is None:
+            raise CSFError("stats --prometheus: the policy shares no counters between processes")
+        print(prometheus_text(*fleet), end="")
+        return EXIT_OK
     if fleet is not None:
         where, counts = fleet
-        report["fleet"] = {"source": f"every process sharing the {where}", **counts}
-    store.close()
+        report["fleet"] = {
+            "source": f"every process sharing the {where}",
+            **counts,
+            "hit_ratio": hit_ratio(counts),
+        }
     if args.json:
         print(json.dumps(report, indent=2))
-        return EXIT_OK
+    else:
+        _print_stats(report)
+    return EXIT_OK
+
+
+def _print_stats(report: dict[str, Any]) -> None:
     for name, value in report.items():
         if name == "fleet" or name.startswith("max_"):
             continue  # a bound is shown next to its usage
-        line = str(value)
+        line = _shown(name, value)
         if name in _BOUNDED_USAGE:
             bound = report[_BOUNDED_USAGE[name]]
             line += " (no bound)" if bound is None else f" of at most {bound}"
@@ -460,7 +532,20 @@ def _cmd_stats(args: argparse.Namespace) -> int:
         print(f"fleet              summed over {report['fleet']['source']}")
         for name, value in report["fleet"].items():
             if name != "source":
-                print(f"  {name:<16} {value}")
+                print(f"  {name:<16} {_shown(name, value)}")
+
+
+def _cmd_new_plugin(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ._template import write_plugin
+
+    directory = Path(args.dir or f"csf-{args.name}")
+    written = write_plugin(args.name, directory)
+    print(f"wrote the plugin {args.name!r} into {directory}/:")
+    for path in written:
+        print(f"  {path.relative_to(directory)}")
+    print(f'test it: cd {directory} && pip install -e ".[test]" && python -m pytest -q')
     return EXIT_OK
 
 
@@ -642,11 +727,24 @@ def _parser() -> argparse.ArgumentParser:
         "stats",
         _cmd_stats,
         "read KEYs through the cache, then show the local store's usage next to the "
-        "policy's bounds, this process's counters and the fleet's",
+        "policy's bounds, this process's counters, the fleet's totals and hit ratios",
         "csf stats reports/q1.csv --json",
     )
     stats.add_argument("keys", nargs="*", metavar="KEY")
     json_option(stats)
+    stats.add_argument(
+        "--prometheus",
+        action="store_true",
+        help="print the fleet's counters in Prometheus' text format (for a textfile collector)",
+    )
+    new_plugin = command(
+        "new-plugin",
+        _cmd_new_plugin,
+        "write a plugin distribution: a store, a policy and a serializer, with their tests",
+        "csf new-plugin acme --dir ./csf-acme",
+    )
+    new_plugin.add_argument("name", help="the plugin's name, such as 'acme' or 'acme-cache'")
+    new_plugin.add_argument("--dir", help="where to write it (default: ./csf-NAME)")
     return parser
 
 
@@ -683,6 +781,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not hasattr(args, name):
             setattr(args, name, default)
     run: Callable[[argparse.Namespace], int] = args.run
+    warnings = _Warnings()
+    logger = logging.getLogger(PACKAGE_LOGGER)
+    logger.addHandler(warnings)
     try:
         code = run(args)
         sys.stdout.flush()
@@ -693,8 +794,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, CSFError, OSError, KeyError) as exc:
         if args.debug:
             raise
+        warnings.finish(exc)
         print(f"csf: error: {exc}", file=sys.stderr)
         return EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_FAILED
+    finally:
+        logger.removeHandler(warnings)
+        warnings.finish(None)  # what is still held
     return code
 
 

@@ -58,7 +58,12 @@ class InvalidKeyError(CSFError, ValueError):
 
 
 class KeyNotFoundError(CSFError, KeyError):
-    """A store holds no entry for the key.  A KeyError, so `except KeyError` works."""
+    """A store holds no entry for the key.  A KeyError, so `except KeyError` works.
+
+    Args:
+        key: The key that has no entry.
+        where: The store that was asked, for the message (a repr, or "memory store").
+    """
 
     def __init__(self, key: str, where: str = "") -> None:
         super().__init__(key)
@@ -103,6 +108,11 @@ class EntryChangedError(StoreError):
 
     Blocks of two versions are never spliced into one read; open the entry again to read the
     new version.
+
+    Args:
+        key: The entry's key.
+        expected: The entity tag the read began with.
+        found: The entity tag the entry has now, when the store said.
     """
 
     def __init__(self, key: str, expected: str, found: str | None = None) -> None:

@@ -38,6 +38,18 @@ def csf_register_serializers(register: Register) -> None:
     """Register serializer factories: `register("json", JsonSerializer)`."""
 
 
+@hookspec
+def csf_register_listeners(register: Register) -> None:
+    """Register event listeners: `register("otel", OTelListener)`.
+
+    Unlike the other kinds, a listener is made at once: when the process-wide registry first
+    loads (reading a config does), each factory is called with no arguments, under the
+    registry's lock (so it must not look up components), and what it returns is subscribed
+    to `cached_stores_factory.events.dispatcher`: it is called with every Event of every
+    cached store in the process.  See `cached_stores_factory.events` for what runs where.
+    """
+
+
 def lazy_exports(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:
     """A module `__getattr__` (PEP 562) for a package (a plugin's hook module, or the core's
     own): `names` maps each public name to the submodule that defines it, imported when the

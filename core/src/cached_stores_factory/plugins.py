@@ -6,7 +6,9 @@ lookup, once, each is imported, checked against the plugin API and registered wi
 hook wrappers work as pluggy documents them.  A plugin that fails to import, targets another
 plugin API or whose hook function raises is recorded, not raised: the other plugins' hook
 functions still run once, and only a lookup of a name it provides fails, with the cause
-chained.  Two plugins registering one name lose that name only.
+chained.  A hook function whose name no hook specification has (a misspelt hook) is skipped
+and named in the plugin's `problems`; its other hooks still run.  Two plugins registering one
+name lose that name only.
 `CSF_DISABLE_PLUGINS=a,b` skips plugins by entry-point name.
 """
 
@@ -27,6 +29,7 @@ from . import _builtins, hookspecs
 from ._reexport import FIRST_PARTY, Kind, install_hint
 from ._version import __version__, check_plugin_api
 from .errors import DuplicatePluginError, PluginLoadError, PluginNotFoundError
+from .events import dispatcher
 
 __all__ = ["ENTRY_POINT_GROUP", "Component", "Kind", "PluginRecord", "PluginRegistry", "registry"]
 
@@ -37,7 +40,20 @@ HOOKS: dict[Kind, str] = {  # in the order they are called and listed
     "store": "csf_register_stores",
     "policy": "csf_register_policies",
     "serializer": "csf_register_serializers",
+    "listener": "csf_register_listeners",
 }
+
+
+HOOK_NAMES = frozenset(name for name in vars(hookspecs) if name.startswith("csf_"))
+
+
+def _unknown_hook(name: str) -> str:
+    """What a plugin's record says of a hook function whose name no hook specification has."""
+    import difflib  # only a misspelt hook needs it
+
+    close = difflib.get_close_matches(name, sorted(HOOK_NAMES), n=1, cutoff=0.6)
+    guess = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown hook {name!r}{guess} is never called; the plugin's other hooks are"
 
 
 class PluginRecord:
@@ -50,6 +66,7 @@ class PluginRecord:
     def __init__(self, name: str, dist: Distribution | None, *, disabled: bool = False) -> None:
         self.name, self._dist, self.disabled = name, dist, disabled
         self.error: BaseException | None = None
+        self.problems: list[str] = []  # what was skipped (a misspelt hook); the rest works
 
     @functools.cached_property
     def distribution(self) -> str | None:
@@ -103,11 +120,14 @@ class PluginRegistry:
         self,
         entry_point_source: Callable[[], Iterable[EntryPoint]] | None = None,
         environ: Mapping[str, str] | None = None,
+        *,
+        start_listeners: bool = False,
     ) -> None:
         self._entry_point_source = entry_point_source or (
             lambda: entry_points(group=ENTRY_POINT_GROUP)
         )
         self._environ = os.environ if environ is None else environ
+        self._start_listeners = start_listeners
         self._lock = threading.Lock()
         self._loaded = False
         self._components: dict[tuple[Kind, str], list[Component]] = {}
@@ -122,6 +142,23 @@ class PluginRegistry:
             if not self._loaded:
                 self._load()
                 self._loaded = True
+                if self._start_listeners:
+                    self._listen()
+
+    def _listen(self) -> None:
+        """Make each registered listener and subscribe it to the process's events.
+
+        One whose factory raises is named in its plugin's `problems`; the others still start.
+        """
+        for (kind, name), found in sorted(self._components.items()):
+            if kind != "listener" or len(found) != 1:
+                continue  # a name registered twice is refused at lookup, as for every kind
+            try:
+                dispatcher.subscribe(found[0].factory())
+            except Exception as exc:
+                found[0].source.problems.append(
+                    f"listener {name!r} did not start: {type(exc).__name__}: {exc}"
+                )
 
     def _load(self) -> None:
         manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
@@ -168,12 +205,16 @@ class PluginRegistry:
         hooks = ModuleType(key)
         for attribute in (name for name in dir(module) if not name.startswith("__")):
             options = manager.parse_hookimpl_opts(module, attribute)
-            if options is not None:
-                wrapper = bool(options.get("wrapper") or options.get("hookwrapper"))
-                setattr(hooks, attribute, self._adapt(record, getattr(module, attribute), wrapper))
+            if options is None:
+                continue
+            if attribute not in HOOK_NAMES:  # a misspelt hook costs itself only
+                record.problems.append(_unknown_hook(attribute))
+                continue
+            wrapper = bool(options.get("wrapper") or options.get("hookwrapper"))
+            setattr(hooks, attribute, self._adapt(record, getattr(module, attribute), wrapper))
         try:
             manager.register(hooks, name=key)
-            manager.check_pending()  # a misspelt hook name
+            manager.check_pending()
         except Exception as exc:
             manager.unregister(name=key)
             record.error = exc
@@ -273,6 +314,9 @@ class PluginRegistry:
             message += f". {kind.capitalize()} {name!r} is first-party: {hint}"
         if broken := sorted(r.name for r in self._plugins.values() if r.error is not None):
             message += f". Plugins that failed to load: {', '.join(broken)} (csf plugins)"
+        for record in self._plugins.values():
+            if record.problems:
+                message += f". Plugin {record.name!r}: {'; '.join(record.problems)}"
         return PluginNotFoundError(message)
 
     def names(self, kind: Kind) -> list[str]:
@@ -295,5 +339,5 @@ class PluginRegistry:
         return self.get(kind, name).factory(**kwargs)
 
 
-registry = PluginRegistry()
-"""The process-wide registry that the factory and the CLI use."""
+registry = PluginRegistry(start_listeners=True)
+"""The process-wide registry that the factory and the CLI use; it starts plugins' listeners."""

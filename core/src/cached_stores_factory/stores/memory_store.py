@@ -34,8 +34,11 @@ class _Fence:
 class MemoryStore(Store):
     """Entries live in this process's memory and vanish with it.
 
-    `clock` stamps `stat().modified` and times change marks; tests pass a fake one to age
-    entries.  Fences hold for every cached store of this process that shares the instance.
+    Fences hold for every cached store of this process that shares the instance.
+
+    Args:
+        clock: The time stamped as each entry's `stat().modified` and that times change
+            marks, in seconds since the epoch; tests pass a fake one to age entries.
     """
 
     fences_shared = True

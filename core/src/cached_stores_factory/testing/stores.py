@@ -291,6 +291,22 @@ class StoreConformance:
         assert store.delete("a/1") is False
         assert store.get("a/2") == b"two"
 
+    @pytest.mark.parametrize("order", ["file first", "folder first"])
+    def test_a_key_may_also_be_the_prefix_of_another(self, store: Store, order: str) -> None:
+        """ "a" and "a/b" are two entries: a store that maps keys straight to paths can't
+        hold both (one would have to be a file and a directory at once)."""
+        writes = [("a", b"the file"), ("a/b", b"under it"), ("a/b/c", b"deeper")]
+        for key, data in writes if order == "file first" else writes[::-1]:
+            store.put(key, data)
+        for key, data in writes:
+            assert store.get(key) == data
+            assert store.stat(key).size == len(data)
+        assert sorted(store.keys("a")) == ["a", "a/b", "a/b/c"]
+        assert sorted(store.keys("a/")) == ["a/b", "a/b/c"]
+        assert store.delete("a") is True
+        assert sorted(store.keys()) == ["a/b", "a/b/c"]
+        assert store.get("a/b") == b"under it"
+
     def test_keys_filter_by_prefix(self, store: Store) -> None:
         for key in ("a/1", "a/2", "ab", "b/1", "b/a/1"):
             store.put(key, key.encode())

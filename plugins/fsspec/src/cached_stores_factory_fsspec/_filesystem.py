@@ -81,11 +81,16 @@ class _RefusedTransaction(Transaction):  # type: ignore[misc]
 class CachedStoreFileSystem(AbstractFileSystem, metaclass=_Instances):  # type: ignore[misc]
     """The `csf` protocol: read and write a cached store's keys through fsspec.
 
-    Build it from a config (`config="cache.toml"` or a mapping, as for
-    `CachedStoreFactory.from_config`; one store per config in a process, whatever the
-    thread), or wrap a cached store you built (`store=cs`).
     Reads are served by the local store while it holds a fresh copy; `info` and `ls` take
     each entry's details from the fresh local copy, else from the remote.
+
+    Args:
+        config: A config file's path or a mapping, as for `CachedStoreFactory.from_config`;
+            one cached store per config in a process, whatever the thread.  Give either
+            this or `store`.
+        store: A cached store you built, to wrap instead of a config.
+        **storage_options: fsspec's own options for a filesystem (`skip_instance_cache`,
+            for example).
     """
 
     protocol = "csf"

@@ -60,19 +60,50 @@ class _BoundedCache(LedgeredPolicy):
         return stale_keys(self._store, self.clock(), self.ttl)
 
 
+def _docstring(about: str, evicted: str) -> str:
+    """FIFO's or LRU's docstring: `about` it, then the constructor's arguments they share."""
+    return f"""{about}
+
+    Args:
+        depth: At most this many local entries; storing one more evicts {evicted}.
+        max_bytes: At most this many bytes of local entries, or None for no byte bound; an
+            object larger than this is served but not stored.
+        ttl: Also expire an entry this many seconds after it was stored, or None: entries
+            stay fresh until evicted.
+        stale_if_error: Seconds past expiry during which an expired copy is served when the
+            remote fails; needs `ttl`.  0 turns it off.
+        stale_while_revalidate: Seconds past expiry during which an expired copy is served at
+            once and refreshed in the background; needs `ttl`.  0 turns it off.
+        ledger: A `redis://` URL: keep the order in that Redis, one bound for every process
+            and machine.  None: the local store's Redis for a Redis store, SQLite in its
+            `state_dir()` for a store that has one, else in this process.
+        ledger_cluster: True when `ledger` names a node of a Redis Cluster.
+        ledger_key: The ledger's name in Redis, the same in every process that shares the
+            store; None derives it from the local store.
+        lease_timeout: With a `ledger` URL: seconds a per-key lease in that Redis outlives a
+            holder that died or stopped.
+        clock: The current time in seconds since the epoch; tests pass a fake one.
+    """
+
+
 @attrs.define(eq=False, repr=False)  # LedgeredPolicy's
 class FIFOCache(_BoundedCache):
-    """Keep the `depth` (and `max_bytes`) most recently stored entries; reads change nothing.
+    __doc__ = _docstring(
+        """Keep the `depth` (and `max_bytes`) most recently stored entries; reads change nothing.
 
-    Storing a key again (a write, or a fetch after it aged) makes it the newest.
-    """
+    Storing a key again (a write, or a fetch after it aged) makes it the newest.""",
+        evicted="the oldest stored",
+    )
 
     name: ClassVar[str] = "fifo"
 
 
 @attrs.define(eq=False, repr=False)  # LedgeredPolicy's
 class LRUCache(_BoundedCache):
-    """Keep the `depth` (and `max_bytes`) most recently used entries; reads and writes use."""
+    __doc__ = _docstring(
+        "Keep the `depth` (and `max_bytes`) most recently used entries; reads and writes use.",
+        evicted="the least recently used",
+    )
 
     name: ClassVar[str] = "lru"
 

@@ -53,9 +53,14 @@ class TTLCache(LedgeredPolicy):
     the oldest stored entries are evicted, as FIFOCache does, through the same ledger (kept
     where FIFO keeps it, see `ledger`).  Without them the policy keeps no state at all.
 
-    `stale_while_revalidate` serves an expired entry for that many more seconds while it is
-    refreshed in the background; `stale_if_error` serves it for that many more seconds when
-    the remote fails.
+    Args:
+        interval: Seconds an entry is fresh after the local store received it (fetched or
+            written); above 0.
+        stale_if_error: Seconds past expiry during which an expired copy is served when the
+            remote fails (refused, reset, 5xx after retries, timed out); 0 turns it off.
+        stale_while_revalidate: Seconds past expiry during which an expired copy is served at
+            once and refreshed in the background; 0 turns it off.
+        clock: The current time in seconds since the epoch; tests pass a fake one.
     """
 
     interval: float = attrs.field(validator=positive_seconds)

@@ -273,14 +273,30 @@ def _glob_escape(text: bytes) -> bytes:
 class RedisStore(Store):
     """Entries in Redis under `prefix`, each expiring after `ex` seconds when given.
 
-    Connect with `host`/`port`/`db`/`password`, or with a `url` (redis://, rediss://,
-    unix://), which wins when given.  `cluster=True` speaks to a Redis Cluster through any of
-    its nodes.  `socket_timeout` and `socket_connect_timeout` (seconds, 0.25 each by default)
-    and `retries` (1) bound how long one call can stall on a dead or hung server.  Other
-    keyword arguments go to redis-py (`ssl_ca_certs` for TLS, for example) and override the
-    pinned settings (a `retry` there wins over `retries`).  Several caches share a server by
-    using different prefixes, none of which may begin another.  `max_value_bytes` bounds one
-    entry.  Fences hold for every process that uses the same prefix (`fences_shared`).
+    Several caches share a server by using different prefixes, none of which may begin
+    another.  The timeouts and `retries` bound how long one call can stall on a dead or hung
+    server.  Fences hold for every process that uses the same prefix (`fences_shared`).
+
+    Args:
+        host: The server's host name or address.
+        port: The server's port.
+        ex: Seconds Redis keeps each entry (native expiry); None keeps entries until they
+            are deleted or Redis evicts them.
+        db: The database number.
+        password: The server's password.  Never shown in reprs, logs or errors.
+        url: A `redis://`, `rediss://` or `unix://` URL, which wins over `host`, `port`, `db`
+            and `password` when given.
+        prefix: Prepended to every Redis key.
+        cluster: True: a Redis Cluster, reached through `host`/`port` or `url` of any node
+            (database 0 only).
+        max_value_bytes: The largest entry stored; a larger one is refused with a clear error.
+        socket_timeout: Seconds for each socket read or write.
+        socket_connect_timeout: Seconds to connect.
+        retries: Retries after a connection error or a timeout (every command is idempotent).
+        lease_timeout: Seconds a per-key lease (held around a fetch, renewed while held)
+            outlives a holder that died or stopped.
+        **kwargs: Passed to `redis.Redis` or `redis.RedisCluster` (`ssl_ca_certs` for
+            TLS, for example), over the pinned settings: a `retry` there wins over `retries`.
     """
 
     fences_shared = True

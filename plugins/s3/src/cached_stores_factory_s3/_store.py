@@ -392,12 +392,32 @@ class S3Store(Store):
     Credentials, region and endpoint come from the AWS profile `s3_profile` (or the default
     chain); `s3_region` and `endpoint_url` override them.  A profile may set `endpoint_url`
     in its config section, which is how MinIO, R2 or a test server are reached without code
-    changes.  `connect_timeout` and `read_timeout` (seconds) and `max_attempts` (requests in
-    all, the first included) in `retry_mode` bound each request.  `restore_days`, when set,
-    makes a read of an archived object ask S3 to restore it for that many days, in the
-    `restore_tier` retrieval tier.  Other keyword arguments go to `session.client("s3",
-    ...)`; a `config` there is merged over the one these arguments make.  The bucket must
-    exist.
+    changes.  The bucket must exist.
+
+    Args:
+        bucketname: The bucket: letters, digits, '.', '-' and '_', or an access point ARN.
+        s3_profile: The AWS profile (from `~/.aws/config`) for credentials, region and
+            endpoint; None uses the default chain.
+        s3_region: The region, over the profile's or the environment's.
+        prefix: Prepended to every object key, so a cache can use part of a bucket.
+        endpoint_url: An S3-compatible endpoint (MinIO, R2, ...), over the profile's.
+        multipart_threshold: Writes of at least this many bytes use a multipart upload.
+        multipart_chunksize: The size of each uploaded part, in bytes.
+        aws_access_key_id: An access key, instead of the profile's.
+        aws_secret_access_key: Its secret.  Never shown in reprs, logs or errors.
+        aws_session_token: A session token for temporary credentials.  Never shown.
+        connect_timeout: Seconds to connect, per request.
+        read_timeout: Seconds to wait for each read of a response, per request.
+        max_attempts: Requests in all for one call, the first included.
+        retry_mode: botocore's retry mode: "standard", "adaptive" or "legacy".
+        restore_days: When set, a read of an archived object asks S3 to restore it for this
+            many days (see docs/stores.md, *Archived objects*).
+        restore_tier: The restore's retrieval tier: "Standard", "Bulk" or "Expedited".
+        checksums: CRC32 checksums sent with uploads and checked on downloads, so damage in
+            transit is refused; False sends them only where S3 requires them, for
+            S3-compatible servers that reject them.
+        **client_kwargs: Passed to `session.client("s3", ...)` (`verify`, for example); a
+            `config` there is merged over the pinned one.
     """
 
     argument_checks = MappingProxyType(

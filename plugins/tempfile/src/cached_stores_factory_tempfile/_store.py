@@ -142,13 +142,16 @@ def _open_private_dir(path: str | Path, *, dir_fd: int | None = None) -> int:
 class TempfileStore(Store):
     """Entries as files in the directory `name` under the system temp directory.
 
-    `root`, when given, is the directory to use instead (created if missing).  Entries,
-    their metadata and policy state survive restarts and are shared by every process that
-    opens the same directory.  `fsync=True` flushes each entry to disk before it becomes
-    visible.  It is off by default: every read checks the entry against its checksum, so a
-    file torn by a power cut is found corrupt, dropped and fetched again instead of served.
+    Entries, their metadata and policy state survive restarts and are shared by every process
+    that opens the same directory.  Fences hold across every process and thread that opens
+    the directory (`fences_shared`).
 
-    Fences hold across every process and thread that opens the directory (`fences_shared`).
+    Args:
+        name: The directory's name under the system temp directory (`$TMPDIR`, `/tmp`).
+        root: The directory to use instead, created with mode 0700 if missing.
+        fsync: Flush each entry to disk before it becomes visible, so it survives a power
+            cut.  Off by default: every read checks the entry against its checksum, so a
+            file torn by a power cut is found corrupt, dropped and fetched again.
     """
 
     fences_shared = True
