@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import Any, Literal
 
 Kind = Literal["store", "policy", "serializer", "listener"]
 
@@ -30,13 +31,28 @@ def install_hint(kind: Kind, name: str) -> str | None:
     )
 
 
-def missing_plugin(exc: ModuleNotFoundError, module: str, names: str, install: str) -> ImportError:
-    """The ImportError for a plugin that is not installed, naming the command that installs it.
+def resolver(module: str, names: Mapping[str, tuple[Kind, str]]) -> Callable[[str], Any]:
+    """A module `__getattr__` that finds each of `names` in the plugin registry by kind and name.
 
-    A ModuleNotFoundError from inside an installed plugin is returned unchanged.
+    So the original examples' import paths work without the core importing any plugin: the
+    class comes from whichever distribution registers the name, found when first imported.
+    A first-party plugin that is not installed raises ImportError naming its pip command.
     """
-    if exc.name is None or not module.startswith(exc.name):
-        return exc
-    return ImportError(
-        f"{names} ships in a separate distribution that is not installed: {install}", name=module
-    )
+
+    def __getattr__(attribute: str) -> Any:
+        if attribute not in names:
+            raise AttributeError(f"module {module!r} has no attribute {attribute!r}")
+        kind, name = names[attribute]
+        from .errors import PluginNotFoundError
+        from .plugins import registry
+
+        try:
+            return registry.get(kind, name).factory
+        except PluginNotFoundError as exc:
+            hint = install_hint(kind, name)
+            reason = f"not installed: {hint}" if "unknown" in str(exc) else str(exc)
+            raise ImportError(
+                f"{attribute} ships in a separate distribution that is {reason}", name=module
+            ) from None
+
+    return __getattr__

@@ -1,12 +1,14 @@
-"""`from cached_stores_factory.caches.FIFO_cache import FIFOCache`."""
+"""`from cached_stores_factory.caches.FIFO_cache import FIFOCache`
 
-from .._reexport import missing_plugin
+Found by name in the plugin registry, so the core imports no plugin.
+"""
 
-try:
+from typing import TYPE_CHECKING
+
+from .._reexport import resolver
+
+if TYPE_CHECKING:  # for type checkers only: at run time the core imports no plugin
     from cached_stores_factory_policies import FIFOCache
-except ModuleNotFoundError as exc:
-    raise missing_plugin(
-        exc, "cached_stores_factory_policies", "FIFOCache", "pip install cached-stores-factory"
-    ) from exc
 
+__getattr__ = resolver(__name__, {"FIFOCache": ("policy", "fifo")})
 __all__ = ["FIFOCache"]

@@ -1,12 +1,14 @@
-"""`from cached_stores_factory.stores.S3_store import S3Store`."""
+"""`from cached_stores_factory.stores.S3_store import S3Store`
 
-from .._reexport import missing_plugin
+Found by name in the plugin registry, so the core imports no plugin.
+"""
 
-try:
+from typing import TYPE_CHECKING
+
+from .._reexport import resolver
+
+if TYPE_CHECKING:  # for type checkers only: at run time the core imports no plugin
     from cached_stores_factory_s3 import S3Store
-except ModuleNotFoundError as exc:
-    raise missing_plugin(
-        exc, "cached_stores_factory_s3", "S3Store", 'pip install "cached-stores-factory[s3]"'
-    ) from exc
 
+__getattr__ = resolver(__name__, {"S3Store": ("store", "s3")})
 __all__ = ["S3Store"]

@@ -1,15 +1,14 @@
-"""`from cached_stores_factory.stores.redis_store import RedisStore`."""
+"""`from cached_stores_factory.stores.redis_store import RedisStore`
 
-from .._reexport import missing_plugin
+Found by name in the plugin registry, so the core imports no plugin.
+"""
 
-try:
+from typing import TYPE_CHECKING
+
+from .._reexport import resolver
+
+if TYPE_CHECKING:  # for type checkers only: at run time the core imports no plugin
     from cached_stores_factory_redis import RedisStore
-except ModuleNotFoundError as exc:
-    raise missing_plugin(
-        exc,
-        "cached_stores_factory_redis",
-        "RedisStore",
-        'pip install "cached-stores-factory[redis]"',
-    ) from exc
 
+__getattr__ = resolver(__name__, {"RedisStore": ("store", "redis")})
 __all__ = ["RedisStore"]

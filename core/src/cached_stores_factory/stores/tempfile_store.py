@@ -1,12 +1,14 @@
-"""`from cached_stores_factory.stores.tempfile_store import TempfileStore`."""
+"""`from cached_stores_factory.stores.tempfile_store import TempfileStore`
 
-from .._reexport import missing_plugin
+Found by name in the plugin registry, so the core imports no plugin.
+"""
 
-try:
+from typing import TYPE_CHECKING
+
+from .._reexport import resolver
+
+if TYPE_CHECKING:  # for type checkers only: at run time the core imports no plugin
     from cached_stores_factory_tempfile import TempfileStore
-except ModuleNotFoundError as exc:
-    raise missing_plugin(
-        exc, "cached_stores_factory_tempfile", "TempfileStore", "pip install cached-stores-factory"
-    ) from exc
 
+__getattr__ = resolver(__name__, {"TempfileStore": ("store", "tempfile")})
 __all__ = ["TempfileStore"]
