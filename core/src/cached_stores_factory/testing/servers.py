@@ -11,7 +11,12 @@ raise ServiceUnavailable instead.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import email.utils
+import hashlib
+import html
+import http.client
 import os
 import random
 import shutil
@@ -20,9 +25,11 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, NoReturn, TypeVar
 
 import attrs
@@ -282,13 +289,12 @@ class _Response:
 
 
 @attrs.define
-class S3Server:
-    """moto's S3 HTTP server, with a log of every request it answered."""
+class RequestLog:
+    """Every request a test server answered: method, path, status and body bytes sent."""
 
-    endpoint_url: str
-    requests: list[tuple[str, str]] = attrs.field(factory=list)
-    _responses: list[_Response] = attrs.field(factory=list)
-    _lock: threading.Lock = attrs.field(factory=threading.Lock)
+    requests: list[tuple[str, str]] = attrs.field(factory=list, kw_only=True)
+    _responses: list[_Response] = attrs.field(factory=list, kw_only=True)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, kw_only=True)
 
     def record(self, method: str, path: str) -> _Response:
         """Log one request; its response's bytes add up in the record this returns."""
@@ -325,6 +331,19 @@ class S3Server:
                 if (method is None or m == method) and path_contains in p
             )
 
+    def forget(self) -> None:
+        """Empty the log."""
+        with self._lock:
+            self.requests.clear()
+            self._responses.clear()
+
+
+@attrs.define
+class S3Server(RequestLog):
+    """moto's S3 HTTP server, with a log of every request it answered."""
+
+    endpoint_url: str
+
     def reset(self) -> None:
         """Forget every bucket and object and the request log."""
         request = urllib.request.Request(  # noqa: S310 - an http URL on loopback
@@ -332,9 +351,7 @@ class S3Server:
         )
         with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - loopback only
             pass
-        with self._lock:
-            self.requests.clear()
-            self._responses.clear()
+        self.forget()
 
     def new_bucket(self, prefix: str = "test") -> str:
         """Create a bucket with a unique name starting with `prefix`, and return its name."""
@@ -444,3 +461,289 @@ def running_s3() -> Iterator[S3Server]:
 def s3_server() -> Iterator[S3Server]:
     """moto's S3 server over HTTP on a free loopback port, for the whole test session."""
     yield from _required(running_s3())
+
+
+# -- HTTP(S) origins and the cloud emulators behind fsspec ----------------------------------
+
+
+@attrs.define
+class _Object:
+    data: bytes
+    etag: str
+    modified: float  # whole seconds: Last-Modified has no finer grain
+
+
+def _http_date(seconds: float) -> str:
+    return email.utils.formatdate(seconds, usegmt=True)
+
+
+def _parsed_range(header: str, size: int) -> tuple[int, int] | None:
+    """[start, end) of a `bytes=a-b` or `bytes=a-` header; None when it can't be served."""
+    first, _, last = header.removeprefix("bytes=").partition("-")
+    start = int(first)
+    end = min(size, int(last) + 1) if last else size
+    return (start, end) if start < size else None
+
+
+@attrs.define
+class HttpServer(RequestLog):
+    """A plain HTTP origin of files in memory, as a web server or a CDN serves them.
+
+    It answers GET and HEAD with `ETag` (unless `etags` is off: then `Last-Modified` alone),
+    `Last-Modified`, `Content-MD5`, `If-None-Match`, `If-Match`, `If-Modified-Since`,
+    `If-Unmodified-Since` and `Range`, and serves `/` as an HTML index linking every file, which
+    is how fsspec lists a web server.  Every request is logged with the body bytes it sent.
+    """
+
+    url: str
+    etags: bool = True
+    objects: dict[str, _Object] = attrs.field(factory=dict)
+    _clock: float = 0.0
+
+    def put(self, name: str, data: bytes) -> None:
+        """Publish `data` at `/name`, a new version: a new ETag and a later Last-Modified."""
+        with self._lock:
+            self._clock = max(float(int(time.time())), self._clock + 1)
+            self.objects[name] = _Object(data, f'"{uuid.uuid4().hex}"', self._clock)
+
+    def damage(self, name: str) -> None:
+        """Flip the first byte of `/name` and keep its ETag and Content-MD5: a corrupt origin."""
+        with self._lock:
+            found = self.objects[name]
+            found.data = bytes([found.data[0] ^ 0xFF]) + found.data[1:]
+
+    def clear(self) -> None:
+        """Forget every file and the request log."""
+        with self._lock:
+            self.objects.clear()
+        self.forget()
+
+    def answer(self, handler: BaseHTTPRequestHandler, *, body: bool) -> None:
+        """Serve one GET (`body`) or HEAD request."""
+        name = urllib.parse.unquote(urllib.parse.urlsplit(handler.path).path).lstrip("/")
+        response = self.record(handler.command, handler.path)
+        with self._lock:
+            found = self.objects.get(name)
+            index = self._index() if name == "" else None
+        status, headers, payload = self._response(handler, found, index)
+        response.status = status
+        handler.send_response(status)
+        for header, value in headers.items():
+            handler.send_header(header, value)
+        handler.send_header("Content-Length", str(len(payload)))
+        handler.end_headers()
+        if body and payload:
+            handler.wfile.write(payload)
+            response.size += len(payload)
+
+    def _index(self) -> bytes:
+        links = "".join(
+            f'<a href="/{urllib.parse.quote(name)}">{html.escape(name)}</a>\n'
+            for name in sorted(self.objects)
+        )
+        return f"<html><body>\n{links}</body></html>\n".encode()
+
+    def _response(
+        self, handler: BaseHTTPRequestHandler, found: _Object | None, index: bytes | None
+    ) -> tuple[int, dict[str, str], bytes]:
+        if index is not None:
+            return 200, {"Content-Type": "text/html"}, index
+        if found is None:
+            return 404, {}, b"not found"
+        validators = {"Last-Modified": _http_date(found.modified)}
+        if self.etags:
+            validators["ETag"] = found.etag
+        asked = handler.headers
+        if not self._preconditions_hold(asked, found):
+            return 412, validators, b""
+        if self._not_modified(asked, found):
+            return 304, validators, b""
+        headers = {
+            **validators,
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+            "Content-MD5": base64.b64encode(hashlib.md5(found.data).digest()).decode(),  # noqa: S324
+        }
+        size = len(found.data)
+        if (wanted := asked.get("Range")) is None:
+            return 200, headers, found.data
+        span = _parsed_range(wanted, size)
+        if span is None:
+            return 416, {**validators, "Content-Range": f"bytes */{size}"}, b""
+        start, end = span
+        del headers["Content-MD5"]  # it is the whole file's, not the range's
+        headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
+        return 206, headers, found.data[start:end]
+
+    def _preconditions_hold(self, asked: Any, found: _Object) -> bool:
+        if (match := asked.get("If-Match")) is not None:
+            return self.etags and match in ("*", found.etag)
+        if (since := asked.get("If-Unmodified-Since")) is not None:
+            return found.modified <= email.utils.parsedate_to_datetime(since).timestamp()
+        return True
+
+    def _not_modified(self, asked: Any, found: _Object) -> bool:
+        if (none_match := asked.get("If-None-Match")) is not None:
+            return self.etags and none_match in ("*", found.etag)
+        if (since := asked.get("If-Modified-Since")) is not None:
+            return found.modified <= email.utils.parsedate_to_datetime(since).timestamp()
+        return False
+
+
+class _HttpHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Httpd
+
+    def do_GET(self) -> None:
+        self.server.site.answer(self, body=True)
+
+    def do_HEAD(self) -> None:
+        self.server.site.answer(self, body=False)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        """Quiet: the log is the server's RequestLog."""
+
+
+class _Httpd(ThreadingHTTPServer):
+    daemon_threads = True
+    site: Any
+
+
+@contextlib.contextmanager
+def _serving(handler: type[BaseHTTPRequestHandler], site: Any) -> Iterator[int]:
+    """A threaded HTTP server on a free loopback port for `handler`; yields the port."""
+    httpd = _Httpd(("127.0.0.1", 0), handler)
+    httpd.site = site
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield httpd.server_address[1]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+
+
+@contextlib.contextmanager
+def running_http(*, etags: bool = True) -> Iterator[HttpServer]:
+    """A local HTTP origin (see HttpServer) on a free loopback port, for the block."""
+    site = HttpServer("", etags=etags)
+    with _serving(_HttpHandler, site) as port:
+        site.url = f"http://127.0.0.1:{port}"
+        yield site
+
+
+@pytest.fixture(scope="session")
+def http_server() -> Iterator[HttpServer]:
+    """A local HTTP origin with ETags and ranges on a free loopback port, for the session."""
+    with running_http() as server:
+        yield server
+
+
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "content-length"}
+)
+
+
+def _request_body(handler: BaseHTTPRequestHandler) -> bytes | None:
+    """The request's body, whether sent with a Content-Length or in chunks."""
+    if handler.headers.get("Transfer-Encoding", "").lower() == "chunked":
+        parts = []
+        while size := int(handler.rfile.readline().split(b";")[0], 16):
+            parts.append(handler.rfile.read(size))
+            handler.rfile.readline()
+        while handler.rfile.readline().strip():  # trailers, up to the blank line
+            pass
+        return b"".join(parts)
+    length = int(handler.headers.get("Content-Length") or 0)
+    return handler.rfile.read(length) if length else None
+
+
+@attrs.define
+class CountingProxy(RequestLog):
+    """A reverse proxy on loopback in front of an emulator that logs what it answered.
+
+    Counting at the proxy shows what a client sent and received, whatever the emulator logs.
+    The Host header passes unchanged, so URLs the emulator builds (resumable uploads) point
+    back at the proxy.
+    """
+
+    upstream: tuple[str, int]
+    endpoint_url: str = ""
+
+    def forward(self, handler: BaseHTTPRequestHandler) -> None:
+        """Send one request on to the upstream and its response back, logging both."""
+        response = self.record(handler.command, handler.path)
+        body = _request_body(handler)
+        headers = {k: v for k, v in handler.headers.items() if k.lower() not in _HOP_BY_HOP}
+        connection = http.client.HTTPConnection(*self.upstream, timeout=60)
+        try:
+            connection.request(handler.command, handler.path, body=body, headers=headers)
+            reply = connection.getresponse()
+            payload = reply.read()
+            reply_headers = reply.getheaders()
+        finally:
+            connection.close()
+        response.status = reply.status
+        handler.send_response_only(reply.status)
+        for header, value in reply_headers:
+            if header.lower() not in _HOP_BY_HOP:
+                handler.send_header(header, value)
+        bodiless = handler.command == "HEAD" or reply.status in (204, 304)
+        length = reply.getheader("Content-Length") if bodiless else str(len(payload))
+        if length is not None:
+            handler.send_header("Content-Length", length)
+        handler.end_headers()
+        if not bodiless:
+            handler.wfile.write(payload)
+            response.size += len(payload)
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Httpd
+
+    def _forward(self) -> None:
+        self.server.site.forward(self)
+
+    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = do_PATCH = do_OPTIONS = _forward
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        """Quiet: the log is the proxy's RequestLog."""
+
+
+@contextlib.contextmanager
+def _counting_proxy(upstream_port: int) -> Iterator[CountingProxy]:
+    proxy = CountingProxy(("127.0.0.1", upstream_port))
+    with _serving(_ProxyHandler, proxy) as port:
+        proxy.endpoint_url = f"http://127.0.0.1:{port}"
+        yield proxy
+
+
+def _wait_for_port(process: subprocess.Popen[bytes], port: int, name: str, timeout: float) -> None:
+    """Return once `process` accepts connections on `port`; raise ServiceUnavailable if not."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = process.stdout.read().decode(errors="replace")[-500:] if process.stdout else ""
+            raise ServiceUnavailable(f"{name} exited with code {process.returncode}: {output}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+            return
+        time.sleep(0.05)
+    stop_process(process)
+    raise ServiceUnavailable(f"{name} did not listen on port {port} within {timeout} s")
+
+
+@contextlib.contextmanager
+def _emulator(command: Sequence[str], port: int, name: str) -> Iterator[CountingProxy]:
+    """Run an emulator listening on `port` behind a CountingProxy, stopped after the block."""
+    with tempfile.TemporaryDirectory(prefix="csf-emulator-") as workdir:
+        process = subprocess.Popen(
+            command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        try:
+            _wait_for_port(process, port, name, timeout=60)
+            with _counting_proxy(port) as proxy:
+                yield proxy
+        finally:
+            stop_process(process)

@@ -1,0 +1,94 @@
+"""FsspecStore over memory:// and file://: the conformance suite, versions, pinned reads."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cached_stores_factory.errors import ConfigError, EntryChangedError, RemoteError
+from cached_stores_factory.plugins import registry
+from cached_stores_factory.testing.stores import StoreConformance
+from cached_stores_factory_fsspec import FsspecStore
+from cached_stores_factory_fsspec import _store as store_module
+
+
+class TestMemoryConformance(StoreConformance):
+    @pytest.fixture
+    def store(self) -> Iterator[FsspecStore]:
+        with FsspecStore(f"memory://csf-{uuid.uuid4().hex}") as store:
+            yield store
+
+
+class TestFileConformance(StoreConformance):
+    @pytest.fixture
+    def store(self, tmp_path: Path) -> Iterator[FsspecStore]:
+        with FsspecStore(f"file://{tmp_path}/root") as store:
+            yield store
+
+
+def test_registered_under_fsspec_by_its_distribution() -> None:
+    component = registry.get("store", "fsspec")
+    assert component.factory is FsspecStore
+    assert component.distribution == "cached-stores-factory-fsspec"
+
+
+def test_loading_the_plugin_imports_no_filesystem() -> None:
+    code = (
+        "import sys, cached_stores_factory_fsspec; "
+        "assert not {'fsspec', 'gcsfs', 'adlfs', 'aiohttp'} & set(sys.modules), sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_url_without_a_protocol_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="'url' must be a URL"):
+        FsspecStore("/just/a/path")
+
+
+def test_an_unknown_protocol_is_a_config_error_naming_the_url() -> None:
+    with pytest.raises(ConfigError, match=r"nosuch://bucket"):
+        FsspecStore("nosuch://bucket/prefix")
+
+
+def test_a_change_between_chunks_is_refused_never_spliced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_module, "CHUNK", 1024)
+    store = FsspecStore(f"file://{tmp_path}")
+    store.put("big", b"a" * 4096)
+    with store.open_read("big") as entry:
+        assert entry.read(1024) == b"a" * 1024
+        store.put("big", b"b" * 4096)
+        with pytest.raises(RemoteError, match="changed while it was read"):
+            entry.read()
+
+
+def test_a_range_pinned_to_an_old_version_raises_entry_changed(tmp_path: Path) -> None:
+    store = FsspecStore(f"file://{tmp_path}")
+    store.put("obj", b"0123456789")
+    with store.open_range("obj", 2, 5) as entry:
+        assert entry.read() == b"234"
+        old = entry.stat.etag
+    assert old is not None
+    store.put("obj", b"abcdefghijk")
+    with pytest.raises(EntryChangedError):
+        store.open_range("obj", 2, 5, if_match=old)
+    with store.open_range("obj", 2, 5) as entry:
+        assert entry.read() == b"cde"
+
+
+def test_revalidation_of_an_unchanged_file_returns_none(tmp_path: Path) -> None:
+    store = FsspecStore(f"file://{tmp_path}")
+    stat = store.put_stream("obj", io.BytesIO(b"payload"))
+    assert stat.etag is not None
+    assert store.open_read_if_changed("obj", stat.etag) is None
+    store.put("obj", b"changed")
+    entry = store.open_read_if_changed("obj", stat.etag)
+    assert entry is not None
+    assert entry.read() == b"changed"
