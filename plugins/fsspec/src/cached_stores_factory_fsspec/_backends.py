@@ -15,6 +15,8 @@ from typing import Any, NamedTuple
 
 __all__ = ["Backend", "Changed", "Reply", "Version", "backend_for"]
 
+_NOT_MODIFIED = 304
+_PRECONDITION_FAILED = 412
 _NO_RANGE = 416
 
 
@@ -40,6 +42,10 @@ class Changed(Exception):  # noqa: N818 - a signal, caught inside the store
     def __init__(self, found: str | None = None) -> None:
         super().__init__(found)
         self.found = found
+
+
+class _PastTheEnd(Exception):  # noqa: N818 - a signal, caught inside this module
+    """A range that starts at or past the end of the object."""
 
 
 class NotFound(Exception):  # noqa: N818 - a signal, caught inside the store
@@ -79,9 +85,9 @@ def _size_of(headers: Any, body: bytes) -> int:
 class Backend:
     """Any fsspec filesystem: `info()` gives the version, `cat_file` the bytes.
 
-    A read is checked against `info()` before and after it, so a change in between raises
-    Changed instead of returning a mix.  There is no conditional read: revalidation costs one
-    `info()`, and no body bytes when the object is unchanged.
+    A read is checked against `info()` after it (and before, unless pinned), so a change in
+    between raises Changed instead of returning a mix.  There is no conditional read: the
+    store asks for the version first, so revalidating an unchanged object moves no body.
     """
 
     conditional = False  # True: fetch(unless=...) costs one request and no body when unchanged
@@ -113,29 +119,30 @@ class Backend:
     ) -> Reply | None:
         """Bytes [start, end) (fewer past the end) and the version they belong to.
 
-        `pin`: raise Changed unless the object is still that version.  `unless`: return None
-        (and read no body) if the object is still that version.
+        `pin`: raise Changed unless the object is still that version.  `unless` (backends
+        with conditional reads only): return None, with no body, if it is still that version.
         """
-        before = self.version(path)
-        if unless is not None and before.tag == unless:
-            return None
-        if pin is not None and before.tag != pin:
-            raise Changed(before.tag)
+        before = self.version(path) if pin is None else None
         try:
-            body = self.fs.cat_file(path, start, end) if start < before.size else b""
+            body = self.fs.cat_file(path, start, end)
         except FileNotFoundError:
-            raise Changed(None) from None
+            raise Changed(None) if pin is not None else NotFound from None
         after = self.version(path)
-        if after.tag != before.tag:
+        expected = pin if before is None else before.tag
+        if after.tag != expected:
             raise Changed(after.tag)
-        return Reply(body, before)
+        return Reply(body, after)
 
     def put_options(self, origin_tag: str | None) -> dict[str, Any]:
-        """Keyword arguments for `fs.open(path, "wb")`."""
+        """Keyword arguments for `fs.open(path, "wb")` and `fs.pipe_file`."""
         return {}
 
+    def pipe(self, path: str, data: bytes, origin_tag: str | None) -> None:
+        """Write a whole (small) object in one request."""
+        self.fs.pipe_file(path, data, **self.put_options(origin_tag))
 
-_ORIGIN_TAG = "csf-etag"  # object metadata: the origin's tag, when this store caches another
+
+_ORIGIN_TAG = "csf_etag"  # metadata: the origin's tag (Azure allows no "-" in the name)
 
 
 class HttpBackend(Backend):
@@ -168,9 +175,9 @@ class HttpBackend(Backend):
         if unless is not None:
             headers.update(self._precondition(unless, match=False))
         status, reply_headers, body = self._get(path, headers)
-        if status == 304:
+        if status == _NOT_MODIFIED:
             return None
-        if status == 412:
+        if status == _PRECONDITION_FAILED:
             raise Changed(None)
         if status == 404:
             raise Changed(None) if pin is not None else NotFound
@@ -242,11 +249,23 @@ class GcsBackend(Backend):
     """gcsfs: versions are GCS generations; reads are media GETs pinned with `generation=`.
 
     A pinned read of a generation that is no longer current is refused by GCS (404), so a
-    read never mixes two generations.  Revalidation is one metadata GET (no body bytes); the
-    conditional media GET (`ifGenerationNotMatch`) is not answered by the emulators.
+    read never mixes two generations.  The store asks for the metadata first (one GET, no
+    body bytes: the revalidation), which also gives the MD5 and CRC32C and the object's size
+    (so an empty object needs no media GET, which GCS would refuse as an unsatisfiable
+    range); GCS emulators don't answer the conditional media GET (`ifGenerationNotMatch`).
     """
 
     keeps_metadata = True
+
+    def version(self, path: str) -> Version:
+        """One metadata GET (gcsfs's `info` may list the parent too, to find a directory)."""
+        from fsspec.asyn import sync
+
+        self.fs.invalidate_cache(path)
+        try:
+            return self._version(sync(self.fs.loop, self.fs._get_object, path))
+        except FileNotFoundError:
+            raise NotFound from None
 
     def _version(self, info: dict[str, Any]) -> Version:
         generation = info.get("generation")
@@ -331,23 +350,21 @@ class AzureBackend(Backend):
     ) -> Reply | None:
         from fsspec.asyn import sync
 
-        if start >= end:
-            version = self.version(path)
-            if pin is not None and version.tag != pin:
-                raise Changed(version.tag)
-            return Reply(b"", version)
-        return sync(self.fs.loop, self._download, path, start, end, pin, unless)  # type: ignore[no-any-return]
+        if start < end:
+            try:
+                return sync(self.fs.loop, self._download, path, start, end, pin, unless)  # type: ignore[no-any-return]
+            except _PastTheEnd:
+                pass
+        version = self.version(path)
+        if pin is not None and version.tag != pin:
+            raise Changed(version.tag)
+        return Reply(b"", version)
 
     async def _download(
         self, path: str, start: int, end: int, pin: str | None, unless: str | None
     ) -> Reply | None:
         from azure.core import MatchConditions
-        from azure.core.exceptions import (
-            HttpResponseError,
-            ResourceModifiedError,
-            ResourceNotFoundError,
-            ResourceNotModifiedError,
-        )
+        from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
         container, blob, _ = self.fs.split_path(path)
         condition: dict[str, Any] = {}
@@ -361,24 +378,22 @@ class AzureBackend(Backend):
                     offset=start, length=end - start, **condition
                 )
                 body = await downloader.readall()
-        except ResourceNotModifiedError:
-            return None
-        except ResourceModifiedError:
-            raise Changed(None) from None
         except ResourceNotFoundError:
             raise Changed(None) if pin is not None else NotFound from None
-        except HttpResponseError as exc:
+        except HttpResponseError as exc:  # the SDK raises one type for 304 and 412 alike
+            if exc.status_code == _NOT_MODIFIED:
+                return None
+            if exc.status_code == _PRECONDITION_FAILED:
+                raise Changed(None) from None
             if exc.status_code == _NO_RANGE:  # `start` at or past the end
-                version = self.version(path)
-                if pin is not None and version.tag != pin:
-                    raise Changed(version.tag) from None
-                return Reply(b"", version)
+                raise _PastTheEnd from None
             raise
         properties = downloader.properties
         settings = properties.content_settings
+        total = str(properties.content_range or "").rpartition("/")[2]
         version = Version(
             properties.etag,
-            properties.size,
+            int(total) if total.isdigit() else properties.size,
             _timestamp(properties.last_modified),
             md5=_b64(settings.content_md5),
             origin_tag=(properties.metadata or {}).get(_ORIGIN_TAG),
@@ -389,6 +404,18 @@ class AzureBackend(Backend):
 
     def put_options(self, origin_tag: str | None) -> dict[str, Any]:
         return {"metadata": {_ORIGIN_TAG: origin_tag}} if origin_tag else {}
+
+    def pipe(self, path: str, data: bytes, origin_tag: str | None) -> None:
+        """One Put Blob (adlfs's `pipe_file` sets metadata of its own)."""
+        from fsspec.asyn import sync
+
+        sync(self.fs.loop, self._upload, path, data, origin_tag)
+
+    async def _upload(self, path: str, data: bytes, origin_tag: str | None) -> None:
+        container, blob, _ = self.fs.split_path(path)
+        metadata = {_ORIGIN_TAG: origin_tag} if origin_tag else None
+        async with self.fs.service_client.get_blob_client(container, blob) as client:
+            await client.upload_blob(data, overwrite=True, metadata=metadata)
 
 
 def backend_for(fs: Any) -> Backend:

@@ -135,6 +135,22 @@ class _Checksum:
             raise RemoteError(f"{where}: the bytes read do not match the backend's checksum")
 
 
+def _filesystem(url: str, protocol: str, options: dict[str, Any]) -> tuple[Any, str]:
+    """The filesystem for `url` and the path it names.
+
+    gs:// gets gcsfs's core filesystem: the experimental one gcsfs registers by default asks
+    a gRPC control API for each bucket's layout first, which GCS emulators don't answer.
+    """
+    if protocol in ("gs", "gcs"):
+        from gcsfs.core import GCSFileSystem
+
+        return GCSFileSystem(**options), GCSFileSystem._strip_protocol(url)
+    import fsspec.core
+
+    fs, root = fsspec.core.url_to_fs(url, **options)
+    return fs, root
+
+
 class FsspecStore(Store):
     """The objects under `url`, an fsspec URL; `storage_options` configure its filesystem.
 
@@ -150,8 +166,6 @@ class FsspecStore(Store):
             raise ConfigError(
                 f"FsspecStore argument 'url' must be a URL such as 'gs://bucket/prefix', not {url!r}"
             )
-        import fsspec.core
-
         self.url = url.rstrip("/")
         self.protocol = url.partition("://")[0]
         self._secrets = [str(value) for value in storage_options.values() if value]
@@ -159,7 +173,7 @@ class FsspecStore(Store):
         if self.protocol in ("file", "local"):
             options.setdefault("auto_mkdir", True)
         try:
-            fs, root = fsspec.core.url_to_fs(url, **options)
+            fs, root = _filesystem(url, self.protocol, options)
         except (ImportError, ValueError) as exc:
             raise ConfigError(f"FsspecStore for {self.url}: {self._clean(exc)}") from None
         except Exception as exc:
@@ -208,8 +222,9 @@ class FsspecStore(Store):
     # -- reading ----------------------------------------------------------------------------
 
     def open_read(self, key: str) -> EntryReader:
-        """One ranged read of the first chunk (two on a backend without conditional reads:
-        see `_backends`), then one per further chunk, each pinned to the first's version."""
+        """One ranged read of the first chunk (after a metadata request on a backend without
+        conditional reads: see `_backends`), then one per further chunk, each pinned to the
+        first's version."""
         entry = self._open(key, None)
         assert entry is not None
         return entry
@@ -223,22 +238,25 @@ class FsspecStore(Store):
         for _ in range(_REOPENS):
             with self._calling(key):
                 try:
-                    if unless is None or self._backend.conditional:
-                        first = self._backend.fetch(path, 0, CHUNK, unless=unless)
-                    else:  # a metadata request first: no body bytes while unchanged
-                        current = self._backend.version(path)
-                        if unless in (current.tag, current.origin_tag):
-                            return None
-                        first = self._backend.fetch(path, 0, CHUNK, pin=current.tag)
+                    first = self._first_chunk(path, unless)
                 except Changed:
                     continue  # changed between two requests of this open: open it again
             if first is None:
                 return None
-            if unless is not None and unless == first.version.origin_tag:
-                return None
             stream = io.BufferedReader(_Chunks(self, key, first, 0, first.version.size), CHUNK)
             return EntryReader(stream, self._stat(first.version))
         raise RemoteError(f"{self._where(key)}: the object kept changing while it was opened")
+
+    def _first_chunk(self, path: str, unless: str | None) -> Reply | None:
+        """The first chunk and its version; None if the version is still `unless`."""
+        if self._backend.conditional:
+            return self._backend.fetch(path, 0, CHUNK, unless=unless)
+        current = self._backend.version(path)  # no body bytes yet
+        if unless is not None and unless in (current.tag, current.origin_tag):
+            return None
+        if current.size == 0:
+            return Reply(b"", current)
+        return self._backend.fetch(path, 0, min(CHUNK, current.size), pin=current.tag)
 
     def open_range(
         self, key: str, start: int, end: int, *, if_match: str | None = None
@@ -316,11 +334,17 @@ class FsspecStore(Store):
         target = (
             f"{path.rpartition('/')[0]}/{_TEMP_PREFIX}{uuid.uuid4().hex}" if self._rename else path
         )
-        options = self._backend.put_options(etag)
+        head = stream.read(CHUNK)
         with self._calling(key):
             try:
-                with self._fs.open(target, "wb", **options) as sink:
-                    shutil.copyfileobj(stream, sink, CHUNK)
+                if len(head) < CHUNK:  # the whole object: one request
+                    self._backend.pipe(target, head, etag)
+                else:
+                    options = self._backend.put_options(etag)
+                    with self._fs.open(target, "wb", **options) as sink:
+                        sink.write(head)
+                        del head
+                        shutil.copyfileobj(stream, sink, CHUNK)
                 if self._rename:
                     self._fs.mv(target, path)
             except BaseException:
