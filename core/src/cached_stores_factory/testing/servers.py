@@ -6,10 +6,11 @@ Cluster (`redis-server --cluster-enabled yes`, joined by `redis-cli --cluster cr
 request it answers.  For the fsspec store: `http_server`, a plain HTTP origin with ETags and
 ranges; `gcs_server`, fake-gcs-server (from its PyPI wheel); `azurite_server`, Azurite's Blob
 service (from npm, installed by make under .venv); the two emulators sit behind a
-CountingProxy that logs what clients sent and received.  Where a server cannot start, the tests skip with what to install,
-except under CI=true, where a missing service fails the run.  Outside pytest (benchmarks,
-demos), `running_redis()`, `running_redis_cluster()`, `running_s3()`, `running_http()`,
-`running_gcs()` and `running_azurite()` do the same and raise ServiceUnavailable instead.
+CountingProxy that logs what clients sent and received.  Where a server cannot start, the
+tests skip with what to install, except under CI=true, where a missing service fails the
+run.  Outside pytest (benchmarks, demos), `running_redis()`, `running_redis_cluster()`,
+`running_s3()`, `running_http()`, `running_gcs()` and `running_azurite()` do the same and
+raise ServiceUnavailable instead.
 """
 
 from __future__ import annotations
@@ -161,11 +162,11 @@ def start_redis(
     raise ServiceUnavailable(f"redis-server did not answer on port {port} within {timeout} s")
 
 
-def stop_process(process: subprocess.Popen[bytes]) -> None:
-    """Terminate, and kill if it has not exited after 10 s."""
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 10.0) -> None:
+    """Terminate, and kill if it has not exited after `timeout` seconds."""
     process.terminate()
     try:
-        process.wait(timeout=10)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait(timeout=10)
@@ -489,6 +490,10 @@ class _Object:
     data: bytes
     etag: str
     modified: float  # whole seconds: Last-Modified has no finer grain
+    digest: bytes = b""  # sha-256 of `data` as published (damage() leaves it)
+
+    def __attrs_post_init__(self) -> None:
+        self.digest = self.digest or hashlib.sha256(self.data).digest()
 
 
 def _http_date(seconds: float) -> str:
@@ -508,9 +513,10 @@ class HttpServer(RequestLog):
     """A plain HTTP origin of files in memory, as a web server or a CDN serves them.
 
     It answers GET and HEAD with `ETag` (unless `etags` is off: then `Last-Modified` alone),
-    `Last-Modified`, `Content-MD5`, `If-None-Match`, `If-Match`, `If-Modified-Since`,
-    `If-Unmodified-Since` and `Range`, and serves `/` as an HTML index linking every file, which
-    is how fsspec lists a web server.  Every request is logged with the body bytes it sent.
+    `Last-Modified`, `Repr-Digest` (sha-256, RFC 9530), `If-None-Match`, `If-Match`,
+    `If-Modified-Since`, `If-Unmodified-Since` and `Range`, and serves `/` as an HTML index
+    linking every file, which is how fsspec lists a web server.  Every request is logged with
+    the body bytes it sent.
     """
 
     url: str
@@ -525,7 +531,7 @@ class HttpServer(RequestLog):
             self.objects[name] = _Object(data, f'"{uuid.uuid4().hex}"', self._clock)
 
     def damage(self, name: str) -> None:
-        """Flip the first byte of `/name` and keep its ETag and Content-MD5: a corrupt origin."""
+        """Flip the first byte of `/name` and keep its ETag and digest: a corrupt origin."""
         with self._lock:
             found = self.objects[name]
             found.data = bytes([found.data[0] ^ 0xFF]) + found.data[1:]
@@ -551,8 +557,8 @@ class HttpServer(RequestLog):
         handler.send_header("Content-Length", str(len(payload)))
         handler.end_headers()
         if body and payload:
+            response.size += len(payload)  # before the client can have it: tests read this
             handler.wfile.write(payload)
-            response.size += len(payload)
 
     def _index(self) -> bytes:
         links = "".join(
@@ -576,20 +582,25 @@ class HttpServer(RequestLog):
             return 412, validators, b""
         if self._not_modified(asked, found):
             return 304, validators, b""
+        return self._content(asked.get("Range"), found, validators)
+
+    def _content(
+        self, wanted: str | None, found: _Object, validators: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes]:
+        """The file, or the range `wanted` of it."""
         headers = {
             **validators,
             "Accept-Ranges": "bytes",
             "Content-Type": "application/octet-stream",
-            "Content-MD5": base64.b64encode(hashlib.md5(found.data).digest()).decode(),  # noqa: S324
+            "Repr-Digest": f"sha-256=:{base64.b64encode(found.digest).decode()}:",
         }
         size = len(found.data)
-        if (wanted := asked.get("Range")) is None:
+        if wanted is None:
             return 200, headers, found.data
         span = _parsed_range(wanted, size)
         if span is None:
             return 416, {**validators, "Content-Range": f"bytes */{size}"}, b""
         start, end = span
-        del headers["Content-MD5"]  # it is the whole file's, not the range's
         headers["Content-Range"] = f"bytes {start}-{end - 1}/{size}"
         return 206, headers, found.data[start:end]
 
@@ -618,7 +629,7 @@ class _HttpHandler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:
         self.server.site.answer(self, body=False)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the log is the server's RequestLog."""
 
 
@@ -690,7 +701,6 @@ class CountingProxy(RequestLog):
     endpoint_url: str = ""
     damaged: str | None = None  # flip the first body byte of GETs whose path contains this
 
-
     def forward(self, handler: BaseHTTPRequestHandler) -> None:
         """Send one request on to the upstream and its response back, logging both."""
         response = self.record(handler.command, handler.path)
@@ -717,8 +727,8 @@ class CountingProxy(RequestLog):
             handler.send_header("Content-Length", length)
         handler.end_headers()
         if not bodiless:
+            response.size += len(payload)  # before the client can have it: tests read this
             handler.wfile.write(payload)
-            response.size += len(payload)
 
 
 class _ProxyHandler(BaseHTTPRequestHandler):
@@ -730,7 +740,7 @@ class _ProxyHandler(BaseHTTPRequestHandler):
 
     do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = do_PATCH = do_OPTIONS = _forward
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+    def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the log is the proxy's RequestLog."""
 
 
@@ -783,7 +793,7 @@ def _emulator(
             _wait_for_port(process, port, name, log)
             yield proxy
         finally:
-            stop_process(process)
+            stop_process(process, timeout=2.0)  # in memory: nothing to lose by a kill
 
 
 @attrs.frozen

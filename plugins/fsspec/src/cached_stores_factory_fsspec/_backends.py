@@ -9,11 +9,24 @@ its `info()` before and after.
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.utils
+import itertools
+import shutil
 import urllib.parse
-from typing import Any, NamedTuple
+import uuid
+from typing import IO, Any, NamedTuple
 
-__all__ = ["Backend", "Changed", "Reply", "Version", "backend_for"]
+__all__ = [
+    "TEMP_PREFIX",
+    "Backend",
+    "Changed",
+    "NotFound",
+    "Reply",
+    "Version",
+    "backend_for",
+    "quote_http",
+]
 
 _NOT_MODIFIED = 304
 _PRECONDITION_FAILED = 412
@@ -26,8 +39,9 @@ class Version(NamedTuple):
     tag: str | None  # GCS generation, an ETag, "last-modified:<date>", or a local file's
     size: int
     modified: float | None
-    md5: bytes | None = None  # the whole object's, as the backend reports it
+    md5: bytes | None = None  # the whole object's checksums, as the backend reports them
     crc32c: bytes | None = None
+    sha256: bytes | None = None
     origin_tag: str | None = None  # the origin's tag this object was cached under, if kept
 
 
@@ -36,7 +50,7 @@ class Reply(NamedTuple):
     version: Version
 
 
-class Changed(Exception):  # noqa: N818 - a signal, caught inside the store
+class Changed(Exception):
     """The object is no longer the pinned version (`found`, if known, is the new tag)."""
 
     def __init__(self, found: str | None = None) -> None:
@@ -44,11 +58,11 @@ class Changed(Exception):  # noqa: N818 - a signal, caught inside the store
         self.found = found
 
 
-class _PastTheEnd(Exception):  # noqa: N818 - a signal, caught inside this module
+class _PastTheEnd(Exception):
     """A range that starts at or past the end of the object."""
 
 
-class NotFound(Exception):  # noqa: N818 - a signal, caught inside the store
+class NotFound(Exception):
     """The object does not exist."""
 
 
@@ -74,6 +88,18 @@ def _b64(value: Any) -> bytes | None:
         return base64.b64decode(str(value))
     except ValueError:
         return None
+
+
+def _repr_digests(header: str) -> dict[str, bytes]:
+    """RFC 9530's `Repr-Digest: sha-256=:<base64>:, ...`: the whole object's digests, which a
+    ranged response carries too."""
+    found = {}
+    for item in header.split(","):
+        algorithm, _, value = item.strip().partition("=")
+        digest = _b64(value.strip(":"))
+        if digest:
+            found[algorithm.lower()] = digest
+    return found
 
 
 def _size_of(headers: Any, body: bytes) -> int:
@@ -137,9 +163,40 @@ class Backend:
         """Keyword arguments for `fs.open(path, "wb")` and `fs.pipe_file`."""
         return {}
 
-    def pipe(self, path: str, data: bytes, origin_tag: str | None) -> None:
-        """Write a whole (small) object in one request."""
-        self.fs.pipe_file(path, data, **self.put_options(origin_tag))
+    def write(self, path: str, head: bytes, rest: IO[bytes] | None, origin_tag: str | None) -> None:
+        """Write `head`, then what is left in `rest` (None: `head` is all), as one object.
+
+        Object stores publish it whole when the write completes; so does memory://.
+        """
+        options = self.put_options(origin_tag)
+        if rest is None:
+            self.fs.pipe_file(path, head, **options)
+            return
+        with self.fs.open(path, "wb", **options) as sink:
+            sink.write(head)
+            shutil.copyfileobj(rest, sink, len(head))
+
+    def remove(self, path: str) -> None:
+        self.fs.rm_file(path)
+
+
+TEMP_PREFIX = ".csf-tmp-"
+"""A local write in progress, renamed over its key when done; never listed as a key."""
+
+
+class LocalBackend(Backend):
+    """Local files: written beside their place under a temporary name, then renamed over it,
+    so a reader sees the old file or the new one, never a part."""
+
+    def write(self, path: str, head: bytes, rest: IO[bytes] | None, origin_tag: str | None) -> None:
+        temp = f"{path.rpartition('/')[0]}/{TEMP_PREFIX}{uuid.uuid4().hex}"
+        try:
+            super().write(temp, head, rest, origin_tag)
+            self.fs.mv(temp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                self.fs.rm_file(temp)
+            raise
 
 
 _ORIGIN_TAG = "csf_etag"  # metadata: the origin's tag (Azure allows no "-" in the name)
@@ -151,7 +208,8 @@ class HttpBackend(Backend):
     Versions are the `ETag` (a strong one pins a read with `If-Match`) or else
     `Last-Modified` (pinned with `If-Unmodified-Since`); revalidation is one GET with
     `If-None-Match` / `If-Modified-Since`, answered by 304 with no body.  A server that
-    ignores a precondition is caught too: every response's version is compared.
+    ignores a precondition is caught too: every response's version is compared.  Integrity
+    from `Repr-Digest` (sha-256 or md5, RFC 9530), or `Content-MD5` on a whole response.
     """
 
     conditional = True
@@ -186,7 +244,8 @@ class HttpBackend(Backend):
         self._raise_for(status, path)
         if status == 200 and (start or end < len(body)):  # the server ignored the range
             body = body[start:end]
-        version = self._from_headers(reply_headers, _size_of(reply_headers, body))
+        size = _size_of(reply_headers, body)
+        version = self._from_headers(reply_headers, size, whole=len(body) == size)
         if pin is not None and version.tag != pin:
             raise Changed(version.tag)
         if unless is not None and version.tag == unless:
@@ -209,10 +268,18 @@ class HttpBackend(Backend):
         return {"If-Match" if match else "If-None-Match": tag}
 
     @staticmethod
-    def _from_headers(headers: Any, size: int) -> Version:
+    def _from_headers(headers: Any, size: int, *, whole: bool = False) -> Version:
+        """`whole`: the response's body is the whole object, so Content-MD5 is its MD5."""
         modified = headers.get("Last-Modified")
         tag = headers.get("ETag") or (f"last-modified:{modified}" if modified else None)
-        return Version(tag, size, _timestamp(modified), md5=_b64(headers.get("Content-MD5")))
+        digests = _repr_digests(headers.get("Repr-Digest", ""))
+        return Version(
+            tag,
+            size,
+            _timestamp(modified),
+            md5=digests.get("md5") or (_b64(headers.get("Content-MD5")) if whole else None),
+            sha256=digests.get("sha-256"),
+        )
 
     @staticmethod
     def _raise_for(status: int, path: str) -> None:
@@ -329,30 +396,59 @@ class GcsBackend(Backend):
 
 
 class AzureBackend(Backend):
-    """adlfs: versions are blob ETags; reads are Get Blob calls with `If-Match`, revalidation
-    one with `If-None-Match` (304, no body).  Integrity from the blob's Content-MD5."""
+    """adlfs's service client: versions are blob ETags; reads are Get Blob calls with
+    `If-Match`, revalidation one with `If-None-Match` (304, no body); integrity from the
+    blob's Content-MD5.  Every call goes to the Blob SDK with the blob's name as it is
+    (adlfs reads a `?` in a path as a query and drops a trailing one)."""
 
     conditional = True
     keeps_metadata = True
 
-    def _version(self, info: dict[str, Any]) -> Version:
-        settings = info.get("content_settings") or {}
+    @staticmethod
+    def _blob(path: str) -> tuple[str, str]:
+        container, _, blob = path.partition("/")
+        return container, blob
+
+    def _client(self, path: str) -> Any:
+        return self.fs.service_client.get_blob_client(*self._blob(path))
+
+    def _run(self, coroutine: Any) -> Any:
+        from fsspec.asyn import sync
+
+        async def run() -> Any:
+            return await coroutine
+
+        return sync(self.fs.loop, run)
+
+    def version(self, path: str) -> Version:
+        return self._run(self._properties(path))  # type: ignore[no-any-return]
+
+    async def _properties(self, path: str) -> Version:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            async with self._client(path) as client:
+                properties = await client.get_blob_properties()
+        except ResourceNotFoundError:
+            raise NotFound from None
+        return self._of(properties, properties.size)
+
+    @staticmethod
+    def _of(properties: Any, size: int) -> Version:
         return Version(
-            info.get("etag"),
-            int(info["size"]),
-            _timestamp(info.get("last_modified")),
-            md5=_b64(settings.get("content_md5")),
-            origin_tag=(info.get("metadata") or {}).get(_ORIGIN_TAG),
+            properties.etag,
+            size,
+            _timestamp(properties.last_modified),
+            md5=_b64(properties.content_settings.content_md5),
+            origin_tag=(properties.metadata or {}).get(_ORIGIN_TAG),
         )
 
     def fetch(
         self, path: str, start: int, end: int, *, pin: str | None = None, unless: str | None = None
     ) -> Reply | None:
-        from fsspec.asyn import sync
-
         if start < end:
             try:
-                return sync(self.fs.loop, self._download, path, start, end, pin, unless)  # type: ignore[no-any-return]
+                return self._run(self._download(path, start, end, pin, unless))  # type: ignore[no-any-return]
             except _PastTheEnd:
                 pass
         version = self.version(path)
@@ -366,14 +462,13 @@ class AzureBackend(Backend):
         from azure.core import MatchConditions
         from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 
-        container, blob, _ = self.fs.split_path(path)
         condition: dict[str, Any] = {}
         if pin is not None:
             condition = {"etag": pin, "match_condition": MatchConditions.IfNotModified}
         elif unless is not None:
             condition = {"etag": unless, "match_condition": MatchConditions.IfModified}
         try:
-            async with self.fs.service_client.get_blob_client(container, blob) as client:
+            async with self._client(path) as client:
                 downloader = await client.download_blob(
                     offset=start, length=end - start, **condition
                 )
@@ -389,33 +484,35 @@ class AzureBackend(Backend):
                 raise _PastTheEnd from None
             raise
         properties = downloader.properties
-        settings = properties.content_settings
         total = str(properties.content_range or "").rpartition("/")[2]
-        version = Version(
-            properties.etag,
-            int(total) if total.isdigit() else properties.size,
-            _timestamp(properties.last_modified),
-            md5=_b64(settings.content_md5),
-            origin_tag=(properties.metadata or {}).get(_ORIGIN_TAG),
-        )
+        version = self._of(properties, int(total) if total.isdigit() else properties.size)
         if pin is not None and version.tag != pin:
             raise Changed(version.tag)
         return Reply(body, version)
 
-    def put_options(self, origin_tag: str | None) -> dict[str, Any]:
-        return {"metadata": {_ORIGIN_TAG: origin_tag}} if origin_tag else {}
+    def write(self, path: str, head: bytes, rest: IO[bytes] | None, origin_tag: str | None) -> None:
+        """One Put Blob, or blocks committed by one Put Block List: published whole."""
+        data: Any = head
+        if rest is not None:
+            data = itertools.chain([head], iter(lambda: rest.read(len(head)), b""))
+        self._run(self._upload(path, data, origin_tag))
 
-    def pipe(self, path: str, data: bytes, origin_tag: str | None) -> None:
-        """One Put Blob (adlfs's `pipe_file` sets metadata of its own)."""
-        from fsspec.asyn import sync
-
-        sync(self.fs.loop, self._upload, path, data, origin_tag)
-
-    async def _upload(self, path: str, data: bytes, origin_tag: str | None) -> None:
-        container, blob, _ = self.fs.split_path(path)
+    async def _upload(self, path: str, data: Any, origin_tag: str | None) -> None:
         metadata = {_ORIGIN_TAG: origin_tag} if origin_tag else None
-        async with self.fs.service_client.get_blob_client(container, blob) as client:
+        async with self._client(path) as client:
             await client.upload_blob(data, overwrite=True, metadata=metadata)
+
+    def remove(self, path: str) -> None:
+        self._run(self._delete(path))
+
+    async def _delete(self, path: str) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            async with self._client(path) as client:
+                await client.delete_blob()
+        except ResourceNotFoundError:
+            raise FileNotFoundError(path) from None
 
 
 def backend_for(fs: Any) -> Backend:
@@ -427,4 +524,6 @@ def backend_for(fs: Any) -> Backend:
         return GcsBackend(fs)
     if protocols & {"az", "abfs", "abfss"}:
         return AzureBackend(fs)
+    if protocols & {"file", "local"}:
+        return LocalBackend(fs)
     return Backend(fs)

@@ -17,10 +17,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import shutil
 import time
 import urllib.parse
-import uuid
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -35,7 +33,16 @@ from cached_stores_factory.errors import (
     redact,
 )
 
-from ._backends import Backend, Changed, NotFound, Reply, Version, backend_for, quote_http
+from ._backends import (
+    TEMP_PREFIX,
+    Backend,
+    Changed,
+    NotFound,
+    Reply,
+    Version,
+    backend_for,
+    quote_http,
+)
 
 __all__ = ["FsspecStore"]
 
@@ -43,7 +50,6 @@ CHUNK = 4 * 1024 * 1024
 """Bytes per read request: a stream holds one chunk at a time."""
 
 _REOPENS = 3  # a whole read that met a change restarts on the new version this many times
-_TEMP_PREFIX = ".csf-tmp-"  # a local write in progress, renamed over its key when done
 
 
 class _Chunks(io.RawIOBase):
@@ -107,21 +113,34 @@ class _Chunks(io.RawIOBase):
         return reply.body
 
 
+def _read_up_to(stream: IO[bytes], limit: int) -> bytes:
+    """Up to `limit` bytes of `stream`: fewer only at its end (a raw stream's read may
+    return less)."""
+    parts: list[bytes] = []
+    left = limit
+    while left > 0 and (chunk := stream.read(left)):
+        parts.append(chunk)
+        left -= len(chunk)
+    return b"".join(parts)
+
+
 class _Checksum:
     """The backend's own checksum of a whole object, computed again over what was read."""
 
     def __init__(self, version: Version) -> None:
-        self._expected = version.md5 or version.crc32c
+        self._expected = version.sha256 or version.md5 or version.crc32c
         self._size = version.size
         self._read = 0
         self._hash: Any = None
-        if version.md5:
+        if version.sha256:
+            self._hash = hashlib.sha256()
+        elif version.md5:
             self._hash = hashlib.md5(usedforsecurity=False)
         elif version.crc32c:
             with contextlib.suppress(ImportError):  # gcsfs brings google-crc32c
                 import google_crc32c
 
-                self._hash = google_crc32c.Checksum()
+                self._hash = google_crc32c.Checksum()  # type: ignore[no-untyped-call]
 
     def update(self, data: bytes) -> None:
         self._read += len(data)
@@ -164,7 +183,8 @@ class FsspecStore(Store):
     def __init__(self, url: str, **storage_options: Any) -> None:
         if not isinstance(url, str) or "://" not in url:
             raise ConfigError(
-                f"FsspecStore argument 'url' must be a URL such as 'gs://bucket/prefix', not {url!r}"
+                "FsspecStore argument 'url' must be a URL such as 'gs://bucket/prefix', "
+                f"not {url!r}"
             )
         self.url = url.rstrip("/")
         self.protocol = url.partition("://")[0]
@@ -181,7 +201,6 @@ class FsspecStore(Store):
         self._fs = fs
         self._root = root.rstrip("/")
         self._backend: Backend = backend_for(fs)
-        self._rename = "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
 
     def __repr__(self) -> str:
         return f"FsspecStore(url={self.url!r})"
@@ -256,7 +275,9 @@ class FsspecStore(Store):
             return None
         if current.size == 0:
             return Reply(b"", current)
-        return self._backend.fetch(path, 0, min(CHUNK, current.size), pin=current.tag)
+        first = self._backend.fetch(path, 0, min(CHUNK, current.size), pin=current.tag)
+        assert first is not None  # no `unless`: a reply always comes
+        return Reply(first.body, current)  # the metadata's version says more (checksums, tags)
 
     def open_range(
         self, key: str, start: int, end: int, *, if_match: str | None = None
@@ -304,7 +325,7 @@ class FsspecStore(Store):
             name = str(path).removeprefix(self._root + "/")
             if not self._backend.writable:
                 name = urllib.parse.unquote(name)
-            if not name.startswith(prefix) or name.rpartition("/")[2].startswith(_TEMP_PREFIX):
+            if not name.startswith(prefix) or name.rpartition("/")[2].startswith(TEMP_PREFIX):
                 continue
             try:
                 yield validate_key(name)
@@ -331,27 +352,9 @@ class FsspecStore(Store):
         """
         self._refuse_writes(key)
         path = self._path(key)
-        target = (
-            f"{path.rpartition('/')[0]}/{_TEMP_PREFIX}{uuid.uuid4().hex}" if self._rename else path
-        )
-        head = stream.read(CHUNK)
+        head = _read_up_to(stream, CHUNK)
         with self._calling(key):
-            try:
-                if len(head) < CHUNK:  # the whole object: one request
-                    self._backend.pipe(target, head, etag)
-                else:
-                    options = self._backend.put_options(etag)
-                    with self._fs.open(target, "wb", **options) as sink:
-                        sink.write(head)
-                        del head
-                        shutil.copyfileobj(stream, sink, CHUNK)
-                if self._rename:
-                    self._fs.mv(target, path)
-            except BaseException:
-                if self._rename:
-                    with contextlib.suppress(Exception):
-                        self._fs.rm_file(target)
-                raise
+            self._backend.write(path, head, stream if len(head) == CHUNK else None, etag)
             version = self._backend.version(path)
         stat = self._stat(version)
         return stat if stat.modified is not None else stat._replace(modified=time.time())
@@ -366,7 +369,7 @@ class FsspecStore(Store):
             except NotFound:
                 return False
             try:
-                self._fs.rm_file(path)
+                self._backend.remove(path)
             except FileNotFoundError:
                 return False
         return True
