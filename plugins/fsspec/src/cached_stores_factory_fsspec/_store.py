@@ -312,8 +312,12 @@ class FsspecStore(Store):
             return self._stat(self._backend.version(self._path(key)))
 
     def keys(self, prefix: str = "") -> Iterator[str]:
-        """Every valid key under the prefix; directory markers and odd names are skipped."""
-        folder = prefix.rpartition("/")[0]
+        """Every valid key under the prefix; directory markers and odd names are skipped.
+
+        A web server is listed from its root's index page (the links it finds there and in
+        the pages of the folders they name), whatever the prefix.
+        """
+        folder = prefix.rpartition("/")[0] if self._backend.writable else ""
         base = f"{self._root}/{folder}" if folder else self._root
         with self._calling():
             self._fs.invalidate_cache()
