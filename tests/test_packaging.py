@@ -115,6 +115,7 @@ def test_make_dist_then_pip_install_from_dist_with_extras_in_a_fresh_venv(tmp_pa
         ("store", "tempfile"): "cached-stores-factory-tempfile",
         ("store", "s3"): "cached-stores-factory-s3",
         ("store", "redis"): "cached-stores-factory-redis",
+        ("store", "fsspec"): "cached-stores-factory-fsspec",
         ("policy", "ttl"): "cached-stores-factory-policies",
         ("policy", "fifo"): "cached-stores-factory-policies",
         ("policy", "lru"): "cached-stores-factory-policies",
