@@ -34,7 +34,7 @@ def run(example: str) -> str:
 def test_the_gcs_example_hits_then_revalidates_without_a_body(gcs_server: GcsServer) -> None:
     out = run("gcs_tempfile_ttl.py")
     for line in (
-        "first read (miss)            2024.csv    26 bytes  requests=2  body bytes from GCS=26",
+        "first read (miss)            2024.csv    26 bytes  requests=1  body bytes from GCS=26",
         "second read (hit)            2024.csv    26 bytes  requests=0  body bytes from GCS=0",
         "expired, unchanged           2024.csv    26 bytes  requests=1  body bytes from GCS=0",
         "expired, changed             2024.csv    33 bytes  requests=2  body bytes from GCS=33",

@@ -8,6 +8,7 @@ the server saw.  The emulators start once per session.
 from __future__ import annotations
 
 import io
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -211,6 +212,32 @@ def test_a_change_between_chunks_is_refused(
         remote.publish("obj", b"b" * 200_000)
         with pytest.raises(RemoteError, match="changed while it was read"):
             entry.read()
+
+
+def test_an_empty_object_reads_without_logging_an_error(
+    remote: Remote, caplog: pytest.LogCaptureFixture
+) -> None:
+    remote.publish("empty", b"")
+    with caplog.at_level(logging.DEBUG):
+        assert remote.store.get("empty") == b""
+        with remote.store.open_range("empty", 0, 10) as entry:
+            assert entry.read() == b""
+            assert entry.stat.size == 0
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+@pytest.mark.parametrize("backend", ["gcs", "azure"])
+def test_keys_a_url_parser_would_change_stay_distinct(
+    backend: str, request: pytest.FixtureRequest
+) -> None:
+    server = request.getfixturevalue("gcs_server" if backend == "gcs" else "azurite_server")
+    made = _gcs_remote(server) if backend == "gcs" else _azure_remote(server)
+    keys = ["x", "x?", "x?y", "x#y", "q/?", "sp ace/+plus%25"]
+    for index, key in enumerate(keys):
+        made.store.put(key, str(index).encode())
+    assert [made.store.get(key) for key in keys] == [str(i).encode() for i in range(len(keys))]
+    assert sorted(made.store.keys()) == sorted(keys)
+    made.store.clear()
 
 
 # -- HTTP: read-only, and Last-Modified where there is no ETag -------------------------------

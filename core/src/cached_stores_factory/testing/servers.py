@@ -621,6 +621,7 @@ class HttpServer(RequestLog):
 
 class _HttpHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out apart: no delayed-ACK stall
     server: _Httpd
 
     def do_GET(self) -> None:
@@ -733,6 +734,7 @@ class CountingProxy(RequestLog):
 
 class _ProxyHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out apart: no delayed-ACK stall
     server: _Httpd
 
     def _forward(self) -> None:

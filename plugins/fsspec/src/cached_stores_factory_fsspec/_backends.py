@@ -12,6 +12,7 @@ import base64
 import contextlib
 import email.utils
 import itertools
+import logging
 import shutil
 import urllib.parse
 import uuid
@@ -48,6 +49,19 @@ class Version(NamedTuple):
 class Reply(NamedTuple):
     body: bytes
     version: Version
+
+
+class _RangeRefusalFilter(logging.Filter):
+    """gcsfs logs every refused request as an error with a traceback.  A range at or past the
+    end of an object (HTTP 416: the first chunk of an empty object) is an answer the store
+    expects, not an error: that one record is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return getattr(error, "code", None) != _NO_RANGE
+
+
+_EXPECTED_RANGE_REFUSAL = _RangeRefusalFilter()
 
 
 class Changed(Exception):
@@ -159,6 +173,13 @@ class Backend:
             raise Changed(after.tag)
         return Reply(body, after)
 
+    def _empty(self, path: str, pin: str | None) -> Reply:
+        """No bytes (a range at or past the end), with the version from a metadata request."""
+        version = self.version(path)
+        if pin is not None and version.tag != pin:
+            raise Changed(version.tag)
+        return Reply(b"", version)
+
     def put_options(self, origin_tag: str | None) -> dict[str, Any]:
         """Keyword arguments for `fs.open(path, "wb")` and `fs.pipe_file`."""
         return {}
@@ -252,12 +273,6 @@ class HttpBackend(Backend):
             return None
         return Reply(body, version)
 
-    def _empty(self, path: str, pin: str | None) -> Reply:
-        version = self.version(path)
-        if pin is not None and version.tag != pin:
-            raise Changed(version.tag)
-        return Reply(b"", version)
-
     @staticmethod
     def _precondition(tag: str, *, match: bool) -> dict[str, str]:
         if tag.startswith("last-modified:"):
@@ -315,14 +330,18 @@ def quote_http(path: str) -> str:
 class GcsBackend(Backend):
     """gcsfs: versions are GCS generations; reads are media GETs pinned with `generation=`.
 
-    A pinned read of a generation that is no longer current is refused by GCS (404), so a
-    read never mixes two generations.  The store asks for the metadata first (one GET, no
-    body bytes: the revalidation), which also gives the MD5 and CRC32C and the object's size
-    (so an empty object needs no media GET, which GCS would refuse as an unsatisfiable
-    range); GCS emulators don't answer the conditional media GET (`ifGenerationNotMatch`).
+    A read starts with one media GET whose headers give the generation, the MD5 and CRC32C
+    and the object's metadata; the rest is pinned to that generation, which GCS refuses (404)
+    once it is no longer current, so a read never mixes two generations.  Revalidation is one
+    metadata GET (no body bytes): GCS emulators don't answer the conditional media GET
+    (`ifGenerationNotMatch`).
     """
 
     keeps_metadata = True
+
+    def __init__(self, fs: Any) -> None:
+        super().__init__(fs)
+        logging.getLogger("gcsfs").addFilter(_EXPECTED_RANGE_REFUSAL)  # added once
 
     def version(self, path: str) -> Version:
         """One metadata GET (gcsfs's `info` may list the parent too, to find a directory)."""
@@ -382,14 +401,9 @@ class GcsBackend(Backend):
             _timestamp(headers.get("Last-Modified")),
             md5=_b64(hashes.get("md5")),
             crc32c=_b64(hashes.get("crc32c")),
+            origin_tag=headers.get(f"X-Goog-Meta-{_ORIGIN_TAG}"),
         )
         return Reply(body, version)
-
-    def _empty(self, path: str, pin: str | None) -> Reply:
-        version = self.version(path)
-        if pin is not None and version.tag != pin:
-            raise Changed(version.tag)
-        return Reply(b"", version)
 
     def put_options(self, origin_tag: str | None) -> dict[str, Any]:
         return {"metadata": {_ORIGIN_TAG: origin_tag}} if origin_tag else {}
@@ -451,10 +465,7 @@ class AzureBackend(Backend):
                 return self._run(self._download(path, start, end, pin, unless))  # type: ignore[no-any-return]
             except _PastTheEnd:
                 pass
-        version = self.version(path)
-        if pin is not None and version.tag != pin:
-            raise Changed(version.tag)
-        return Reply(b"", version)
+        return self._empty(path, pin)
 
     async def _download(
         self, path: str, start: int, end: int, pin: str | None, unless: str | None

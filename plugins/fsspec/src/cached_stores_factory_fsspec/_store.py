@@ -259,7 +259,10 @@ class FsspecStore(Store):
                 try:
                     first = self._first_chunk(path, unless)
                 except Changed:
-                    continue  # changed between two requests of this open: open it again
+                    # Changed between two requests of this open, so no longer `unless`:
+                    # open it again with one unconditional read.
+                    unless = None
+                    continue
             if first is None:
                 return None
             stream = io.BufferedReader(_Chunks(self, key, first, 0, first.version.size), CHUNK)
@@ -268,7 +271,7 @@ class FsspecStore(Store):
 
     def _first_chunk(self, path: str, unless: str | None) -> Reply | None:
         """The first chunk and its version; None if the version is still `unless`."""
-        if self._backend.conditional:
+        if unless is None or self._backend.conditional:
             return self._backend.fetch(path, 0, CHUNK, unless=unless)
         current = self._backend.version(path)  # no body bytes yet
         if unless is not None and unless in (current.tag, current.origin_tag):
@@ -277,7 +280,7 @@ class FsspecStore(Store):
             return Reply(b"", current)
         first = self._backend.fetch(path, 0, min(CHUNK, current.size), pin=current.tag)
         assert first is not None  # no `unless`: a reply always comes
-        return Reply(first.body, current)  # the metadata's version says more (checksums, tags)
+        return Reply(first.body, current)  # the metadata's version: checksums, origin tag
 
     def open_range(
         self, key: str, start: int, end: int, *, if_match: str | None = None
