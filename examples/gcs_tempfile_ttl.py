@@ -36,10 +36,9 @@ project = "demo"
 
 [policy]
 name = "ttl"
-interval = %s
 """
-    % TTL
-)  # noqa: UP031 - the TOML is clearer with one substitution
+    + f"interval = {TTL}\n"
+)
 
 
 def main() -> None:

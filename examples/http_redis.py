@@ -32,10 +32,9 @@ url = "${ORIGIN}/"     # e.g. "https://data.example.org/releases/"
 
 [policy]
 name = "ttl"
-interval = %s
 """
-    % TTL
-)  # noqa: UP031 - the TOML is clearer with one substitution
+    + f"interval = {TTL}\n"
+)
 
 
 def main() -> None:
