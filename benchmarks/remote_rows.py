@@ -142,8 +142,8 @@ def _measure(
             medians["own"] * 1e3,
             "ms/op",
             f"CachedStore(TempfileStore, FsspecStore).get beside {type(remote._fs).__name__}"
-            ".cat_file of the same object, on loopback (the emulators behind the test suite's "
-            "counting proxy, which both reads pass through)",
+            ".cat_file of the same object, on loopback (an emulator is reached through the "
+            "test suite's counting proxy)",
         ),
         Row(
             bytes_figure(backend),
