@@ -297,6 +297,21 @@ def test_a_wrong_azure_key_fails_naming_the_url_not_the_key(
     assert wrong_key not in repr(store)
 
 
+def test_an_unreachable_server_fails_naming_the_url_not_the_secrets() -> None:
+    from cached_stores_factory.testing.servers import free_port
+
+    url = f"http://reader:pa55word@127.0.0.1:{free_port()}/data"
+    store = FsspecStore(url, headers={"Authorization": "Bearer t0ken-value"})
+    with pytest.raises(RemoteError) as raised:
+        store.get("some/key")
+    message = str(raised.value)
+    assert message.startswith("http://reader:***@127.0.0.1:")
+    assert "/data/some/key" in message
+    for secret in ("pa55word", "t0ken-value"):
+        assert secret not in message
+        assert secret not in repr(store)
+
+
 # -- the conformance suite, on the emulators -----------------------------------------------------
 
 

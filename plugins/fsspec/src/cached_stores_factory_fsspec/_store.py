@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import re
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -154,6 +155,22 @@ class _Checksum:
             raise RemoteError(f"{where}: the bytes read do not match the backend's checksum")
 
 
+_SECRET_NAMES = re.compile(r"password|secret|token|key|auth|credential|sas|connection|cookie", re.I)
+# Connection strings (Azure's) carry their secrets as `name=value;` pairs.
+_SECRET_PAIRS = re.compile(r"(?:AccountKey|SharedAccessSignature|SharedAccessKey)=([^;]+)", re.I)
+
+
+def _secret_values(options: Any, secret: bool = False) -> Iterator[str]:
+    """The values of the storage options (nested ones too) whose names look secret, and the
+    keys inside a connection string: what errors must never show."""
+    if isinstance(options, dict):
+        for name, value in options.items():
+            yield from _secret_values(value, secret or bool(_SECRET_NAMES.search(str(name))))
+    elif secret and isinstance(options, str) and options:
+        yield options
+        yield from _SECRET_PAIRS.findall(options)
+
+
 def _filesystem(url: str, protocol: str, options: dict[str, Any]) -> tuple[Any, str]:
     """The filesystem for `url` and the path it names.
 
@@ -186,9 +203,9 @@ class FsspecStore(Store):
                 "FsspecStore argument 'url' must be a URL such as 'gs://bucket/prefix', "
                 f"not {url!r}"
             )
-        self.url = url.rstrip("/")
+        self._secrets = [*_secret_values(storage_options), urllib.parse.urlsplit(url).password]
+        self.url = redact(url.rstrip("/"), self._secrets)  # a password in the URL: never shown
         self.protocol = url.partition("://")[0]
-        self._secrets = [str(value) for value in storage_options.values() if value]
         options = {"skip_instance_cache": True, **storage_options}
         if self.protocol in ("file", "local"):
             options.setdefault("auto_mkdir", True)
