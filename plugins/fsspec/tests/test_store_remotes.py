@@ -279,6 +279,22 @@ def test_http_without_etags_revalidates_by_last_modified() -> None:
         assert cache.get("page") == b"v2"
 
 
+def test_a_server_that_ignores_preconditions_still_never_splices_or_refetches() -> None:
+    from cached_stores_factory.testing.servers import running_http
+
+    with running_http(preconditions=False) as server:
+        server.put("obj", b"0123456789")
+        store = FsspecStore(server.url)
+        with store.open_range("obj", 2, 5) as entry:
+            old = entry.stat.etag
+        assert old is not None
+        assert store.open_read_if_changed("obj", old) is None  # the same ETag came back
+        server.put("obj", b"abcdefghij")
+        with pytest.raises(EntryChangedError):  # the 206 carries the new ETag
+            store.open_range("obj", 2, 5, if_match=old)
+        assert server.statuses() == [206, 206, 206]
+
+
 # -- errors name the URL, never the credentials ------------------------------------------------
 
 

@@ -521,6 +521,7 @@ class HttpServer(RequestLog):
 
     url: str
     etags: bool = True
+    preconditions: bool = True  # off: If-* headers are ignored, as a naive server does
     objects: dict[str, _Object] = attrs.field(factory=dict)
     _clock: float = 0.0
 
@@ -578,9 +579,9 @@ class HttpServer(RequestLog):
         if self.etags:
             validators["ETag"] = found.etag
         asked = handler.headers
-        if not self._preconditions_hold(asked, found):
+        if self.preconditions and not self._preconditions_hold(asked, found):
             return 412, validators, b""
-        if self._not_modified(asked, found):
+        if self.preconditions and self._not_modified(asked, found):
             return 304, validators, b""
         return self._content(asked.get("Range"), found, validators)
 
@@ -655,9 +656,9 @@ def _serving(handler: type[BaseHTTPRequestHandler], site: Any) -> Iterator[int]:
 
 
 @contextlib.contextmanager
-def running_http(*, etags: bool = True) -> Iterator[HttpServer]:
+def running_http(*, etags: bool = True, preconditions: bool = True) -> Iterator[HttpServer]:
     """A local HTTP origin (see HttpServer) on a free loopback port, for the block."""
-    site = HttpServer("", etags=etags)
+    site = HttpServer("", etags=etags, preconditions=preconditions)
     with _serving(_HttpHandler, site) as port:
         site.url = f"http://127.0.0.1:{port}"
         yield site
