@@ -56,6 +56,13 @@ def test_an_unknown_protocol_is_a_config_error_naming_the_url() -> None:
         FsspecStore("nosuch://bucket/prefix")
 
 
+def test_a_missing_implementation_names_the_pip_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "gcsfs", None)  # as if gcsfs were not installed
+    monkeypatch.setitem(sys.modules, "gcsfs.core", None)
+    with pytest.raises(ConfigError, match=r"gs://bucket/p: .*cached-stores-factory\[gcs\]"):
+        FsspecStore("gs://bucket/p")
+
+
 def test_a_change_between_chunks_is_refused_never_spliced(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,7 +6,8 @@ adlfs, aiohttp) is imported when the store is built, never when the plugin loads
 
 Reads go through the backend's reader (see `_backends`): an object is read in chunks, each
 pinned to the version the first one found, so two versions are never spliced; a read from
-the start is checked against the backend's MD5 (or CRC32C) when it reports one.
+the start is checked against the backend's checksum (sha-256, MD5 or CRC32C) when it
+reports one.
 Revalidation asks for the body only if the version changed.  Writes are atomic where the
 backend's are (object stores publish an object whole; a local file is written beside its
 place and renamed); an HTTP location is read-only and refuses writes.
@@ -50,13 +51,15 @@ __all__ = ["FsspecStore"]
 CHUNK = 4 * 1024 * 1024
 """Bytes per read request: a stream holds one chunk at a time."""
 
-_REOPENS = 3  # a whole read that met a change restarts on the new version this many times
+_REOPENS = 3  # an open that met a change between its requests starts again this many times
+_EXTRAS = {"gs": "gcs", "gcs": "gcs", "az": "azure", "abfs": "azure", "abfss": "azure"}
+_EXTRAS |= {"http": "http", "https": "http"}
 
 
 class _Chunks(io.RawIOBase):
     """The rest of an object after its first chunk, each chunk pinned to the first's version.
 
-    From offset 0 it checks the bytes against the version's MD5 or CRC32C at the end.
+    Reading the whole object, it checks the bytes against the version's checksum at the end.
     """
 
     def __init__(self, store: FsspecStore, key: str, first: Reply, start: int, end: int) -> None:
@@ -211,7 +214,13 @@ class FsspecStore(Store):
             options.setdefault("auto_mkdir", True)
         try:
             fs, root = _filesystem(url, self.protocol, options)
-        except (ImportError, ValueError) as exc:
+        except ImportError as exc:
+            extra = _EXTRAS.get(self.protocol, "fsspec")
+            raise ConfigError(
+                f"FsspecStore for {self.url}: {self._clean(exc)} "
+                f'(pip install "cached-stores-factory[{extra}]")'
+            ) from None
+        except ValueError as exc:
             raise ConfigError(f"FsspecStore for {self.url}: {self._clean(exc)}") from None
         except Exception as exc:
             raise RemoteError(f"FsspecStore for {self.url}: {self._clean(exc)}") from None
