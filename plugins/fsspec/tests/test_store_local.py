@@ -46,6 +46,15 @@ def test_loading_the_plugin_imports_no_filesystem() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def test_a_memory_store_imports_no_remote_implementation() -> None:
+    code = (
+        "import sys; from cached_stores_factory_fsspec import FsspecStore; "
+        "FsspecStore('memory://x').put('k', b'v'); "
+        "assert not {'gcsfs', 'adlfs', 'aiohttp', 'azure'} & set(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def test_a_url_without_a_protocol_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="'url' must be a URL"):
         FsspecStore("/just/a/path")
