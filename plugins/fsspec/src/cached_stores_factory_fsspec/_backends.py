@@ -132,7 +132,6 @@ class Backend:
 
     conditional = False  # True: fetch(unless=...) costs one request and no body when unchanged
     writable = True
-    keeps_metadata = False  # put() can record the origin's tag with the object
 
     def __init__(self, fs: Any) -> None:
         self.fs = fs
@@ -337,8 +336,6 @@ class GcsBackend(Backend):
     (`ifGenerationNotMatch`).
     """
 
-    keeps_metadata = True
-
     def __init__(self, fs: Any) -> None:
         super().__init__(fs)
         logging.getLogger("gcsfs").addFilter(_EXPECTED_RANGE_REFUSAL)  # added once
@@ -416,7 +413,6 @@ class AzureBackend(Backend):
     (adlfs reads a `?` in a path as a query and drops a trailing one)."""
 
     conditional = True
-    keeps_metadata = True
 
     @staticmethod
     def _blob(path: str) -> tuple[str, str]:
