@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -357,3 +358,20 @@ def test_as_a_local_store_it_keeps_the_origin_tag(gcs_server: GcsServer) -> None
     assert store.stat("k").etag == '"origin-etag"'
     with store.open_read("k") as entry:
         assert entry.stat.etag == '"origin-etag"'
+
+
+# -- an emulator that can't start: a clear skip outside CI, a failure under CI=true -------------
+
+
+@pytest.mark.parametrize("ci", ["", "true"])
+def test_a_missing_azurite_skips_with_how_to_install_or_fails_under_ci(
+    ci: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cached_stores_factory.testing import servers
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no azurite-blob, no node
+    monkeypatch.setattr(servers.sys, "prefix", str(tmp_path))  # nothing under .venv/azurite
+    monkeypatch.setenv("CI", ci)
+    outcome = pytest.fail.Exception if ci else pytest.skip.Exception
+    with pytest.raises(outcome, match="Azurite is not available: make test installs it"):
+        next(servers._required(servers.running_azurite()))
