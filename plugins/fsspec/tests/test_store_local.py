@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from cached_stores_factory.errors import ConfigError, EntryChangedError, RemoteError
+from cached_stores_factory.errors import (
+    ConfigError,
+    EntryChangedError,
+    KeyNotFoundError,
+    RemoteError,
+)
 from cached_stores_factory.plugins import registry
 from cached_stores_factory.testing.stores import StoreConformance
 from cached_stores_factory_fsspec import FsspecStore
@@ -70,6 +77,38 @@ def test_a_missing_implementation_names_the_pip_extra(monkeypatch: pytest.Monkey
     monkeypatch.setitem(sys.modules, "gcsfs.core", None)
     with pytest.raises(ConfigError, match=r"gs://bucket/p: .*cached-stores-factory\[gcs\]"):
         FsspecStore("gs://bucket/p")
+
+
+@pytest.mark.parametrize("kind", ["memory", "file"])
+def test_a_write_whose_source_breaks_leaves_the_old_object(
+    kind: str, tmp_path: Path, breaking_stream: type[Any]
+) -> None:
+    url = f"memory://broken-{uuid.uuid4().hex}" if kind == "memory" else f"file://{tmp_path}"
+    store = FsspecStore(url)
+    store.put("k", b"old")
+    with pytest.raises(RemoteError, match="the source broke"):
+        store.put_stream("k", breaking_stream(6 << 20, 5 << 20))
+    assert store.get("k") == b"old"
+    assert list(store.keys()) == ["k"]
+    if kind == "file":
+        assert [p.name for p in tmp_path.iterdir()] == ["k"]  # no temp file left
+
+
+def test_a_memory_object_being_written_is_not_visible_half_written(
+    breaking_stream: type[Any],
+) -> None:
+    store = FsspecStore(f"memory://half-{uuid.uuid4().hex}")
+    seen: list[int] = []
+
+    class Watching(breaking_stream):  # type: ignore[misc, valid-type]
+        def readinto(self, buffer: Any) -> int:
+            with contextlib.suppress(KeyNotFoundError):
+                seen.append(store.stat("k").size)
+            return super().readinto(buffer)
+
+    store.put_stream("k", Watching(6 << 20, 7 << 20))
+    assert set(seen) <= {0} or seen == []  # absent (or empty) until the write completes
+    assert store.stat("k").size == 6 << 20
 
 
 def test_a_change_between_chunks_is_refused_never_spliced(

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -238,6 +239,20 @@ def test_keys_a_url_parser_would_change_stay_distinct(
         made.store.put(key, str(index).encode())
     assert [made.store.get(key) for key in keys] == [str(i).encode() for i in range(len(keys))]
     assert sorted(made.store.keys()) == sorted(keys)
+    made.store.clear()
+
+
+@pytest.mark.parametrize("backend", ["gcs", "azure"])
+def test_a_write_whose_source_breaks_leaves_the_old_object(
+    backend: str, request: pytest.FixtureRequest, breaking_stream: type[Any]
+) -> None:
+    server = request.getfixturevalue("gcs_server" if backend == "gcs" else "azurite_server")
+    made = _gcs_remote(server) if backend == "gcs" else _azure_remote(server)
+    made.store.put("k", b"old")
+    with pytest.raises(RemoteError, match="the source broke"):
+        made.store.put_stream("k", breaking_stream(LARGE, LARGE - 1000))
+    assert made.store.get("k") == b"old"
+    assert list(made.store.keys()) == ["k"]
     made.store.clear()
 
 

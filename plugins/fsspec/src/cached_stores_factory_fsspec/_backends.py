@@ -192,12 +192,39 @@ class Backend:
         if rest is None:
             self.fs.pipe_file(path, head, **options)
             return
-        with self.fs.open(path, "wb", **options) as sink:
+        sink = self.fs.open(path, "wb", **options)
+        try:
             sink.write(head)
             shutil.copyfileobj(rest, sink, len(head))
+        except BaseException:
+            _abandon(sink)
+            raise
+        sink.close()
 
     def remove(self, path: str) -> None:
         self.fs.rm_file(path)
+
+
+def _abandon(sink: Any) -> None:
+    """Drop a write in progress unpublished: fsspec's files upload what they hold on close(),
+    even when leaving a `with` block by an exception."""
+    from fsspec.spec import AbstractBufferedFile
+
+    with contextlib.suppress(Exception):
+        sink.discard()  # gcsfs: cancels the resumable upload
+    if isinstance(sink, AbstractBufferedFile):
+        sink.closed = True  # close() now does nothing
+    else:
+        with contextlib.suppress(Exception):
+            sink.close()
+
+
+class MemoryBackend(Backend):
+    """memory://: a file opened for writing is in the store from the start and grows as it
+    is written, so every write is one `pipe_file` of the whole object."""
+
+    def write(self, path: str, head: bytes, rest: IO[bytes] | None, origin_tag: str | None) -> None:
+        self.fs.pipe_file(path, head if rest is None else head + rest.read())
 
 
 TEMP_PREFIX = ".csf-tmp-"
@@ -533,4 +560,6 @@ def backend_for(fs: Any) -> Backend:
         return AzureBackend(fs)
     if protocols & {"file", "local"}:
         return LocalBackend(fs)
+    if "memory" in protocols:
+        return MemoryBackend(fs)
     return Backend(fs)
