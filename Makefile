@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 QUICK ?=
 
-.PHONY: venv demo test sim stress lint format bench docs dist clean redis-server
+.PHONY: venv demo test sim stress lint format bench docs dist clean redis-server azurite
 
 venv: $(STAMP)
 
@@ -29,10 +29,25 @@ redis-server:
 			echo "redis-server is missing: install it (sudo apt-get install redis-server) and re-run"; exit 1; \
 		fi; }
 
+# Azurite, Azure's storage emulator, for the fsspec store's Azure tests: from npm into the
+# virtualenv (the machine's Node.js runs it), so a fresh clone needs nothing installed by hand.
+AZURITE_VERSION := 3.37.0
+AZURITE := $(VENV)/azurite/node_modules/.bin/azurite-blob
+azurite: $(AZURITE)
+
+$(AZURITE): | $(STAMP)
+	@command -v npm >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+		else \
+			echo "npm is missing: install Node.js and npm (sudo apt-get install nodejs npm) and re-run"; exit 1; \
+		fi; }
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/azurite azurite@$(AZURITE_VERSION)
+
 demo: $(STAMP)
 	$(BIN)/python examples/demo.py
 
-test: $(STAMP) redis-server
+test: $(STAMP) redis-server azurite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The engine's deterministic simulation: every seed a schedule of processes and faults
@@ -55,7 +70,7 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(STAMP) redis-server
+bench: $(STAMP) redis-server azurite
 	$(BIN)/python -m benchmarks $(if $(QUICK),--quick) $(if $(OUT),--out $(OUT))
 
 # The docs site (mkdocs, material theme, API reference from the docstrings) into site/.

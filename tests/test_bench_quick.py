@@ -55,6 +55,12 @@ EXPECTED_PREFIXES = [
     "outage: one call's stall on a hung Redis (SIGSTOP), new",
     "fsspec hit 4 KiB: csf:// vs simplecache",
     "cold column read, 1 of 8 columns",
+    "fsspec store, HTTP: tempfile hit",
+    "fsspec store, HTTP: body bytes",
+    "fsspec store, GCS (fake-gcs-server): tempfile hit",
+    "fsspec store, GCS (fake-gcs-server): body bytes",
+    "fsspec store, Azure (Azurite): tempfile hit",
+    "fsspec store, Azure (Azurite): body bytes",
 ]
 
 
@@ -115,6 +121,8 @@ def test_counted_facts(quick_run: tuple[str, dict]) -> None:
     assert _row(report, "Redis hit: server commands per hit")["ours"] == 1
     assert _row(report, "cold start: of boto3")["ours"] == 0
     assert _row(report, "revalidation: body bytes")["ours"] == 0  # counted by moto
+    for backend in ("HTTP", "GCS (fake-gcs-server)", "Azure (Azurite)"):  # counted by the server
+        assert _row(report, f"fsspec store, {backend}: body bytes")["ours"] == 0
     column = _row(report, "cold column read, 1 of 8 columns")  # bytes counted by the server
     assert 0 < column["ours"] <= column["target_limit"], column
     rss = _row(report, "streaming ")

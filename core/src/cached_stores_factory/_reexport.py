@@ -13,6 +13,7 @@ FIRST_PARTY: dict[tuple[Kind, str], tuple[str, str]] = {
     ("store", "tempfile"): ("tempfile", ""),
     ("store", "redis"): ("redis", "redis"),
     ("store", "s3"): ("s3", "s3"),
+    ("store", "fsspec"): ("fsspec", "fsspec"),
     ("policy", "ttl"): ("policies", ""),
     ("policy", "fifo"): ("policies", ""),
     ("policy", "lru"): ("policies", ""),
