@@ -296,7 +296,7 @@ class Process:
         world = self.world
         self.cached = CachedStore(world.local, world.remote, SimTTL(world))
         for part in (self.cached, getattr(self.cached, "tier", None)):  # outages on sim time
-            for name in ("outage", "_local_outage", "_remote_outage"):
+            for name in ("outage", "remote_outage", "_local_outage", "_remote_outage"):
                 outage = getattr(part, name, None)
                 if outage is not None:
                     outage._clock = world.clock

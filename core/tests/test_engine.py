@@ -219,19 +219,23 @@ def test_read_only_binary_open_returns_the_local_stream_itself(remote) -> None:
 
 
 def test_a_hit_validates_its_key_once(remote, monkeypatch) -> None:
-    from cached_stores_factory import _store
+    """The engine checks the key by the stricter user-key rules; the store's check is skipped."""
+    from cached_stores_factory import _engine, _store
 
-    cs = CachedStoreFactory(MemoryStore(), remote).build()  # no subclass: one wrapper
+    cs = CachedStoreFactory(MemoryStore(), remote).build()
     cs.get("a/b.txt")
     calls: list[str] = []
-    real = _store.validate_key
 
-    def counting(key: str) -> str:
-        calls.append(key)
-        return real(key)
+    def counting(real: Any) -> Any:
+        def check(key: str) -> str:
+            calls.append(key)
+            return real(key)  # type: ignore[no-any-return]
 
-    monkeypatch.setattr(_store, "validate_key", counting)
-    cs.open("a/b.txt", "rb").read()
+        return check
+
+    monkeypatch.setattr(_store, "validate_key", counting(_store.validate_key))
+    monkeypatch.setattr(_engine, "checked_user_key", counting(_engine.checked_user_key))
+    assert cs.open("a/b.txt", "rb").read() == b"hello\nworld\n"
     assert calls == ["a/b.txt"]
 
 

@@ -75,7 +75,7 @@ def test_a_store_going_down_and_coming_back_is_told_once_each(heard: list[Event]
     remote.put("k", b"v")
     clock = ManualClock()
     cached = CachedStore(local, remote)
-    cached._local_outage._clock = clock
+    cached.tier.outage._clock = clock
     cached.get("k")  # a local copy
     local.down = True
     cached.get("k")  # served by the remote

@@ -6,11 +6,12 @@ write remote objects through it as ordinary file objects.
 
 from typing import TYPE_CHECKING
 
-from ._engine import CachedStore, CacheStats
+from ._engine import CachedStore
 from ._factory import CachedStoreFactory
 from ._keys import validate_key
 from ._policy import CachePolicy
 from ._serializer import BytesSerializer, Serializer
+from ._stats import CacheStats
 from ._store import BytesReader, EntryReader, EntryStat, Store
 from ._types import positive_number, whole_number
 from ._version import PLUGIN_API, __version__

@@ -8,114 +8,39 @@ import io
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from time import perf_counter
-from typing import IO, TYPE_CHECKING, Any, Final, NamedTuple
+from typing import IO, TYPE_CHECKING, Any
 
 from . import _write
 from ._coordinator import Coordinator
-from ._fetch import Fetch, own_copy
-from ._fileobj import TextHandle, WriteHandle, close_handles, parse_mode
+from ._fetch import Fetch, own_copy, serve
+from ._fileobj import close_handles, open_file
 from ._keys import checked_user_key, is_reserved, unhashable, validate_user_key
 from ._local import LOCAL_FAILURES, LocalTier
 from ._log import lazy_logger
 from ._policy import CachePolicy
 from ._resilience import Outage, Refresher
 from ._serializer import BytesSerializer, Serializer
+from ._stats import (
+    COALESCED,
+    EVICTIONS,
+    FROM_REMOTE,
+    MISSES,
+    REMOTE_READS,
+    STALE_SERVED,
+    Counters,
+)
 from ._store import EntryReader, EntryStat, Store
 from .errors import CorruptEntryError, KeyNotFoundError, RemoteError, StoreClosedError
 from .events import Event
 from .events import dispatcher as _events
 
 if TYPE_CHECKING:
-    from ._coordinator import Flight
     from ._ranged import PartialEntries
 
-__all__ = ["CacheStats", "CachedStore"]
+__all__ = ["CachedStore"]
 
 log = lazy_logger("cached_stores_factory")
 _MISSING: Any = object()
-
-
-class CacheStats(NamedTuple):
-    """Counters since the cached store was built.  `as_dict()` is what `stats()` returns.
-
-    `hits`: reads served by a fresh local entry; `misses`: reads that were not, including
-    readers that waited on another thread's fetch (`coalesced` counts those alone);
-    `remote_reads`/`remote_writes`: objects fetched from and written to the remote;
-    `evictions`: local entries the policy removed; `revalidated`: expired copies the remote
-    confirmed unchanged (no body sent); `stale_served`: expired copies served within the
-    policy's `stale_while_revalidate` or, with the remote failing, `stale_if_error` window;
-    `bytes_from_remote`: sizes of the fetched objects; `bytes_from_local`: sizes of the
-    entries served on hits.
-    """
-
-    hits: int = 0
-    misses: int = 0
-    coalesced: int = 0
-    remote_reads: int = 0
-    remote_writes: int = 0
-    evictions: int = 0
-    revalidated: int = 0
-    stale_served: int = 0
-    bytes_from_remote: int = 0
-    bytes_from_local: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return self._asdict()
-
-
-_FIELDS: Final = CacheStats._fields
-# Slots in the list of counts, found by name so CacheStats may change its order.
-(
-    HITS,
-    MISSES,
-    COALESCED,
-    REMOTE_READS,
-    REMOTE_WRITES,
-    EVICTIONS,
-    REVALIDATED,
-    STALE_SERVED,
-    FROM_REMOTE,
-    FROM_LOCAL,
-) = (
-    _FIELDS.index(name)
-    for name in (
-        "hits",
-        "misses",
-        "coalesced",
-        "remote_reads",
-        "remote_writes",
-        "evictions",
-        "revalidated",
-        "stale_served",
-        "bytes_from_remote",
-        "bytes_from_local",
-    )
-)
-
-
-class _Counters:
-    """The CacheStats counters behind one lock.
-
-    The lock is held for a few additions, never across I/O (its cost on a hit is in
-    docs/performance.md), and the counts stay exact without the GIL.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values = [0] * len(_FIELDS)
-
-    def add(self, index: int, amount: int = 1) -> None:
-        with self._lock:
-            self._values[index] += amount
-
-    def hit(self, size: int) -> None:
-        with self._lock:
-            self._values[HITS] += 1
-            self._values[FROM_LOCAL] += size
-
-    def snapshot(self) -> CacheStats:
-        with self._lock:
-            return CacheStats(*self._values)
 
 
 class CachedStore(Store, checks_own_keys=True):
@@ -148,7 +73,7 @@ class CachedStore(Store, checks_own_keys=True):
         self.remote = remote
         self.policy = policy if policy is not None else CachePolicy()
         self.serializer = serializer if serializer is not None else BytesSerializer()
-        self._counters = _Counters()
+        self._counters = Counters()
         self._lock = threading.Lock()  # guards the set-up of `partials`
         self.coordinator = Coordinator()
         self.tier = LocalTier(
@@ -158,7 +83,7 @@ class CachedStore(Store, checks_own_keys=True):
             self._evicted,
             availability=availability,
         )
-        self._remote_outage = Outage("remote", remote)
+        self.remote_outage = Outage("remote", remote)
         self._refresher = Refresher(self._refresh)
         self._partials: PartialEntries | None = None
         self._closed = False
@@ -193,7 +118,7 @@ class CachedStore(Store, checks_own_keys=True):
             f"policy={self.policy!r}, serializer={self.serializer!r})"
         )
 
-    def _key(self, key: str) -> str:
+    def checked_key(self, key: str) -> str:
         """The key, checked, from a store that is still open: every public call starts here."""
         if self._closed:
             raise StoreClosedError(f"{self!r} is closed")
@@ -213,11 +138,9 @@ class CachedStore(Store, checks_own_keys=True):
         self._counters.add(EVICTIONS)
         self.emit("eviction", key)
 
-    def count_write(self) -> None:
-        self._counters.add(REMOTE_WRITES)
-
-    def count_stale(self) -> None:
-        self._counters.add(STALE_SERVED)
+    def count(self, index: int, amount: int = 1) -> None:
+        """Add to one of the counters (`_stats` names them)."""
+        self._counters.add(index, amount)
 
     def count_fetch(self, size: int) -> None:
         self._counters.add(REMOTE_READS)
@@ -245,7 +168,7 @@ class CachedStore(Store, checks_own_keys=True):
         Fresh, or expired within the policy's `stale_while_revalidate` window (then a
         background refresh is queued).
         """
-        return self._hit(self._key(key))
+        return self._hit(self.checked_key(key))
 
     def _hit(self, key: str) -> EntryReader | None:
         started = perf_counter() if _events.listeners else 0.0  # nobody listens: one check
@@ -298,7 +221,7 @@ class CachedStore(Store, checks_own_keys=True):
                 if leader:
                     raise flight.error
                 raise own_copy(flight.error) from flight.error
-            served = self._serve(key, flight)
+            served = serve(self.local, key, flight)
         finally:
             flight.release()
         if started:
@@ -320,70 +243,9 @@ class CachedStore(Store, checks_own_keys=True):
         finally:
             flight.release()
 
-    def _serve(self, key: str, flight: Flight) -> EntryReader:
-        if flight.spool is None:
-            pin = flight.take_pin()
-            if pin is not None:
-                return pin
-            try:
-                return self.local.open_read(key)
-            except (KeyNotFoundError, *LOCAL_FAILURES):
-                flight.spool_pin()
-        assert flight.spool is not None and flight.stat is not None
-        return EntryReader(flight.spool.open(), flight.stat)
-
-    def remote_read(self, key: str, expired: EntryReader | None) -> EntryReader | None:
-        """The remote's entry, or None if it still has the expired copy's version."""
-        etag = None if expired is None else expired.stat.etag or self._local_etag(key)
-        try:
-            if etag is not None:
-                entry = self.remote.open_read_if_changed(key, etag)
-            else:
-                entry = self.remote.open_read(key)
-        except KeyNotFoundError:
-            raise
-        except (RemoteError, *LOCAL_FAILURES) as exc:
-            raise self.remote_failed(key, exc) from exc
-        self._remote_outage.answered()
-        if entry is not None:
-            self.count_fetch(entry.stat.size)
-            self.emit("fetch", key, entry.stat.size)
-        return entry
-
-    def remote_failed(self, key: str, error: Exception) -> RemoteError:
-        """`error` from reading the remote, counted as its outage and told, as a RemoteError."""
-        self._remote_outage.failed(error)
-        if not isinstance(error, RemoteError):
-            error = RemoteError(f"reading {key!r} from the remote {self.remote!r}: {error}")
-        self.emit("remote_error", key, error=error)
-        return error
-
-    def _local_etag(self, key: str) -> str | None:
-        """The entity tag recorded with the local copy (a hit's stat may leave it out)."""
-        try:
-            return self.local.stat(key).etag
-        except (KeyNotFoundError, *LOCAL_FAILURES):
-            return None
-
-    def revalidated(self, key: str, expired: EntryReader) -> EntryReader:
-        """The remote still has this version: stamp the copy fresh, and serve it."""
-        self._counters.add(REVALIDATED)
-        try:
-            stat = self.local.touch(key)
-        except (KeyNotFoundError, *LOCAL_FAILURES):
-            log.debug("re-stamping %r failed; it is revalidated again next time", key)
-            return expired
-        self.tier.stamp(key, stat)
-        self.policy.on_hit(key, stat)
-        return EntryReader(expired.stream, stat)
-
-    def may_serve_stale(self, key: str, stat: EntryStat) -> bool:
-        window = self.policy.stale_if_error
-        return bool(window) and self.policy.expired_for(key, stat) <= window
-
     def _fresh_stat(self, key: str) -> EntryStat | None:
         """The local copy's stat if it is fresh; None if missing, stale or unavailable."""
-        key = self._key(key)
+        key = self.checked_key(key)
         tier = self.tier
         if tier.outage.skipping() or not tier.settled(key):
             return None
@@ -433,7 +295,7 @@ class CachedStore(Store, checks_own_keys=True):
         A remote key under the reserved prefix (written by some other client) is left out:
         this store refuses it.
         """
-        self._key("k")
+        self.checked_key("k")
         return (key for key in self.remote.keys(prefix) if not is_reserved(key))
 
     # -- writing --------------------------------------------------------------------------
@@ -446,7 +308,7 @@ class CachedStore(Store, checks_own_keys=True):
         write raises; reads then fetch the remote's unchanged version again.  A local store
         that can't be marked refuses the write first (LocalStoreUnavailableError).
         """
-        return _write.write(self, self._key(key), stream, etag)
+        return _write.write(self, self.checked_key(key), stream, etag)
 
     def put(self, key: str, value: Any) -> None:
         """Store `value` through the serializer, remote first."""
@@ -457,7 +319,7 @@ class CachedStore(Store, checks_own_keys=True):
 
     def delete(self, key: str) -> bool:
         """Delete the local copy, then the remote object; True if either held the key."""
-        return _write.delete(self, self._key(key))
+        return _write.delete(self, self.checked_key(key))
 
     def __delitem__(self, key: str) -> None:
         if not self.delete(key):
@@ -469,31 +331,23 @@ class CachedStore(Store, checks_own_keys=True):
         A fetch of the key in flight, in any process that fences with this local store,
         stores nothing.
         """
-        key = self._key(key)
+        key = self.checked_key(key)
         self.partials.forget(key)
         return self.tier.drop(key)
 
     def clear(self) -> int:
         """Drop every local copy; the remote is untouched.  Returns how many went."""
-        self._key("k")
+        self.checked_key("k")
         self.coordinator.invalidated_all()
         return self._drop_all(self.local.keys())
 
     def purge(self) -> int:
         """Drop every local copy the policy says is stale; return how many went."""
-        self._key("k")
+        self.checked_key("k")
         return self._drop_all(self.policy.expired())
 
     def _drop_all(self, keys: Iterable[str]) -> int:
         return sum(1 for key in list(keys) if self.tier.drop(key))
-
-    def local_usable(self, key: str) -> bool:
-        """Whether the local store is in use now (no outage) for `key` (not bypassed)."""
-        return self.tier.usable(key)
-
-    def bypass(self, key: str, error: Exception | None = None) -> None:
-        """Serve `key` from the remote until its local copies can be dropped."""
-        self.tier.bypass(key, error)
 
     # -- file objects ---------------------------------------------------------------------
 
@@ -513,28 +367,11 @@ class CachedStore(Store, checks_own_keys=True):
         Text modes wrap either in an io.TextIOWrapper (UTF-8 unless `encoding` says otherwise).
         """
         if mode == "rb" and encoding is errors is newline is None:  # the common read: no parse
-            return self._read_stream(key)
-        parsed = parse_mode(mode)
-        if parsed.binary and (encoding is not None or errors is not None or newline is not None):
-            raise ValueError("binary mode doesn't take an encoding, errors or newline argument")
-        binary: IO[bytes]
-        if not parsed.writing:
-            binary = self._read_stream(key)
-        else:
-            binary = WriteHandle.open(self, self._key(key), parsed)  # type: ignore[assignment]
-        if parsed.binary:
-            return binary
-        text = (TextHandle if parsed.writing else io.TextIOWrapper)(
-            binary,
-            encoding=encoding or "utf-8",
-            errors=errors,
-            newline=newline,
-            write_through=True,  # nothing waits in the wrapper when a commit runs
-        )
-        text.mode = mode  # type: ignore[misc]
-        return text
+            return self.read_stream(key)
+        return open_file(self, key, mode, encoding=encoding, errors=errors, newline=newline)
 
-    def _read_stream(self, key: str) -> IO[bytes]:
+    def read_stream(self, key: str) -> IO[bytes]:
+        """The entry's stream, or FileNotFoundError as a file system says it."""
         try:
             return self.open_read(key).stream
         except KeyNotFoundError:

@@ -17,14 +17,15 @@ from typing import IO, TYPE_CHECKING, Any, cast
 from ._coordinator import Flight
 from ._local import LOCAL_FAILURES
 from ._log import lazy_logger
-from ._store import EntryReader
+from ._stats import REVALIDATED, STALE_SERVED
+from ._store import EntryReader, EntryStat, Store
 from .errors import CorruptEntryError, KeyNotFoundError, RemoteError, StoreError
 from .events import dispatcher as _events
 
 if TYPE_CHECKING:
     from ._engine import CachedStore
 
-__all__ = ["Fetch"]
+__all__ = ["Fetch", "own_copy", "serve"]
 
 log = lazy_logger("cached_stores_factory")
 
@@ -117,11 +118,11 @@ class Fetch:
         cached, key, flight, expired = self.cached, self.key, self.flight, self.expired
         started = perf_counter() if expired is not None and _events.listeners else 0.0
         try:
-            fetched = cached.remote_read(key, expired)
+            fetched = self._remote_read(expired)
         except RemoteError as exc:
-            if expired is not None and cached.may_serve_stale(key, expired.stat):
+            if expired is not None and self._may_serve_stale(expired.stat):
                 log.debug("serving %r stale: %s", key, exc)
-                cached.count_stale()
+                cached.count(STALE_SERVED)
                 cached.emit("stale_served", key, expired.stat.size, error=exc)
                 flight.pin = expired
                 return
@@ -136,7 +137,7 @@ class Fetch:
             cached.emit("revalidated" if fetched is None else "changed", key, size, seconds=seconds)
         if fetched is None:
             assert expired is not None
-            flight.pin = cached.revalidated(key, expired)
+            flight.pin = self._revalidated(expired)
             return
         with fetched:
             self._keep(fetched, fence)
@@ -156,7 +157,7 @@ class Fetch:
                 flight.pin = cached.local.open_read(key)
         except Exception as exc:
             if source.error is not None:  # the remote's body broke off: not the cache's fault
-                raise cached.remote_failed(key, source.error) from None
+                raise self._remote_failed(source.error) from None
             # A cache that cannot hold the object (full disk, a Redis value limit) must not
             # fail the read: fetch it again, for the waiting readers only.
             log.warning("caching %r locally failed (%s); serving it uncached", key, exc)
@@ -172,10 +173,77 @@ class Fetch:
             cached.tier.drop_quietly(key)
 
     def _serve_refetched(self) -> None:
-        refetched = self.cached.remote_read(self.key, None)
+        refetched = self._remote_read(None)
         assert refetched is not None
         with refetched:
             self.flight.serve_unkept(refetched.stream, refetched.stat)
+
+    def _remote_read(self, expired: EntryReader | None) -> EntryReader | None:
+        """The remote's entry, or None if it still has the expired copy's version."""
+        cached, key = self.cached, self.key
+        etag = None if expired is None else expired.stat.etag or self._local_etag()
+        try:
+            if etag is not None:
+                entry = cached.remote.open_read_if_changed(key, etag)
+            else:
+                entry = cached.remote.open_read(key)
+        except KeyNotFoundError:
+            raise
+        except (RemoteError, *LOCAL_FAILURES) as exc:
+            raise self._remote_failed(exc) from exc
+        cached.remote_outage.answered()
+        if entry is not None:
+            cached.count_fetch(entry.stat.size)
+            cached.emit("fetch", key, entry.stat.size)
+        return entry
+
+    def _remote_failed(self, error: Exception) -> RemoteError:
+        """`error` from reading the remote, counted as its outage and told, as a RemoteError."""
+        cached, key = self.cached, self.key
+        cached.remote_outage.failed(error)
+        if not isinstance(error, RemoteError):
+            error = RemoteError(f"reading {key!r} from the remote {cached.remote!r}: {error}")
+        cached.emit("remote_error", key, error=error)
+        return error
+
+    def _local_etag(self) -> str | None:
+        """The entity tag recorded with the local copy (a hit's stat may leave it out)."""
+        try:
+            return self.cached.local.stat(self.key).etag
+        except (KeyNotFoundError, *LOCAL_FAILURES):
+            return None
+
+    def _revalidated(self, expired: EntryReader) -> EntryReader:
+        """The remote still has this version: stamp the copy fresh, and serve it."""
+        cached, key = self.cached, self.key
+        cached.count(REVALIDATED)
+        try:
+            stat = cached.local.touch(key)
+        except (KeyNotFoundError, *LOCAL_FAILURES):
+            log.debug("re-stamping %r failed; it is revalidated again next time", key)
+            return expired
+        cached.tier.stamp(key, stat)
+        cached.policy.on_hit(key, stat)
+        return EntryReader(expired.stream, stat)
+
+    def _may_serve_stale(self, stat: EntryStat) -> bool:
+        policy = self.cached.policy
+        window = policy.stale_if_error
+        return bool(window) and policy.expired_for(self.key, stat) <= window
+
+
+def serve(local: Store, key: str, flight: Flight) -> EntryReader:
+    """One reader's entry from a finished flight: its pin, the local copy, or the spool."""
+    if flight.spool is None:
+        pin = flight.take_pin()
+        if pin is not None:
+            return pin
+        try:
+            return local.open_read(key)
+        except (KeyNotFoundError, *LOCAL_FAILURES):
+            flight.spool_pin()
+    assert flight.spool is not None and flight.stat is not None
+    return EntryReader(flight.spool.open(), flight.stat)
 
 
 class _RemoteStream(io.RawIOBase):

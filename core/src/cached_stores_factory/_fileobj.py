@@ -26,7 +26,7 @@ import sys
 import threading
 import weakref
 from types import TracebackType
-from typing import IO, TYPE_CHECKING, NamedTuple
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from ._log import lazy_logger
 from ._spool import CHUNK, new_spool
@@ -81,6 +81,37 @@ def parse_mode(mode: str) -> OpenMode:
     if "b" in chars and "t" in chars:
         raise ValueError(f"can't have text and binary mode at once: {mode!r}")
     return OpenMode(kind=kinds.pop(), plus="+" in chars, binary="b" in chars)
+
+
+def open_file(
+    store: CachedStore,
+    key: str,
+    mode: str,
+    *,
+    encoding: str | None,
+    errors: str | None,
+    newline: str | None,
+) -> IO[Any]:
+    """`store.open()` for every mode: a read stream or a WriteHandle, wrapped for text."""
+    parsed = parse_mode(mode)
+    if parsed.binary and (encoding is not None or errors is not None or newline is not None):
+        raise ValueError("binary mode doesn't take an encoding, errors or newline argument")
+    binary: IO[bytes]
+    if not parsed.writing:
+        binary = store.read_stream(key)
+    else:
+        binary = WriteHandle.open(store, store.checked_key(key), parsed)  # type: ignore[assignment]
+    if parsed.binary:
+        return binary
+    text = (TextHandle if parsed.writing else io.TextIOWrapper)(
+        binary,
+        encoding=encoding or "utf-8",
+        errors=errors,
+        newline=newline,
+        write_through=True,  # nothing waits in the wrapper when a commit runs
+    )
+    text.mode = mode  # type: ignore[misc]
+    return text
 
 
 # -- handles not closed yet ------------------------------------------------------------------

@@ -182,7 +182,7 @@ class PartialEntries:
             partial = self._partials.get(key)
         if partial is not None and not partial.stale and not partial.whole:
             return partial
-        if not self._cached.local_usable(key):
+        if not self._cached.tier.usable(key):
             return None  # read whole, uncached, while the local store is out or behind
         local, policy = self._cached.local, self._cached.policy
         try:
@@ -231,8 +231,8 @@ class PartialEntries:
             partial.stale = True
             versions.add(partial.version)
         local = self._cached.local
-        if not self._cached.local_usable(key):
-            self._cached.bypass(key)  # its blocks go before the local store serves it again
+        if not self._cached.tier.usable(key):
+            self._cached.tier.bypass(key)  # its blocks go before the local store serves it again
             return
         try:
             with local.open_read(manifest_key(key)) as entry:
@@ -240,7 +240,7 @@ class PartialEntries:
         except KeyNotFoundError:
             data = None
         except _LOCAL_FAILURES as exc:
-            self._cached.bypass(key, exc)
+            self._cached.tier.bypass(key, exc)
             return
         try:
             if data is not None:  # no manifest, nothing to delete: one local request, not two
@@ -250,7 +250,7 @@ class PartialEntries:
             for version in versions:
                 self._drop_blocks(version)
         except _LOCAL_FAILURES as exc:
-            self._cached.bypass(key, exc)
+            self._cached.tier.bypass(key, exc)
 
     def _drop_blocks(self, version: Version) -> None:
         for index in range(version.blocks):

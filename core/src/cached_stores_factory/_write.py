@@ -15,6 +15,7 @@ from typing import IO, TYPE_CHECKING
 
 from ._log import lazy_logger
 from ._spool import new_spool
+from ._stats import REMOTE_WRITES
 from ._store import EntryStat
 from .errors import LocalStoreUnavailableError
 from .events import dispatcher as _events
@@ -50,7 +51,7 @@ def write(cached: CachedStore, key: str, stream: IO[bytes], etag: str | None) ->
         with _ending(tier, key, marked):
             remote_stat = cached.remote.put_stream(key, stream, etag=etag)
         fence = None if marked is None else tier.end_change(key, marked[1])
-        cached.count_write()
+        cached.count(REMOTE_WRITES)
         if started:
             cached.emit("write", key, remote_stat.size, seconds=perf_counter() - started)
         if fence is None or change.contended or not cached.policy.admits(remote_stat.size):

@@ -117,7 +117,7 @@ def test_an_archived_object_is_no_outage_of_the_remote(
                 cached.get("cold/a")
         assert cached.get("warm") == DATA
     assert [r.getMessage() for r in caplog.records if "failed" in r.getMessage()] == []
-    assert not cached._remote_outage.skipping()
+    assert not cached.remote_outage.skipping()
 
 
 def test_request_restore_leaves_readable_and_restoring_objects_alone(
