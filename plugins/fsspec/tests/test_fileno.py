@@ -1,0 +1,48 @@
+"""No file object csf:// hands out exposes a descriptor of the raw cache file.
+
+A tempfile entry ends in a 20-byte checksum trailer: a reader through the descriptor
+(numpy.fromfile, polars, mmap) would get 20 bytes too many, unchecked.
+"""
+
+from __future__ import annotations
+
+import io
+import mmap
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cached_stores_factory import CachedStore, MemoryStore
+from cached_stores_factory.stores.tempfile_store import TempfileStore
+from cached_stores_factory_fsspec import CachedStoreFileSystem
+
+SIZES = {"small, read whole": 4096, "large, streamed and verified": 5_015_066}
+
+
+@pytest.fixture
+def fs(tmp_path: Path) -> CachedStoreFileSystem:
+    store = CachedStore(TempfileStore("fileno", root=tmp_path / "local"), MemoryStore())
+    return CachedStoreFileSystem(store=store)
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+def test_a_warm_hit_gives_no_descriptor_and_numpy_reads_the_exact_bytes(
+    fs: CachedStoreFileSystem, size: int
+) -> None:
+    body = np.random.default_rng(size).integers(0, 256, size, dtype=np.uint8).tobytes()
+    fs.pipe_file("data/x.bin", body)  # write-through: the next open is a warm hit
+    with fs.open("data/x.bin", "rb") as handle:
+        with pytest.raises(io.UnsupportedOperation):
+            handle.fileno()
+        with pytest.raises(io.UnsupportedOperation):
+            os.read(handle.fileno(), size + 100)
+        assert handle.read() == body
+    with fs.open("data/x.bin", "rb") as handle:
+        # numpy.fromfile wants a descriptor: refused, never the trailer's 20 bytes more.
+        with pytest.raises(io.UnsupportedOperation):
+            np.fromfile(handle, dtype=np.uint8)
+        with pytest.raises(io.UnsupportedOperation):
+            mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        assert np.frombuffer(handle.read(), dtype=np.uint8).tobytes() == body
