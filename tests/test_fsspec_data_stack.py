@@ -151,3 +151,35 @@ def test_one_column_of_a_64_mib_parquet_file_fetches_less_than_half_of_it(
     )
     assert again["c3"].equals(table.column("c3").to_pandas())
     assert s3_server.count() == before  # the blocks it read are kept: no request at all
+
+
+def test_listings_and_missing_keys_are_asked_for_once(
+    s3_server: S3Server, bucket: str, config: str
+) -> None:
+    for name in ("a", "b", "c"):
+        s3_server.client().put_object(Bucket=bucket, Key=f"d/{name}.csv", Body=b"x,y\n1,2\n")
+    before = {method: s3_server.count(method, f"/{bucket}") for method in ("GET", "HEAD")}
+
+    def requests() -> dict[str, int]:
+        return {m: s3_server.count(m, f"/{bucket}") - before[m] for m in ("GET", "HEAD")}
+
+    for _ in range(2):  # cold, then warm: the second pass makes no request at all
+        for opened in fsspec.open_files("csf://d/*.csv", "rb", config=config):
+            with opened as handle:
+                assert handle.read() == b"x,y\n1,2\n"
+        # One listing, one HEAD per file (the listing's sizes), one GET per file.
+        assert requests() == {"GET": 4, "HEAD": 3}
+    fs = fsspec.filesystem("csf", config=config)
+    for _ in range(3):  # a missing key (a Zarr store's optional metadata): asked once
+        with pytest.raises(FileNotFoundError):
+            fs.open("z/.zattrs", "rb")
+        assert not fs.exists("d/missing.csv")  # the listing of d/ says so: no request
+    assert requests() == {"GET": 4, "HEAD": 4}
+    assert s3_server.statuses("HEAD", f"/{bucket}/z/.zattrs") == [404]
+    fs.pipe_file("z/.zattrs", b"{}")  # a write through the cache: known at once
+    assert fs.cat_file("z/.zattrs") == b"{}" and fs.ls("d", detail=False) == [
+        "d/a.csv",
+        "d/b.csv",
+        "d/c.csv",
+    ]
+    assert requests() == {"GET": 4, "HEAD": 4}
