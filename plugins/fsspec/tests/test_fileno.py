@@ -1,7 +1,8 @@
-"""No file object csf:// hands out exposes a descriptor of the raw cache file.
+"""File objects csf:// hands out for reading: exactly the object's bytes, whatever reads them.
 
 A tempfile entry ends in a 20-byte checksum trailer: a reader through the descriptor
-(numpy.fromfile, polars, mmap) would get 20 bytes too many, unchecked.
+(numpy.fromfile, polars, mmap) would get 20 bytes too many, unchecked.  And DuckDB reads one
+file object from many threads, each read a seek then a read.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import io
 import mmap
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +48,32 @@ def test_a_warm_hit_gives_no_descriptor_and_numpy_reads_the_exact_bytes(
         with pytest.raises(io.UnsupportedOperation):
             mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
         assert np.frombuffer(handle.read(), dtype=np.uint8).tobytes() == body
+
+
+@pytest.mark.parametrize("size", SIZES.values(), ids=SIZES.keys())
+def test_a_seek_of_another_thread_never_moves_this_threads_read(
+    fs: CachedStoreFileSystem, size: int
+) -> None:
+    body = bytes(range(256)) * (size // 256)
+    fs.pipe_file("data/x.bin", body)
+    sought, read = threading.Event(), threading.Event()
+    found: list[bytes] = []
+
+    def other_thread() -> None:  # seeks and reads between this thread's seek and read
+        sought.wait(10)
+        handle.seek(1000)
+        found.append(handle.read(10))
+        read.set()
+
+    with fs.open("data/x.bin", "rb") as handle:
+        thread = threading.Thread(target=other_thread)
+        thread.start()
+        handle.seek(7)
+        sought.set()
+        read.wait(10)
+        assert handle.read(10) == body[7:17]  # from this thread's own position
+        thread.join(10)
+        assert found == [body[1000:1010]]
+        assert handle.tell() == 17
+        handle.seek(-5, os.SEEK_END)
+        assert handle.read() == body[-5:] and handle.read() == b""

@@ -225,6 +225,84 @@ class _WriteFile(io.BufferedIOBase):
         super().close()
 
 
+class _SharedReader(io.RawIOBase):
+    """A file opened for reading, with a position of its own for each thread that reads it.
+
+    DuckDB reads one file object from all its threads, each read a `seek` then a `read`; with
+    one shared position another thread's seek lands between the two and the read returns
+    other bytes (a wrong sum, a Parquet page that fails to decompress).  Here each thread's
+    seek moves only its own position, and reads take turns on the stream below.  A thread
+    starts where the last seek or read of any thread left off, so a file handed from one
+    thread to another reads on as usual.
+    """
+
+    def __init__(self, stream: IO[bytes], size: int, name: str) -> None:
+        super().__init__()
+        self._stream = stream
+        self._lock = threading.Lock()
+        self._positions = threading.local()
+        self._last = 0
+        self.size = size
+        self.name = name
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        self._check_open()
+        return getattr(self._positions, "offset", self._last)
+
+    def _moved(self, offset: int) -> int:
+        self._positions.offset = self._last = offset
+        return offset
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise ValueError("I/O operation on closed file.")
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._check_open()
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.tell(), io.SEEK_END: self.size}.get(whence)
+        if base is None:
+            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
+        if base + offset < 0:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return self._moved(base + offset)
+
+    def _at(self, read: Any, *args: Any) -> Any:
+        """`read(*args)` on the stream from this thread's position, which moves past it."""
+        self._check_open()
+        with self._lock:
+            position = self.tell()
+            self._stream.seek(position)
+            data = read(*args)
+            self._moved(position + (data if isinstance(data, int) else len(data)))
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        count: int = self._at(self._stream.readinto, buffer)  # type: ignore[attr-defined]
+        return count
+
+    def read(self, size: int | None = -1) -> bytes:
+        data: bytes = self._at(self._stream.read, -1 if size is None else size)
+        return data
+
+    def readall(self) -> bytes:
+        return self.read(-1)
+
+    def readline(self, size: int | None = -1) -> bytes:
+        data: bytes = self._at(self._stream.readline, -1 if size is None else size)
+        return data
+
+    def close(self) -> None:
+        if not self.closed:
+            self._stream.close()
+        super().close()
+
+
 def _seconds(name: str, value: Any, *, none: bool) -> float | None:
     if value is None and none:
         return None
@@ -573,9 +651,7 @@ class CachedStoreFileSystem(AbstractFileSystem, metaclass=_Instances):  # type: 
         except KeyNotFoundError:
             raise self._found_missing(key, generation) from None
         # fsspec's own helpers (read_block, cat_file) ask an open file for its `size`.
-        with contextlib.suppress(AttributeError):
-            entry.stream.size = entry.stat.size  # type: ignore[attr-defined]
-        return entry.stream
+        return cast(IO[bytes], _SharedReader(entry.stream, entry.stat.size, key))
 
     def _open_remote(self, key: str) -> EntryReader:
         """A large object read in blocks as they are needed, else one fetch of it whole.
