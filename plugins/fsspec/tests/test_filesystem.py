@@ -653,3 +653,25 @@ def test_a_filesystem_over_a_store_object_refuses_pickling_by_name() -> None:
     fs = CachedStoreFileSystem(store=CachedStore(MemoryStore(), MemoryStore()))
     with pytest.raises(TypeError, match=r"wraps a store object .* build it from config="):
         pickle.dumps(fs)
+
+
+class ListingRemote(CountingRemote):
+    """A remote whose listing carries each key's stat, as S3's does."""
+
+    def listing(self, prefix: str = "") -> Iterator[tuple[str, EntryStat]]:
+        self.calls["listing"] += 1
+        return ((key, MemoryStore.stat(self, key)) for key in MemoryStore.keys(self, prefix))
+
+
+def test_a_listing_with_stats_spares_a_request_per_file(local: MemoryStore) -> None:
+    remote = ListingRemote()
+    remote.put("d/a", b"1")
+    remote.put("d/e/b", b"22")
+    remote.put(".csf-partial/0123abcd/0", b"another client's block")
+    fs = CachedStoreFileSystem(store=CachedStore(local, remote))
+    remote.calls.clear()
+    assert [(e["name"], e["size"]) for e in fs.ls("")] == [("d", 0)]  # the reserved key: never
+    assert fs.find("d", detail=True)["d/e/b"]["size"] == 2
+    assert fs.du("d") == 3 and fs.info("d/a")["size"] == 1
+    assert fs.cat_file("d/e/b") == b"22"
+    assert remote.calls == {"listing": 1, "open_read": 1}  # no stat at all

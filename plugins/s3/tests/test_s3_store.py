@@ -304,3 +304,17 @@ def test_open_range_is_one_ranged_get_that_refuses_a_changed_object(
     store.put("empty", b"")
     with store.open_range("empty", 0, 10) as entry:
         assert entry.read() == b"" and entry.stat.size == 0
+
+
+def test_a_listing_gives_each_keys_stat_with_no_head(store: S3Store, s3: S3Server):
+    store.put("dir/a", b"1")
+    store.put("dir/b", b"22")
+    s3.client().put_object(Bucket="bucket", Key="dir/", Body=b"")  # a folder marker
+    s3.requests.clear()
+    listed = dict(store.listing("dir/"))
+    assert s3.count("HEAD") == 0 and s3.count("GET") == 1
+    assert sorted(listed) == ["dir/a", "dir/b"]
+    for key, stat in listed.items():
+        head = store.stat(key)
+        assert (stat.size, stat.etag) == (head.size, head.etag)
+        assert stat.modified == pytest.approx(head.modified)

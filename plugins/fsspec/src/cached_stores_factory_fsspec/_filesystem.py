@@ -19,7 +19,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import IO, Any, cast
 
 from fsspec import AbstractFileSystem
@@ -34,6 +34,7 @@ from cached_stores_factory import (
     EntryStat,
     validate_key,
 )
+from cached_stores_factory._keys import is_reserved
 from cached_stores_factory.errors import KeyNotFoundError
 
 __all__ = ["CachedStoreFileSystem"]
@@ -503,25 +504,25 @@ class CachedStoreFileSystem(AbstractFileSystem, metaclass=_Instances):  # type: 
 
     def _list(self, path: str) -> dict[str, list[Entry]] | None:
         generation = self._names.generation
-        children: dict[str, dict[str, str]] = {}
+        children: dict[str, dict[str, Entry]] = {}
         start = len(path) + 1 if path else 0
-        for key in self.store.keys(f"{path}/" if path else ""):
+        for key, stat in self._remote_listing(f"{path}/" if path else ""):
             parts = key[start:].split("/")
             directory = path
             for depth, part in enumerate(parts):
                 name = f"{directory}/{part}" if directory else part
-                kind = "file" if depth == len(parts) - 1 else "directory"
-                children.setdefault(directory, {})[name] = kind
+                if depth < len(parts) - 1:
+                    entry = self._directory_info(name)
+                elif stat is not None:
+                    entry = self._file_info(name, stat)
+                else:  # its details are asked for when wanted
+                    entry = {"name": name, "size": None, "type": "file"}
+                children.setdefault(directory, {})[name] = entry
                 directory = name
         if not children:
             return None
         tree = {
-            directory: [
-                self._directory_info(name)
-                if kind == "directory"
-                else {"name": name, "size": None, "type": "file"}
-                for name, kind in sorted(entries.items())
-            ]
+            directory: [entries[name] for name in sorted(entries)]
             for directory, entries in children.items()
         }
         with self._names.lock:
@@ -529,6 +530,14 @@ class CachedStoreFileSystem(AbstractFileSystem, metaclass=_Instances):  # type: 
                 for directory, listing in tree.items():
                     self.dircache[directory] = listing
         return tree
+
+    def _remote_listing(self, prefix: str) -> Iterator[tuple[str, EntryStat | None]]:
+        """The keys under `prefix`, with their stats where the remote's listing gives them
+        (S3's does: no HEAD per object).  Keys this store refuses are left out."""
+        listing = getattr(self.store.remote, "listing", None)
+        if not callable(listing):
+            return ((key, None) for key in self.store.keys(prefix))
+        return ((key, stat) for key, stat in listing(prefix) if not is_reserved(key))
 
     # -- metadata ---------------------------------------------------------------------------
 
