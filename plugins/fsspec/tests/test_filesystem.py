@@ -675,3 +675,13 @@ def test_a_listing_with_stats_spares_a_request_per_file(local: MemoryStore) -> N
     assert fs.du("d") == 3 and fs.info("d/a")["size"] == 1
     assert fs.cat_file("d/e/b") == b"22"
     assert remote.calls == {"listing": 1, "open_read": 1}  # no stat at all
+
+
+def test_options_come_from_fsspecs_own_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    conf: dict[str, dict[str, Any]] = {}
+    fsspec.config.set_conf_env(
+        conf, {"FSSPEC_CSF_BLOCK_SIZE": "4096", "FSSPEC_CSF_MISSING_TTL": "0"}
+    )
+    monkeypatch.setitem(fsspec.config.conf, "csf", conf["csf"])
+    fs = fsspec.filesystem("csf", config=MEMORY_CONFIG)
+    assert fs.store.partials.block_size == 4096 and fs.missing_ttl == 0

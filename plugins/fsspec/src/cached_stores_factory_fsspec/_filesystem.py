@@ -10,6 +10,7 @@ kept once per store in a process and dropped at once by every write or delete th
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import datetime
 import errno
@@ -82,6 +83,11 @@ def _built(
         return store
 
 
+def _name(entry: Entry) -> str:
+    name: str = entry["name"]
+    return name
+
+
 def _ancestors(key: str) -> list[str]:
     """`key` and every directory above it, up to the root ''."""
     paths = [key]
@@ -124,18 +130,19 @@ class _Names:
                     cache.pop(path, None)
 
     def clear(self, path: str | None) -> None:
-        with self.lock:
-            self.generation += 1
-            if path is None:
+        """Forget `path`, what lies under it and the folders above it; all when None or ''."""
+        if not path:
+            with self.lock:
+                self.generation += 1
                 self.missing.clear()
-            for cache in self._dircaches.values():
-                if path is None:
+                for cache in self._dircaches.values():
                     cache.clear()
-                else:
-                    for name in _ancestors(path):
-                        cache.pop(name, None)
-            if path is not None:
-                self.missing.pop(path, None)
+            return
+        with self.lock:
+            self.changed(path)
+            for names in (self.missing, *self._dircaches.values()):
+                for name in [name for name in names if name.startswith(f"{path}/")]:
+                    names.pop(name, None)
 
 
 _names: weakref.WeakKeyDictionary[CachedStore, _Names] = weakref.WeakKeyDictionary()
@@ -426,7 +433,7 @@ class CachedStoreFileSystem(AbstractFileSystem, metaclass=_Instances):  # type: 
         self._names.changed(key)
 
     def invalidate_cache(self, path: str | None = None) -> None:
-        """Forget listings at `path` and above it (all of them when None), and missing keys."""
+        """Forget the listings and missing keys at `path`, under it and above it (all when None)."""
         self._names.clear(None if path is None else self._strip_protocol(path))
         super().invalidate_cache(path)
 
@@ -463,9 +470,9 @@ class CachedStoreFileSystem(AbstractFileSystem, metaclass=_Instances):  # type: 
         listing = self._listed(path.rpartition("/")[0])
         if listing is None:
             return None
-        for entry in listing:
-            if entry["name"] == path:
-                return entry
+        at = bisect.bisect_left(listing, path, key=_name)  # a listing is sorted by name
+        if at < len(listing) and listing[at]["name"] == path:
+            return listing[at]
         raise FileNotFoundError(errno.ENOENT, _MISSING, path)
 
     def _details(self, entry: Entry) -> Entry:
