@@ -55,6 +55,12 @@ EXPECTED_PREFIXES = [
     "outage: one call's stall on a hung Redis (SIGSTOP), new",
     "fsspec hit 4 KiB: csf:// vs simplecache",
     "cold column read, 1 of 8 columns",
+    "pandas via fsspec",
+    "pyarrow via fsspec",
+    "polars via fsspec",
+    "DuckDB via fsspec",
+    "Dask via fsspec",
+    "xarray/Zarr via fsspec",
 ]
 
 
