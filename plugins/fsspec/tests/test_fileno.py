@@ -77,3 +77,24 @@ def test_a_seek_of_another_thread_never_moves_this_threads_read(
         assert handle.tell() == 17
         handle.seek(-5, os.SEEK_END)
         assert handle.read() == body[-5:] and handle.read() == b""
+
+
+class SeekCounting(io.BytesIO):
+    seeks = 0
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self.seeks += 1
+        return super().seek(offset, whence)
+
+
+def test_reading_on_never_seeks_the_stream_below() -> None:
+    """A seek of a large tempfile entry checks the whole entry once: a read that runs on
+    from where the stream is must not cause one."""
+    from cached_stores_factory_fsspec._filesystem import _SharedReader
+
+    below = SeekCounting(bytes(range(256)) * 100)
+    reader = _SharedReader(below, 25_600, "k")
+    assert reader.read(100) + reader.read(100) + reader.readline() == below.getvalue()[:267]
+    assert below.seeks == 0
+    reader.seek(1000)
+    assert reader.read(4) == below.getvalue()[1000:1004] and below.seeks == 1

@@ -249,7 +249,8 @@ class _SharedReader(io.RawIOBase):
         self._stream = stream
         self._lock = threading.Lock()
         self._positions = threading.local()
-        self._last = 0
+        self._last = 0  # where the last seek or read of any thread left off
+        self._stream_at = 0  # where the stream below is: a read that starts there seeks not
         self.size = size
         self.name = name
 
@@ -285,9 +286,11 @@ class _SharedReader(io.RawIOBase):
         self._check_open()
         with self._lock:
             position = self.tell()
-            self._stream.seek(position)
+            if position != self._stream_at:  # a seek of a large entry checks it whole once
+                self._stream.seek(position)
             data = read(*args)
-            self._moved(position + (data if isinstance(data, int) else len(data)))
+            self._stream_at = position + (data if isinstance(data, int) else len(data))
+            self._moved(self._stream_at)
         return data
 
     def readinto(self, buffer: Any) -> int:
