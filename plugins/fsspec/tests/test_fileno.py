@@ -90,10 +90,10 @@ class SeekCounting(io.BytesIO):
 def test_reading_on_never_seeks_the_stream_below() -> None:
     """A seek of a large tempfile entry checks the whole entry once: a read that runs on
     from where the stream is must not cause one."""
-    from cached_stores_factory_fsspec._filesystem import _SharedReader
+    from cached_stores_factory_fsspec._files import SharedReader
 
     below = SeekCounting(bytes(range(256)) * 100)
-    reader = _SharedReader(below, 25_600, "k")
+    reader = SharedReader(below, 25_600, "k")
     assert reader.read(100) + reader.read(100) + reader.readline() == below.getvalue()[:267]
     assert below.seeks == 0
     reader.seek(1000)
