@@ -103,6 +103,8 @@ def test_pandas_read_parquet_and_pyarrow_read_table_with_columns(
     first = pd.read_parquet("csf://data/x.parquet", columns=["value"], storage_options=options)
     pd.testing.assert_frame_equal(first, expected[["value"]])
     assert s3_server.count("GET", f"/{bucket}/data/x.parquet") >= 1
+    # pandas and pyarrow ask for the file's info three times: one HEAD answers them and open.
+    assert s3_server.count("HEAD", f"/{bucket}/data/x.parquet") == 1
 
     before = s3_server.count()
     again = pd.read_parquet("csf://data/x.parquet", storage_options=options)

@@ -236,6 +236,9 @@ def test_info_comes_from_the_fresh_local_copy_else_the_remote(
     # Fresh local copy: no remote call but the listing that finds "k" is not a directory.
     assert dict(remote.calls) == {**calls, "keys": 1}
     policy.fresh = False
+    fs.info("k")  # remembered: the listing's time (listings_expiry_time) has not run out
+    assert remote.calls["stat"] == calls["stat"]
+    fs.invalidate_cache("k")
     fs.info("k")
     assert remote.calls["stat"] == calls["stat"] + 1
 
@@ -685,3 +688,21 @@ def test_options_come_from_fsspecs_own_configuration(monkeypatch: pytest.MonkeyP
     monkeypatch.setitem(fsspec.config.conf, "csf", conf["csf"])
     fs = fsspec.filesystem("csf", config=MEMORY_CONFIG)
     assert fs.store.partials.block_size == 4096 and fs.missing_ttl == 0
+
+
+def test_a_looked_up_stat_spares_the_next_lookups_and_the_open(
+    fs: CachedStoreFileSystem, remote: CountingRemote, policy: Expiring
+) -> None:
+    remote.put("k", b"12345")
+    remote.calls.clear()
+    policy.fresh = False  # no local copy answers
+    for _ in range(3):  # pandas and pyarrow ask for a file's info again and again
+        assert fs.info("k")["size"] == 5 and fs.isfile("k")
+    assert fs.cat_file("k") == b"12345"
+    assert remote.calls == {"stat": 1, "open_read": 1}
+    fs.pipe_file("k", b"123")  # a write through the cache: the old lookup goes at once
+    assert fs.info("k")["size"] == 3 and remote.calls["stat"] == 2
+    off = CachedStoreFileSystem(store=fs.store, listings_expiry_time=0)
+    off.info("k")
+    off.info("k")
+    assert remote.calls["stat"] == 4

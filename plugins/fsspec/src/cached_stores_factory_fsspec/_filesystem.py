@@ -102,15 +102,17 @@ def _ancestors(key: str) -> list[str]:
 class _Names:
     """What this process's filesystems over one store know of its names.
 
-    Listings (one DirCache per set of listing options) and keys recently found missing.  A
-    write or delete through any of them drops what they say about its key and its parents,
-    and bumps `generation`, so a listing or lookup that overlapped it is not kept.
+    Listings (one DirCache per set of listing options), and what a lookup of one key found:
+    its stat, or that it is missing.  A write or delete through any of them drops what they
+    say about its key and its parents, and bumps `generation`, so a listing or lookup that
+    overlapped it is not kept.
     """
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.generation = 0
-        self.missing: dict[str, float] = {}  # key -> time.monotonic() it was found missing
+        # key -> (time.monotonic() of the lookup, its stat, or None: missing)
+        self.lookups: dict[str, tuple[float, EntryStat | None]] = {}
         self._dircaches: dict[tuple[Any, ...], DirCache] = {}
 
     def dircache(self, expiry: float | None, max_paths: int | None) -> DirCache:
@@ -127,7 +129,7 @@ class _Names:
         with self.lock:
             self.generation += 1
             for path in paths:
-                self.missing.pop(path, None)
+                self.lookups.pop(path, None)
                 for cache in self._dircaches.values():
                     cache.pop(path, None)
 
@@ -136,13 +138,13 @@ class _Names:
         if not path:
             with self.lock:
                 self.generation += 1
-                self.missing.clear()
+                self.lookups.clear()
                 for cache in self._dircaches.values():
                     cache.clear()
             return
         with self.lock:
             self.changed(path)
-            for names in (self.missing, *self._dircaches.values()):
+            for names in (self.lookups, *self._dircaches.values()):
                 for name in [name for name in names if name.startswith(f"{path}/")]:
                     names.pop(name, None)
 
@@ -303,20 +305,36 @@ class CachedStoreFileSystem(AbstractFileSystem, metaclass=_Instances):  # type: 
         self._names.clear(None if path is None else self._strip_protocol(path))
         super().invalidate_cache(path)
 
-    def _known_missing(self, key: str) -> bool:
+    def _looked_up(self, key: str) -> tuple[bool, EntryStat | None]:
+        """Whether a recent lookup of `key` still answers, and its answer (None: missing).
+
+        A stat answers for as long as a listing does (`listings_expiry_time`), a missing key
+        for `missing_ttl`.
+        """
         with self._names.lock:
-            since = self._names.missing.get(key)
-            if since is None:
-                return False
-            if time.monotonic() - since < self.missing_ttl:
-                return True
-            del self._names.missing[key]
-            return False
+            found = self._names.lookups.get(key)
+            if found is None:
+                return False, None
+            since, stat = found
+            lifetime = self.missing_ttl if stat is None else self.dircache.listings_expiry_time
+            if lifetime is None or time.monotonic() - since < lifetime:
+                return True, stat
+            del self._names.lookups[key]
+            return False, None
+
+    def _known_missing(self, key: str) -> bool:
+        known, stat = self._looked_up(key)
+        return known and stat is None
+
+    def _remember(self, key: str, stat: EntryStat | None, generation: int) -> None:
+        """Keep what a lookup found, unless a write or delete overlapped it."""
+        keep = self.missing_ttl if stat is None else self.dircache.use_listings_cache
+        with self._names.lock:
+            if keep and generation == self._names.generation:
+                self._names.lookups[key] = (time.monotonic(), stat)
 
     def _found_missing(self, key: str, generation: int) -> FileNotFoundError:
-        with self._names.lock:
-            if self.missing_ttl and generation == self._names.generation:
-                self._names.missing[key] = time.monotonic()
+        self._remember(key, None, generation)
         return FileNotFoundError(errno.ENOENT, _MISSING, key)
 
     def _listed(self, path: str) -> list[Entry] | None:
@@ -354,12 +372,12 @@ class CachedStoreFileSystem(AbstractFileSystem, metaclass=_Instances):  # type: 
         return dict(entry)
 
     def _known_stat(self, key: str) -> EntryStat | None:
-        """The remote's size and etag of `key` as a cached listing knows them: no request."""
+        """`key`'s size and etag as a cached listing or a recent `info` knows them."""
         with contextlib.suppress(FileNotFoundError):
             entry = self._listed_entry(key)
             if entry is not None and entry["type"] == "file" and entry["size"] is not None:
                 return EntryStat(entry["size"], entry.get("mtime"), entry.get("etag"))
-        return None
+        return self._looked_up(key)[1]
 
     def _tree(self, path: str) -> dict[str, list[Entry]] | None:
         """Every directory at or under `path` with its entries: from the cached listings if
@@ -420,16 +438,22 @@ class CachedStoreFileSystem(AbstractFileSystem, metaclass=_Instances):  # type: 
         if not path:
             return self._directory_info("")
         key = validate_key(path)
-        if self._known_missing(key):
-            raise FileNotFoundError(errno.ENOENT, _MISSING, key)
+        known, stat = self._looked_up(key)
+        if known:
+            if stat is None:
+                raise FileNotFoundError(errno.ENOENT, _MISSING, key)
+            return self._file_info(key, stat)
         entry = self._listed_entry(key)
         if entry is not None:
             return self._details(entry)
         generation = self._names.generation
         try:
-            return self._file_info(key, self.store.stat(key))
+            stat = self.store.stat(key)
         except KeyNotFoundError:
             pass
+        else:
+            self._remember(key, stat, generation)
+            return self._file_info(key, stat)
         if next(iter(self.store.keys(f"{key}/")), None) is not None:
             return self._directory_info(key)
         raise self._found_missing(key, generation)
