@@ -93,7 +93,7 @@ def test_reading_on_never_seeks_the_stream_below() -> None:
     from cached_stores_factory_fsspec._files import SharedReader
 
     below = SeekCounting(bytes(range(256)) * 100)
-    reader = SharedReader(below, 25_600, "k")
+    reader = SharedReader(below, 25_600, "k", lambda: None)
     assert reader.read(100) + reader.read(100) + reader.readline() == below.getvalue()[:267]
     assert below.seeks == 0
     reader.seek(1000)

@@ -706,3 +706,18 @@ def test_a_looked_up_stat_spares_the_next_lookups_and_the_open(
     off.info("k")
     off.info("k")
     assert remote.calls["stat"] == 4
+
+
+def test_a_read_that_finds_the_object_changed_makes_the_next_open_ask_again(
+    local: MemoryStore,
+) -> None:
+    from cached_stores_factory.errors import EntryChangedError
+
+    remote = VersionedRemote()
+    remote.put("big.bin", b"old" * 10_000)
+    fs = CachedStoreFileSystem(store=CachedStore(local, remote), block_size=4096, whole_limit=8192)
+    assert fs.info("big.bin")["size"] == 30_000  # remembered: size and etag
+    remote.put("big.bin", b"new" * 10_000)  # changed by another client, behind the cache's back
+    with pytest.raises(EntryChangedError):
+        fs.cat_file("big.bin", 0, 3)  # read with the remembered etag: the remote refuses it
+    assert fs.cat_file("big.bin", 0, 3) == b"new"  # asked again, not refused again

@@ -9,6 +9,8 @@ import threading
 from collections.abc import Callable
 from typing import IO, Any
 
+from cached_stores_factory.errors import EntryChangedError
+
 __all__ = ["SharedReader", "WriteFile"]
 
 
@@ -81,9 +83,12 @@ class SharedReader(io.RawIOBase):
     thread to another reads on as usual.
     """
 
-    def __init__(self, stream: IO[bytes], size: int, name: str) -> None:
+    def __init__(
+        self, stream: IO[bytes], size: int, name: str, changed: Callable[[], None]
+    ) -> None:
         super().__init__()
         self._stream = stream
+        self._changed = changed  # told when a read finds the object changed since it opened
         self._lock = threading.Lock()
         self._positions = threading.local()
         self._last = 0  # where the last seek or read of any thread left off
@@ -125,7 +130,11 @@ class SharedReader(io.RawIOBase):
             position = self.tell()
             if position != self._stream_at:  # a seek of a large entry checks it whole once
                 self._stream.seek(position)
-            data = read(*args)
+            try:
+                data = read(*args)
+            except EntryChangedError:
+                self._changed()  # what the filesystem knew of it is out of date
+                raise
             self._stream_at = position + (data if isinstance(data, int) else len(data))
             self._moved(self._stream_at)
         return data

@@ -557,7 +557,8 @@ class CachedStoreFileSystem(AbstractFileSystem, metaclass=_Instances):  # type: 
         except KeyNotFoundError:
             raise self._found_missing(key, generation) from None
         # fsspec's own helpers (read_block, cat_file) ask an open file for its `size`.
-        return cast(IO[bytes], SharedReader(entry.stream, entry.stat.size, key))
+        reader = SharedReader(entry.stream, entry.stat.size, key, lambda: self._changed(key))
+        return cast(IO[bytes], reader)
 
     def _open_remote(self, key: str) -> EntryReader:
         """A large object read in blocks as they are needed, else one fetch of it whole.
