@@ -61,6 +61,12 @@ EXPECTED_PREFIXES = [
     "fsspec store, GCS (fake-gcs-server): body bytes",
     "fsspec store, Azure (Azurite): tempfile hit",
     "fsspec store, Azure (Azurite): body bytes",
+    "pandas via fsspec",
+    "pyarrow via fsspec",
+    "polars via fsspec",
+    "DuckDB via fsspec",
+    "Dask via fsspec",
+    "xarray/Zarr via fsspec",
 ]
 
 

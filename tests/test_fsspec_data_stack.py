@@ -1,18 +1,26 @@
-"""pandas and pyarrow read through csf:// from moto's S3 server, requests counted by the server.
+"""The data stack reads through csf:// from moto's S3 server, requests counted by the server.
 
-The cache is built from a TOML file, as a user writes it, passed as fsspec storage options.
+pandas, pyarrow, polars, DuckDB, Dask and xarray/Zarr.  The cache is built from a TOML file, as
+a user writes it, passed as fsspec storage options.  Each tool reads twice where it can: the
+second read must make no request at all.
 """
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
+import dask.dataframe as dd
+import duckdb
 import fsspec
 import numpy as np
 import pandas as pd
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import xarray as xr
 
 from cached_stores_factory.testing.servers import S3Server
 from cached_stores_factory_fsspec import CachedStoreFileSystem
@@ -95,6 +103,8 @@ def test_pandas_read_parquet_and_pyarrow_read_table_with_columns(
     first = pd.read_parquet("csf://data/x.parquet", columns=["value"], storage_options=options)
     pd.testing.assert_frame_equal(first, expected[["value"]])
     assert s3_server.count("GET", f"/{bucket}/data/x.parquet") >= 1
+    # pandas and pyarrow ask for the file's info three times: one HEAD answers them and open.
+    assert s3_server.count("HEAD", f"/{bucket}/data/x.parquet") == 1
 
     before = s3_server.count()
     again = pd.read_parquet("csf://data/x.parquet", storage_options=options)
@@ -151,3 +161,149 @@ def test_one_column_of_a_64_mib_parquet_file_fetches_less_than_half_of_it(
     )
     assert again["c3"].equals(table.column("c3").to_pandas())
     assert s3_server.count() == before  # the blocks it read are kept: no request at all
+
+
+def test_listings_and_missing_keys_are_asked_for_once(
+    s3_server: S3Server, bucket: str, config: str
+) -> None:
+    for name in ("a", "b", "c"):
+        s3_server.client().put_object(Bucket=bucket, Key=f"d/{name}.csv", Body=b"x,y\n1,2\n")
+    before = {method: s3_server.count(method, f"/{bucket}") for method in ("GET", "HEAD")}
+
+    def requests() -> dict[str, int]:
+        return {m: s3_server.count(m, f"/{bucket}") - before[m] for m in ("GET", "HEAD")}
+
+    for _ in range(2):  # cold, then warm: the second pass makes no request at all
+        for opened in fsspec.open_files("csf://d/*.csv", "rb", config=config):
+            with opened as handle:
+                assert handle.read() == b"x,y\n1,2\n"
+        # One listing (it gives each file's size and ETag: no HEAD), one GET per file.
+        assert requests() == {"GET": 4, "HEAD": 0}
+    fs = fsspec.filesystem("csf", config=config)
+    for _ in range(3):  # a missing key (a Zarr store's optional metadata): asked once
+        with pytest.raises(FileNotFoundError):
+            fs.open("z/.zattrs", "rb")
+        assert not fs.exists("d/missing.csv")  # the listing of d/ says so: no request
+    assert requests() == {"GET": 4, "HEAD": 1}
+    assert s3_server.statuses("HEAD", f"/{bucket}/z/.zattrs") == [404]
+    fs.pipe_file("z/.zattrs", b"{}")  # a write through the cache: known at once
+    assert fs.cat_file("z/.zattrs") == b"{}" and fs.ls("d", detail=False) == [
+        "d/a.csv",
+        "d/b.csv",
+        "d/c.csv",
+    ]
+    assert requests() == {"GET": 4, "HEAD": 1}
+
+
+# -- polars, DuckDB, Dask, xarray/Zarr ---------------------------------------------------------
+
+
+def numbers(rows: int, seed: int = 7) -> pa.Table:
+    random = np.random.default_rng(seed)
+    return pa.table(
+        {"id": np.arange(rows), "v": random.random(rows), "g": random.integers(0, 100, rows)}
+    )
+
+
+def twice(s3_server: S3Server, read: Callable[[], object]) -> tuple[int, int]:
+    """Requests made by the first call of `read`, and by the second."""
+    counts = []
+    for _ in range(2):
+        before = s3_server.count()
+        read()
+        counts.append(s3_server.count() - before)
+    return counts[0], counts[1]
+
+
+def test_polars_by_url_and_by_file_object(s3_server: S3Server, bucket: str, config: str) -> None:
+    table = numbers(200_000)  # above 2 MiB: a warm hit streams from the local file
+    s3_server.client().put_object(Bucket=bucket, Key="p/x.parquet", Body=parquet_bytes(table))
+    s3_server.client().put_object(
+        Bucket=bucket, Key="p/x.csv", Body=table.slice(0, 1000).to_pandas().to_csv(index=False)
+    )
+    expected = pl.from_arrow(table)
+    options = {"config": config}
+
+    def by_url() -> None:  # polars reads other schemes through fsspec with use_pyarrow=True
+        frame = pl.read_parquet(
+            "csf://p/x.parquet", storage_options=options, use_pyarrow=True, columns=["v"]
+        )
+        assert frame.equals(expected.select("v"))
+        csv = pl.read_csv("csf://p/x.csv", storage_options=options, use_pyarrow=True)
+        assert csv.equals(expected.head(1000))
+
+    cold, warm = twice(s3_server, by_url)
+    assert cold == 4 and warm == 0  # a HEAD and a GET per object, then nothing
+
+    fs = fsspec.filesystem("csf", config=config)
+
+    def by_file_object() -> None:  # the warm hit once failed: "File out of specification"
+        with fs.open("p/x.parquet", "rb") as handle:
+            assert pl.read_parquet(handle).equals(expected)
+        with fs.open("p/x.csv", "rb") as handle:
+            assert pl.read_csv(handle).equals(expected.head(1000))
+
+    assert twice(s3_server, by_file_object) == (0, 0)
+
+
+def test_duckdb_repeated_aggregates_match_a_local_copy(
+    s3_server: S3Server, bucket: str, config: str, tmp_path: Path
+) -> None:
+    body = parquet_bytes(numbers(1_000_000), row_group_size=50_000)  # 20 row groups
+    s3_server.client().put_object(Bucket=bucket, Key="d/x.parquet", Body=body)
+    before = s3_server.count()
+    (tmp_path / "copy.parquet").write_bytes(body)
+    connection = duckdb.connect()
+    connection.register_filesystem(fsspec.filesystem("csf", config=config))
+    # Integer aggregates and a hash of every double are exact whatever the threads' order;
+    # a float sum's last digits are not (DuckDB's documented non-determinism), so it is
+    # compared within a relative 1e-9.
+    query = "SELECT sum(id), count(*), sum(g), sum(hash(v)), sum(v) FROM read_parquet('{}')"
+    (*exact, total) = connection.execute(query.format(tmp_path / "copy.parquet")).fetchone()
+
+    def aggregate() -> None:
+        (*got, got_total) = connection.execute(query.format("csf://d/x.parquet")).fetchone()
+        assert got == exact and got_total == pytest.approx(total, rel=1e-9)
+
+    cold, warm = twice(s3_server, aggregate)
+    assert cold > 0 and warm == 0
+    for _ in range(40):  # many threads read one file object: each read its own bytes
+        aggregate()
+    assert s3_server.count() - before == cold
+
+
+def test_dask_dataframes_in_worker_processes(s3_server: S3Server, bucket: str, config: str) -> None:
+    frame = pd.DataFrame({"id": np.arange(9000), "g": np.arange(9000) % 7})
+    for part in range(3):
+        body = frame.iloc[part * 3000 : (part + 1) * 3000].to_parquet()
+        s3_server.client().put_object(Bucket=bucket, Key=f"dd/part{part}.parquet", Body=body)
+
+    def total() -> None:  # each worker process unpickles the filesystem and builds the store
+        data = dd.read_parquet("csf://dd/", storage_options={"config": config})
+        sums = data.groupby("g")["id"].sum().compute(scheduler="processes", num_workers=2)
+        pd.testing.assert_series_equal(sums.sort_index(), frame.groupby("g")["id"].sum())
+
+    cold, warm = twice(s3_server, total)
+    assert cold > 0 and warm == 0
+
+
+def test_xarray_over_zarr_through_get_mapper(s3_server: S3Server, bucket: str, config: str) -> None:
+    data = xr.Dataset(
+        {"t": (("x", "y"), np.arange(20_000.0).reshape(100, 200))}, coords={"x": np.arange(100)}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # zarr: consolidated metadata is not in Zarr 3's spec
+        data.to_zarr(fsspec.get_mapper("csf://z/ds.zarr", config=config), consolidated=True)
+    fs = fsspec.filesystem("csf", config=config)
+    fs.store.clear()  # no local copy: the first read fetches
+    fs.invalidate_cache()
+
+    def read() -> None:
+        mapper = fsspec.get_mapper("csf://z/ds.zarr", config=config)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            back = xr.open_zarr(mapper, consolidated=True).load()
+        xr.testing.assert_identical(back, data)
+
+    cold, warm = twice(s3_server, read)
+    assert cold > 0 and warm == 0  # the keys Zarr probes and finds missing: asked once

@@ -148,16 +148,18 @@ class PartialEntries:
 
     # -- opening ----------------------------------------------------------------------------
 
-    def open(self, key: str) -> EntryReader | None:
+    def open(self, key: str, stat: EntryStat | None = None) -> EntryReader | None:
         """A reader of `key` that fetches only the blocks it reads.
 
         None when the object is better read whole: it is small, the remote gives no etag to
         keep versions apart, or the policy would not keep a block.  A missing key raises
-        KeyNotFoundError.
+        KeyNotFoundError.  `stat`, the remote's stat when the caller has it (from a listing),
+        spares the request that asks for it.
         """
         partial = self._find(key)
         if partial is None:
-            stat = self._cached.remote.stat(key)
+            if stat is None:
+                stat = self._cached.remote.stat(key)
             if (
                 stat.size <= self.whole_limit
                 or not stat.etag

@@ -10,6 +10,7 @@ import importlib.metadata
 import io
 import threading
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -40,6 +41,10 @@ class CountingRemote(MemoryStore):
     def stat(self, key: str) -> EntryStat:
         self.calls["stat"] += 1
         return super().stat(key)
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        self.calls["keys"] += 1
+        return super().keys(prefix)
 
     def put_stream(self, key: str, stream: IO[bytes], *, etag: str | None = None) -> EntryStat:
         self.calls["put_stream"] += 1
@@ -228,8 +233,12 @@ def test_info_comes_from_the_fresh_local_copy_else_the_remote(
     assert fs.cat_file("k") == b"12345"
     calls = dict(remote.calls)
     assert fs.info("k")["size"] == 5 and fs.ls("k")[0]["size"] == 5
-    assert dict(remote.calls) == calls  # fresh local copy: no remote call at all
+    # Fresh local copy: no remote call but the listing that finds "k" is not a directory.
+    assert dict(remote.calls) == {**calls, "keys": 1}
     policy.fresh = False
+    fs.info("k")  # remembered: the listing's time (listings_expiry_time) has not run out
+    assert remote.calls["stat"] == calls["stat"]
+    fs.invalidate_cache("k")
     fs.info("k")
     assert remote.calls["stat"] == calls["stat"] + 1
 
@@ -425,3 +434,290 @@ def test_every_thread_shares_the_one_store_built_from_a_config(tmp_path: Path) -
     mapping = fsspec.filesystem("csf", config=dict(MEMORY_CONFIG), skip_instance_cache=True)
     again = fsspec.filesystem("csf", config=dict(MEMORY_CONFIG), skip_instance_cache=True)
     assert mapping.store is again.store
+
+
+# -- what is known of names: listings, missing keys ------------------------------------------
+
+
+def test_a_listing_answers_ls_info_exists_find_and_glob_until_a_write(
+    fs: CachedStoreFileSystem, remote: CountingRemote, policy: Expiring
+) -> None:
+    fs.pipe({"d/a": b"1", "d/e/b": b"22", "top": b"t"})
+    policy.fresh = False  # no local copy answers: every detail would be a request
+    remote.calls.clear()
+    assert fs.ls("d", detail=False) == ["d/a", "d/e"]
+    assert remote.calls == {"keys": 1}
+    assert [entry["size"] for entry in fs.ls("d")] == [1, 0]  # each file's details: asked once
+    assert remote.calls == {"keys": 1, "stat": 1}
+    assert fs.info("d/a")["size"] == 1 and fs.exists("d/e/b") and fs.isdir("d/e")
+    assert not fs.exists("d/nothing")  # the listing says so: no request
+    assert fs.find("d") == ["d/a", "d/e/b"] and fs.glob("d/*") == ["d/a", "d/e"]
+    assert fs.size("d/e/b") == 2
+    assert remote.calls == {"keys": 1, "stat": 2}
+    fs.pipe_file("d/new", b"333")  # through the cache: the listing goes at once
+    assert fs.ls("d", detail=False) == ["d/a", "d/e", "d/new"]
+    with fs.open("d/e/c", "wb") as handle:
+        handle.write(b"4")
+    assert fs.find("d") == ["d/a", "d/e/b", "d/e/c", "d/new"]
+    fs.rm("d/e", recursive=True)
+    assert fs.ls("d", detail=False) == ["d/a", "d/new"] and not fs.exists("d/e/c")
+    fs.cp_file("d/a", "d/copy")
+    fs.mv("d/new", "d/moved")
+    assert fs.ls("d", detail=False) == ["d/a", "d/copy", "d/moved"]
+
+
+def test_listings_expire_and_zero_turns_them_off(remote: CountingRemote) -> None:
+    store = CachedStore(MemoryStore(), remote)
+    store.put("d/a", b"1")
+    remote.calls.clear()
+    off = CachedStoreFileSystem(store=store, listings_expiry_time=0)
+    for _ in range(3):
+        assert off.ls("d", detail=False) == ["d/a"]
+    assert remote.calls["keys"] == 3
+    expiring = CachedStoreFileSystem(store=store, listings_expiry_time=30)
+    expiring.ls("d")
+    expiring.ls("d")
+    assert remote.calls["keys"] == 4
+    expiring.dircache._times["d"] -= 31  # listed 31 s ago: expired
+    assert expiring.ls("d", detail=False) == ["d/a"] and remote.calls["keys"] == 5
+    expiring.invalidate_cache("d")
+    expiring.ls("d")
+    assert remote.calls["keys"] == 6
+
+
+def test_a_missing_key_is_answered_missing_for_missing_ttl(remote: CountingRemote) -> None:
+    store = CachedStore(MemoryStore(), remote)
+    fs = CachedStoreFileSystem(store=store, missing_ttl=60)
+    for _ in range(3):
+        assert not fs.exists("gone/x")
+        with pytest.raises(FileNotFoundError):
+            fs.open("gone/x", "rb")
+    assert remote.calls == {"stat": 1, "keys": 1}  # asked once, then known missing
+    fs.pipe_file("gone/x", b"here now")  # a write through the cache: known at once
+    assert fs.cat_file("gone/x") == b"here now" and fs.exists("gone")
+    never = CachedStoreFileSystem(store=store, missing_ttl=0)
+    remote.calls.clear()
+    for _ in range(2):
+        with pytest.raises(FileNotFoundError):
+            never.open("other", "rb")
+    assert remote.calls["stat"] == 2  # asked each time
+
+
+def test_a_write_through_any_filesystem_over_the_store_updates_the_others(
+    fs: CachedStoreFileSystem,
+) -> None:
+    fs.pipe_file("d/a", b"1")
+    assert fs.ls("d", detail=False) == ["d/a"] and not fs.exists("d/b")
+    other = CachedStoreFileSystem(store=fs.store)  # another thread's filesystem, say
+    assert other is not fs
+    other.pipe_file("d/b", b"2")
+    assert fs.ls("d", detail=False) == ["d/a", "d/b"] and fs.cat_file("d/b") == b"2"
+
+
+def test_open_takes_size_and_etag_from_the_listing(local: MemoryStore) -> None:
+    remote = VersionedRemote()
+    body = bytes(range(256)) * 400
+    remote.put("big/x.bin", body)
+    remote.put("big/small.txt", b"small")
+    store = CachedStore(local, remote)
+    fs = CachedStoreFileSystem(store=store, block_size=4096, whole_limit=16384)
+    assert fs.store.partials.block_size == 4096 and fs.store.partials.whole_limit == 16384
+    assert [entry["size"] for entry in fs.ls("big")] == [5, len(body)]
+    remote.calls.clear()
+    assert fs.cat_file("big/x.bin", 50_000, 50_100) == body[50_000:50_100]
+    assert fs.cat_file("big/small.txt") == b"small"
+    # No stat: one ranged read of the large file, one read of the small one.
+    assert remote.calls == {"open_range": 1, "range_bytes": 4096, "open_read": 1}
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("block_size", 0), ("whole_limit", -1), ("block_size", 1.5), ("missing_ttl", -1),
+     ("missing_ttl", None), ("listings_expiry_time", "10")],
+)  # fmt: skip
+def test_options_out_of_range_are_refused_by_name(option: str, value: Any) -> None:
+    with pytest.raises(ValueError, match=f"csf:// option {option} must be"):
+        CachedStoreFileSystem(store=CachedStore(MemoryStore(), MemoryStore()), **{option: value})
+
+
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(["write", "delete", "ls", "find", "exists", "info"]),
+        st.lists(segment, min_size=1, max_size=3).map("/".join),
+    ),
+    max_size=30,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(operations=operations)
+def test_cached_names_always_match_fsspecs_memory_filesystem(
+    operations: list[tuple[str, str]],
+) -> None:
+    """Writes and deletes through the cache, listings in between: never a stale answer."""
+    ours = CachedStoreFileSystem(
+        store=CachedStore(MemoryStore(), MemoryStore()), listings_expiry_time=None, missing_ttl=60
+    )
+    reference = fsspec.filesystem("memory", skip_instance_cache=True)
+    reference.store, reference.pseudo_dirs = {}, [""]
+    for operation, path in operations:
+        if operation == "write":
+            if any(k.startswith(path + "/") or path.startswith(k + "/") for k in ours.find("")):
+                continue  # a key cannot also be a directory
+            ours.pipe_file(path, b"x")
+            reference.pipe_file("/" + path, b"x")
+        elif operation == "delete":
+            if ours.isfile(path):
+                ours.rm_file(path)
+                reference.rm_file("/" + path)
+        elif operation == "ls":
+            if reference.exists("/" + path):
+                assert ours.ls(path, detail=False) == sorted(
+                    name.strip("/") for name in reference.ls("/" + path, detail=False)
+                )
+        elif operation == "find":
+            assert ours.find(path) == sorted(name.strip("/") for name in reference.find("/" + path))
+        else:
+            assert ours.exists(path) == reference.exists("/" + path)
+            assert ours.isdir(path) == reference.isdir("/" + path)
+
+
+class ListingRace(MemoryStore):
+    """A remote whose listing lets a write run while it is being read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.during_listing: Any = None
+
+    def keys(self, prefix: str = "") -> Iterator[str]:
+        names = list(super().keys(prefix))
+        if self.during_listing is not None:
+            write, self.during_listing = self.during_listing, None
+            write()
+        return iter(names)
+
+
+def test_a_listing_that_overlaps_a_write_is_not_kept() -> None:
+    remote = ListingRace()
+    fs = CachedStoreFileSystem(store=CachedStore(MemoryStore(), remote), listings_expiry_time=None)
+    fs.pipe_file("d/a", b"1")
+    remote.during_listing = lambda: fs.pipe_file("d/b", b"2")
+    assert fs.ls("d", detail=False) == ["d/a"]  # listed before the write landed
+    assert fs.ls("d", detail=False) == ["d/a", "d/b"]  # ... so it was not kept
+
+
+# -- pickling: a filesystem from a config rebuilds its store in another process ---------------
+
+
+def tempfile_config(tmp_path: Path) -> Path:
+    config = tmp_path / "cache.toml"
+    config.write_text(
+        f'[local]\nstore = "tempfile"\nname = "local"\nroot = "{tmp_path / "local"}"\n\n'
+        f'[remote]\nstore = "tempfile"\nname = "remote"\nroot = "{tmp_path / "remote"}"\n'
+    )
+    return config
+
+
+def test_a_filesystem_from_a_config_pickles_and_rebuilds_the_same_store_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pickle
+    import subprocess
+    import sys
+
+    tempfile_config(tmp_path)
+    monkeypatch.chdir(tmp_path)  # a relative path to the config, as users write it
+    fs = fsspec.filesystem("csf", config="cache.toml", block_size=4096, whole_limit=8192)
+    fs.pipe_file("data/x.bin", b"shared" * 1000)
+    payload = pickle.dumps(fs)
+    assert pickle.loads(payload).store is fs.store  # in this process: the one store
+    worker = (
+        "import pickle, sys\n"
+        "fs = pickle.loads(sys.stdin.buffer.read())\n"
+        "partials = fs.store.partials\n"
+        "print(fs.cat_file('data/x.bin').decode()[:12], partials.block_size,"
+        " partials.whole_limit, fs.store.local.root)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", worker], input=payload, capture_output=True, cwd="/", check=False
+    )
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().split() == [
+        "sharedshared",
+        "4096",
+        "8192",
+        str(tmp_path / "local"),
+    ]
+
+
+def test_a_filesystem_over_a_store_object_refuses_pickling_by_name() -> None:
+    import pickle
+
+    fs = CachedStoreFileSystem(store=CachedStore(MemoryStore(), MemoryStore()))
+    with pytest.raises(TypeError, match=r"wraps a store object .* build it from config="):
+        pickle.dumps(fs)
+
+
+class ListingRemote(CountingRemote):
+    """A remote whose listing carries each key's stat, as S3's does."""
+
+    def listing(self, prefix: str = "") -> Iterator[tuple[str, EntryStat]]:
+        self.calls["listing"] += 1
+        return ((key, MemoryStore.stat(self, key)) for key in MemoryStore.keys(self, prefix))
+
+
+def test_a_listing_with_stats_spares_a_request_per_file(local: MemoryStore) -> None:
+    remote = ListingRemote()
+    remote.put("d/a", b"1")
+    remote.put("d/e/b", b"22")
+    remote.put(".csf-partial/0123abcd/0", b"another client's block")
+    fs = CachedStoreFileSystem(store=CachedStore(local, remote))
+    remote.calls.clear()
+    assert [(e["name"], e["size"]) for e in fs.ls("")] == [("d", 0)]  # the reserved key: never
+    assert fs.find("d", detail=True)["d/e/b"]["size"] == 2
+    assert fs.du("d") == 3 and fs.info("d/a")["size"] == 1
+    assert fs.cat_file("d/e/b") == b"22"
+    assert remote.calls == {"listing": 1, "open_read": 1}  # no stat at all
+
+
+def test_options_come_from_fsspecs_own_configuration(monkeypatch: pytest.MonkeyPatch) -> None:
+    conf: dict[str, dict[str, Any]] = {}
+    fsspec.config.set_conf_env(
+        conf, {"FSSPEC_CSF_BLOCK_SIZE": "4096", "FSSPEC_CSF_MISSING_TTL": "0"}
+    )
+    monkeypatch.setitem(fsspec.config.conf, "csf", conf["csf"])
+    fs = fsspec.filesystem("csf", config=MEMORY_CONFIG)
+    assert fs.store.partials.block_size == 4096 and fs.missing_ttl == 0
+
+
+def test_a_looked_up_stat_spares_the_next_lookups_and_the_open(
+    fs: CachedStoreFileSystem, remote: CountingRemote, policy: Expiring
+) -> None:
+    remote.put("k", b"12345")
+    remote.calls.clear()
+    policy.fresh = False  # no local copy answers
+    for _ in range(3):  # pandas and pyarrow ask for a file's info again and again
+        assert fs.info("k")["size"] == 5 and fs.isfile("k")
+    assert fs.cat_file("k") == b"12345"
+    assert remote.calls == {"stat": 1, "open_read": 1}
+    fs.pipe_file("k", b"123")  # a write through the cache: the old lookup goes at once
+    assert fs.info("k")["size"] == 3 and remote.calls["stat"] == 2
+    off = CachedStoreFileSystem(store=fs.store, listings_expiry_time=0)
+    off.info("k")
+    off.info("k")
+    assert remote.calls["stat"] == 4
+
+
+def test_a_read_that_finds_the_object_changed_makes_the_next_open_ask_again(
+    local: MemoryStore,
+) -> None:
+    from cached_stores_factory.errors import EntryChangedError
+
+    remote = VersionedRemote()
+    remote.put("big.bin", b"old" * 10_000)
+    fs = CachedStoreFileSystem(store=CachedStore(local, remote), block_size=4096, whole_limit=8192)
+    assert fs.info("big.bin")["size"] == 30_000  # remembered: size and etag
+    remote.put("big.bin", b"new" * 10_000)  # changed by another client, behind the cache's back
+    with pytest.raises(EntryChangedError):
+        fs.cat_file("big.bin", 0, 3)  # read with the remembered etag: the remote refuses it
+    assert fs.cat_file("big.bin", 0, 3) == b"new"  # asked again, not refused again

@@ -387,3 +387,17 @@ def test_a_seek_costs_one_ranged_get_on_the_next_read_and_never_splices_versions
         stream.seek(900_000)
         with pytest.raises(RemoteError, match="the object changed before the rest could be read"):
             stream.read(10)
+
+
+def test_a_listing_gives_each_keys_stat_with_no_head(store: S3Store, s3: S3Server):
+    store.put("dir/a", b"1")
+    store.put("dir/b", b"22")
+    s3.client().put_object(Bucket="bucket", Key="dir/", Body=b"")  # a folder marker
+    s3.requests.clear()
+    listed = dict(store.listing("dir/"))
+    assert s3.count("HEAD") == 0 and s3.count("GET") == 1
+    assert sorted(listed) == ["dir/a", "dir/b"]
+    for key, stat in listed.items():
+        head = store.stat(key)
+        assert (stat.size, stat.etag) == (head.size, head.etag)
+        assert stat.modified == pytest.approx(head.modified)

@@ -211,7 +211,8 @@ def test_large_entry_opens_as_a_real_file(store: TempfileStore):
     store.put("f", data)
     with store.open_read("f") as entry:
         assert isinstance(entry.stream, io.BufferedReader)
-        assert entry.stream.fileno() >= 0
+        with pytest.raises(io.UnsupportedOperation):  # the file ends in the trailer
+            entry.stream.fileno()
         entry.stream.seek(1000)
         assert entry.read() == data[1000:]
         assert entry.stat.modified == os.stat(objects(store) / _entry_name("f")).st_mtime

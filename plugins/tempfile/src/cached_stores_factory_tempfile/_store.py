@@ -720,7 +720,10 @@ class _VerifyingFile(io.RawIOBase):
         return True
 
     def fileno(self) -> int:
-        return self._file.fileno()
+        """None to give: the data file ends in the trailer, and reads through a descriptor
+        would skip the checksum, so readers that want one (numpy.fromfile, polars, mmap)
+        read through this object instead, as from any stream without a descriptor."""
+        raise io.UnsupportedOperation("fileno: a cached entry has no descriptor of its own")
 
     def tell(self) -> int:
         return self._position
