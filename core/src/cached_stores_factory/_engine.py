@@ -367,7 +367,10 @@ class CachedStore(Store, checks_own_keys=True):
         Text modes wrap either in an io.TextIOWrapper (UTF-8 unless `encoding` says otherwise).
         """
         if mode == "rb" and encoding is errors is newline is None:  # the common read: no parse
-            return self.read_stream(key)
+            try:
+                return self.open_read(key).stream
+            except KeyNotFoundError:
+                raise _not_found(key) from None
         return open_file(self, key, mode, encoding=encoding, errors=errors, newline=newline)
 
     def read_stream(self, key: str) -> IO[bytes]:
@@ -375,7 +378,7 @@ class CachedStore(Store, checks_own_keys=True):
         try:
             return self.open_read(key).stream
         except KeyNotFoundError:
-            raise FileNotFoundError(errno.ENOENT, "No such key in the cached store", key) from None
+            raise _not_found(key) from None
 
     def close(self) -> None:
         """Commit this store's open handles, stop its threads, close the policy and both stores.
@@ -390,3 +393,7 @@ class CachedStore(Store, checks_own_keys=True):
         self.policy.close()
         self.local.close()
         self.remote.close()
+
+
+def _not_found(key: str) -> FileNotFoundError:
+    return FileNotFoundError(errno.ENOENT, "No such key in the cached store", key)

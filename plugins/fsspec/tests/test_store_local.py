@@ -13,11 +13,13 @@ from typing import Any
 
 import pytest
 
+from cached_stores_factory import Store
 from cached_stores_factory.errors import (
     ConfigError,
     EntryChangedError,
     KeyNotFoundError,
     RemoteError,
+    StoreError,
 )
 from cached_stores_factory.plugins import registry
 from cached_stores_factory.testing.stores import StoreConformance
@@ -25,14 +27,29 @@ from cached_stores_factory_fsspec import FsspecStore
 from cached_stores_factory_fsspec import _store as store_module
 
 
-class TestMemoryConformance(StoreConformance):
+class FileSystemConformance(StoreConformance):
+    """The suite, for file systems: a path there is a file or a folder, never both."""
+
+    @pytest.mark.parametrize("order", ["file first", "folder first"])
+    def test_a_key_may_also_be_the_prefix_of_another(self, store: Store, order: str) -> None:
+        """The second of "a" and "a/b" is refused, saying why; the first stays readable."""
+        writes = [("a", b"the file"), ("a/b", b"under it")]
+        (first, data), (second, more) = writes if order == "file first" else writes[::-1]
+        store.put(first, data)
+        with pytest.raises(StoreError, match="a key can't also begin another key here"):
+            store.put(second, more)
+        assert store.get(first) == data
+        assert sorted(store.keys()) == [first]
+
+
+class TestMemoryConformance(FileSystemConformance):
     @pytest.fixture
     def store(self) -> Iterator[FsspecStore]:
         with FsspecStore(f"memory://csf-{uuid.uuid4().hex}") as store:
             yield store
 
 
-class TestFileConformance(StoreConformance):
+class TestFileConformance(FileSystemConformance):
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[FsspecStore]:
         with FsspecStore(f"file://{tmp_path}/root") as store:

@@ -644,3 +644,29 @@ def test_a_small_entry_is_read_only_like_a_file_opened_rb(store: TempfileStore):
         assert not entry.stream.writable()
         with pytest.raises(io.UnsupportedOperation):
             entry.stream.write(b"x")
+
+
+def test_a_hit_runs_few_python_layers(tmp_path: Path) -> None:
+    """A 4 KiB hit through `open(key, "rb")`: the engine's facade, the store's open, and little
+    else.  Its time is Python, not I/O (four system calls against a raw read's nine), so the
+    count of Python-level calls is the hit's cost that a test can hold still."""
+    remote = MemoryStore()
+    remote.put("k/x.bin", os.urandom(4096))
+    cached = CachedStoreFactory(TempfileStore("t", root=tmp_path / "t"), remote).build()
+    cached.get("k/x.bin")
+    calls: list[str] = []
+
+    def profile(frame: object, event: str, arg: object) -> None:
+        if event == "call":
+            calls.append(frame.f_code.co_qualname)  # type: ignore[attr-defined]
+
+    sys.setprofile(profile)
+    try:
+        with cached.open("k/x.bin", "rb") as handle:
+            data = handle.read()
+    finally:
+        sys.setprofile(None)
+    assert len(data) == 4096
+    assert cached.stats()["hits"] == 1
+    assert len(calls) <= 9, calls
+    assert not [c for c in calls if "wrapper" in c or "is_fresh" in c or "on_hit" in c], calls

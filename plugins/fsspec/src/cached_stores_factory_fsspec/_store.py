@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from cached_stores_factory import BytesReader, EntryReader, EntryStat, Store, validate_key
+from cached_stores_factory._store import seek_target
 from cached_stores_factory.errors import (
     ConfigError,
     EntryChangedError,
@@ -79,6 +80,26 @@ class _Chunks(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._position - len(self._buffer)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move as a file does; the next read fetches from there, still pinned to the version.
+
+        Bytes read after a seek elsewhere are checked by that pin, not by the whole-object
+        checksum (which needs every byte in order).
+        """
+        here = self.tell()
+        target = seek_target(offset, whence, here, self._version.size)
+        if target != here:
+            self._buffer = memoryview(b"")
+            self._position = target
+            self._checksum = None
+        return target
 
     def readinto(self, buffer: Any) -> int:
         if not self._buffer and self._position < self._end:
@@ -255,6 +276,12 @@ class FsspecStore(Store):
             raise KeyNotFoundError(key, self.url) from None
         except (StoreError, Changed):
             raise
+        except (FileExistsError, NotADirectoryError, IsADirectoryError) as exc:
+            raise StoreError(
+                f"{self._where(key)}: {type(exc).__name__}: a file system holds a path as a "
+                "file or a folder, not both, so a key can't also begin another key here "
+                "(use an object store, or the tempfile store for a local disk)"
+            ) from None
         except Exception as exc:
             raise RemoteError(f"{self._where(key)}: {self._clean(exc)}") from None
 
@@ -387,6 +414,11 @@ class FsspecStore(Store):
         path = self._path(key)
         head = _read_up_to(stream, CHUNK)
         with self._calling(key):
+            if self.protocol in ("memory", "file", "local") and self._fs.isdir(path):
+                try:  # an empty folder, left by deleted keys, goes
+                    self._fs.rmdir(path)
+                except OSError:  # a folder of other keys (memory:// would take both)
+                    raise IsADirectoryError(path) from None
             self._backend.write(path, head, stream if len(head) == CHUNK else None, etag)
             version = self._backend.version(path)
         stat = self._stat(version)
