@@ -487,3 +487,52 @@ def test_a_write_while_a_block_is_fetched_keeps_nothing_of_the_old_version() -> 
     assert blocks_held(store) == []
     fresh = store.open_read("big")
     assert fresh.read() == new
+
+
+def test_blocks_of_an_older_version_are_never_joined_over_a_write_made_elsewhere() -> None:
+    """Every block of v1 is fetched; another process writes v2 before they are joined into
+    one local entry: the join is refused (its fence moved, its blocks went), so a later
+    reader gets v2, never v1."""
+    remote = VersionedRemote()
+    old, new = bytes(range(256)) * 24, b"v2" * 3000  # 6 KiB: six blocks
+    remote.put("big", old)
+    kept = threading.Event()
+
+    class Shared(MemoryStore):
+        """One local store for both processes; the last block's store waits for the write."""
+
+        def put_stream(self, key: str, stream: IO[bytes], *, etag: str | None = None) -> EntryStat:
+            stat = super().put_stream(key, stream, etag=etag)
+            if key.startswith(ROOT) and key.endswith("/0"):  # the last block this reader reads
+                kept.set()
+                assert writer_done.wait(WAIT)
+            return stat
+
+    shared = Shared()
+    reader_process = CachedStore(shared, remote)
+    reader_process.partials.block_size, reader_process.partials.whole_limit = BLOCK, 4 * BLOCK
+    writer_process = CachedStore(shared, remote)
+    writer_done = threading.Event()
+    results: list[bytes | Exception] = []
+
+    def read() -> None:
+        entry = reader_process.partials.open("big")
+        assert entry is not None
+        with entry:  # block by block, not from the start (that would be read whole)
+            entry.stream.seek(BLOCK)
+            rest = entry.stream.read(5 * BLOCK)
+            entry.stream.seek(0)
+            try:
+                results.append(entry.stream.read(BLOCK) + rest)
+            except (EntryChangedError, StoreError) as exc:  # its blocks went with the write
+                results.append(exc)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    assert kept.wait(WAIT)
+    writer_process.put("big", new)
+    writer_done.set()
+    reader.join(WAIT)
+    assert len(results) == 1 and (results[0] == old or isinstance(results[0], Exception))
+    assert shared.get("big") == new  # the write's copy, never a join of the older version
+    assert CachedStore(shared, remote).get("big") == new

@@ -31,7 +31,7 @@ from typing import IO, TYPE_CHECKING, cast
 
 from ._keys import RESERVED_ROOT as ROOT
 from ._log import lazy_logger
-from ._store import EntryReader, EntryStat, Store
+from ._store import EntryReader, EntryStat, Store, seek_target
 from .errors import CorruptEntryError, EntryChangedError, KeyNotFoundError, StoreError
 
 if TYPE_CHECKING:
@@ -121,8 +121,9 @@ class _Flight:
 class _Partial:
     """One version of one object read in ranges by this process's readers, which share it."""
 
-    def __init__(self, version: Version, *, new: bool) -> None:
+    def __init__(self, version: Version, *, new: bool, fence: str | None) -> None:
         self.version = version
+        self.fence = fence  # the key's fence before any block was fetched: the join's
         self.lock = threading.Lock()
         self.present: set[int] = set()  # blocks known to be in the local store
         self.probed = new  # a new entry has no blocks: nothing to look for
@@ -158,6 +159,7 @@ class PartialEntries:
         """
         partial = self._find(key)
         if partial is None:
+            fence = self._cached.tier.fence(key)  # before any block: see _make_whole
             if stat is None:
                 stat = self._cached.remote.stat(key)
             if (
@@ -166,7 +168,7 @@ class PartialEntries:
                 or not self._cached.policy.admits(self.block_size)
             ):
                 return None
-            partial = self._begin(Version(key, stat.etag, stat.size, self.block_size))
+            partial = self._begin(Version(key, stat.etag, stat.size, self.block_size), fence)
         version = partial.version
         stat = EntryStat(size=version.size, modified=partial.modified, etag=version.etag)
         return EntryReader(cast(IO[bytes], RangedFile(self, partial)), stat)
@@ -201,22 +203,23 @@ class PartialEntries:
         except _LOCAL_FAILURES:
             log.warning("the local store failed; reading %r whole", key, exc_info=True)
             return None
-        partial = self._register(version, new=False)
+        partial = self._register(version, new=False, fence=self._cached.tier.fence(key))
         partial.modified = stat.modified
         return partial
 
-    def _begin(self, version: Version) -> _Partial:
+    def _begin(self, version: Version, fence: str | None) -> _Partial:
         try:
             self._cached.local.put(version.manifest, version.dump())
         except _LOCAL_FAILURES:
             log.warning("the local store failed; %r is read uncached", version.key, exc_info=True)
-        return self._register(version, new=True)
+        return self._register(version, new=True, fence=fence)
 
-    def _register(self, version: Version, *, new: bool) -> _Partial:
+    def _register(self, version: Version, *, new: bool, fence: str | None) -> _Partial:
         with self._lock:
             partial = self._partials.get(version.key)
             if partial is None or partial.version != version or partial.stale or partial.whole:
-                partial = self._partials[version.key] = _Partial(version, new=new)
+                partial = _Partial(version, new=new, fence=fence)
+                self._partials[version.key] = partial
             return partial
 
     # -- forgetting -------------------------------------------------------------------------
@@ -400,20 +403,28 @@ class PartialEntries:
                 partial.present -= {i for i in partial.present if version.block_key(i) in evicted}
 
     def _make_whole_if_complete(self, partial: _Partial) -> None:
-        """Every block is here: store them as one local entry, then drop them."""
+        """Every block is here: store them as one local entry, then drop them.
+
+        Fenced with the key's fence from before the first block was fetched: every block was
+        read with If-Match on one version, so a change anywhere since then refuses the join.
+        """
         version, local, policy = partial.version, self._cached.local, self._cached.policy
         with partial.lock:
             if partial.joining or partial.stale or len(partial.present) < version.blocks:
                 return
             partial.joining = True
-        if not policy.admits(version.size):
+        if partial.fence is None or not policy.admits(version.size):
             return  # the blocks stay; each one is within the policy's bounds
         try:
             blocks = cast(IO[bytes], _Blocks(local, version))
-            stat = local.put_stream(version.key, blocks, etag=version.etag)
+            stored = local.put_fenced(version.key, blocks, etag=version.etag, fence=partial.fence)
         except Exception:
             log.warning("joining the blocks of %r failed; they stay blocks", version.key)
             return
+        if stored is None:  # the key changed since: these blocks are an older version
+            self.forget(version.key)
+            return
+        stat = stored
         victims = policy.on_insert(version.key, stat)
         if partial.stale and version.key not in victims and local.delete(version.key):
             policy.on_delete(version.key)  # a write overlapped: its copy is the one to keep
@@ -456,55 +467,59 @@ class PartialEntries:
             return 0
         first, last = offset // version.block, (offset + count - 1) // version.block
         for _ in range(_MAX_ATTEMPTS):
-            if partial.whole and self._read_whole(partial, offset, buffer[:count]):
+            if partial.whole and _read_whole(self._cached.local, partial, offset, buffer[:count]):
                 return count
             self.ensure(partial, first, last, ahead)
-            if self._read_blocks(partial, offset, buffer[:count]):
+            if _read_blocks(self._cached, partial, offset, buffer[:count]):
                 return count
         raise StoreError(f"the blocks of {version.key!r} keep disappearing from the local store")
 
-    def _read_whole(self, partial: _Partial, offset: int, view: memoryview) -> bool:
-        try:
-            entry = self._cached.local.open_read(partial.version.key)
-        except KeyNotFoundError:
-            with partial.lock:
-                partial.whole = partial.joining = False  # evicted already: blocks again
-            return False
-        with entry:
-            if entry.stat.etag not in (None, partial.version.etag):
-                raise EntryChangedError(partial.version.key, partial.version.etag, entry.stat.etag)
-            entry.stream.seek(offset)
-            return _fill(entry.stream, view) == len(view)
 
-    def _read_blocks(self, partial: _Partial, offset: int, view: memoryview) -> bool:
-        version = partial.version
-        done = 0
-        while done < len(view):
-            index = (offset + done) // version.block
-            low, high = version.span(index)
-            within = offset + done - low
-            want = min(high - low - within, len(view) - done)
-            with partial.lock:
-                spare = partial.spare.get(index)
-            if spare is not None:
-                view[done : done + want] = spare[within : within + want]
-            else:
-                block = version.block_key(index)
-                try:
-                    with self._cached.local.open_read(block) as entry:
-                        entry.stream.seek(within)
-                        if _fill(entry.stream, view[done : done + want]) != want:
-                            raise CorruptEntryError(f"block {block!r} is short")
-                except (KeyNotFoundError, CorruptEntryError) as exc:
-                    if isinstance(exc, CorruptEntryError):
-                        log.warning("a block of %r is damaged; fetching it again", version.key)
-                        if self._cached.local.delete(block):
-                            self._cached.policy.on_delete(block)
-                    with partial.lock:
-                        partial.present.discard(index)
-                    return False
-            done += want
-        return True
+def _read_whole(local: Store, partial: _Partial, offset: int, view: memoryview) -> bool:
+    """Fill `view` from the whole local copy; False if it went (blocks again)."""
+    try:
+        entry = local.open_read(partial.version.key)
+    except KeyNotFoundError:
+        with partial.lock:
+            partial.whole = partial.joining = False  # evicted already: blocks again
+        return False
+    with entry:
+        if entry.stat.etag not in (None, partial.version.etag):
+            raise EntryChangedError(partial.version.key, partial.version.etag, entry.stat.etag)
+        entry.stream.seek(offset)
+        return _fill(entry.stream, view) == len(view)
+
+
+def _read_blocks(cached: CachedStore, partial: _Partial, offset: int, view: memoryview) -> bool:
+    """Fill `view` from the local blocks; False if one is missing (it is fetched again)."""
+    version = partial.version
+    done = 0
+    while done < len(view):
+        index = (offset + done) // version.block
+        low, high = version.span(index)
+        within = offset + done - low
+        want = min(high - low - within, len(view) - done)
+        with partial.lock:
+            spare = partial.spare.get(index)
+        if spare is not None:
+            view[done : done + want] = spare[within : within + want]
+        else:
+            block = version.block_key(index)
+            try:
+                with cached.local.open_read(block) as entry:
+                    entry.stream.seek(within)
+                    if _fill(entry.stream, view[done : done + want]) != want:
+                        raise CorruptEntryError(f"block {block!r} is short")
+            except (KeyNotFoundError, CorruptEntryError) as exc:
+                if isinstance(exc, CorruptEntryError):
+                    log.warning("a block of %r is damaged; fetching it again", version.key)
+                    if cached.local.delete(block):
+                        cached.policy.on_delete(block)
+                with partial.lock:
+                    partial.present.discard(index)
+                return False
+        done += want
+    return True
 
 
 class RangedFile(io.RawIOBase):
@@ -576,16 +591,8 @@ class RangedFile(io.RawIOBase):
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
         if self.closed:
             raise ValueError("I/O operation on closed file.")
-        if whence == io.SEEK_CUR:
-            offset += self._position
-        elif whence == io.SEEK_END:
-            offset += self.size
-        elif whence != io.SEEK_SET:
-            raise ValueError(f"invalid whence ({whence}, should be 0, 1 or 2)")
-        if offset < 0:
-            raise OSError(22, "Invalid argument")
-        self._position = offset
-        return offset
+        self._position = seek_target(offset, whence, self._position, self.size)
+        return self._position
 
     def tell(self) -> int:
         return self._position
