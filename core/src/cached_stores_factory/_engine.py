@@ -126,8 +126,13 @@ class CachedStore(Store, checks_own_keys=True):
 
     def stats(self) -> dict[str, int]:
         """hits, misses, coalesced, remote_reads, remote_writes, evictions, revalidated,
-        stale_served, bytes_from_remote, bytes_from_local."""
-        return self._counters.snapshot().as_dict()
+        stale_served, bytes_from_remote, bytes_from_local; and `unverified_reads` when the
+        remote counts reads no checksum covered (S3Store)."""
+        counts = self._counters.snapshot().as_dict()
+        unverified = getattr(self.remote, "unverified_reads", None)
+        if isinstance(unverified, int):
+            counts["unverified_reads"] = unverified
+        return counts
 
     def emit(self, kind: str, key: str, size: int | None = None, **details: Any) -> None:
         """Tell the event listeners, if any (cached_stores_factory.events)."""

@@ -15,7 +15,7 @@ from botocore.config import Config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cached_stores_factory import CachedStore
+from cached_stores_factory import CachedStore, MemoryStore
 from cached_stores_factory.errors import RemoteError
 from cached_stores_factory.testing.faults import (
     FaultProxy,
@@ -344,3 +344,14 @@ def test_any_mix_of_faults_yields_the_object_or_a_remote_error_never_a_bad_entry
     if "obj" in local:
         assert local.get("obj") == DATA
     assert fault_proxy.count("GET") <= 1 + len(faults) + 2  # a retry or a resume per fault
+
+
+def test_a_cached_store_counts_the_remote_s_unverified_reads(s3: S3Server, fault_proxy: FaultProxy):
+    plain = s3.client(config=Config(request_checksum_calculation="when_required"))
+    plain.put_object(Bucket="faults", Key="kms", Body=DATA, ServerSideEncryption="aws:kms")
+    with proxied(fault_proxy) as store:
+        cached = CachedStore(MemoryStore(), store)
+        assert cached.stats()["unverified_reads"] == 0
+        assert cached.get("kms") == DATA
+        assert cached.stats()["unverified_reads"] == 1
+    assert "unverified_reads" not in CachedStore(MemoryStore(), MemoryStore()).stats()
