@@ -58,6 +58,14 @@ class CachedStore(Store, checks_own_keys=True):
 
     Keys under `.csf-partial/` are refused (InvalidKeyError): the local store keeps the blocks
     of ranged reads there.  After `close()` every call raises StoreClosedError.
+
+    Args:
+        local: The fast store that keeps copies.
+        remote: The slow store that holds the data.
+        policy: Which local copies are fresh and which must go; None keeps every copy.
+        serializer: How the value API turns values into bytes; None stores bytes as is.
+        availability: True lets writes go on while the local store is down (see
+            docs/coherence.md for the weaker promise).
     """
 
     def __init__(
@@ -248,23 +256,6 @@ class CachedStore(Store, checks_own_keys=True):
         finally:
             flight.release()
 
-    def _fresh_stat(self, key: str) -> EntryStat | None:
-        """The local copy's stat if it is fresh; None if missing, stale or unavailable."""
-        key = self.checked_key(key)
-        tier = self.tier
-        if tier.outage.skipping() or not tier.settled(key):
-            return None
-        try:
-            stat = self.local.stat(key)
-        except KeyNotFoundError:
-            return None
-        except LOCAL_FAILURES as exc:
-            tier.failed(key, exc)
-            return None
-        tier.outage.answered()
-        stat = tier.dated(key, stat)
-        return stat if self.policy.is_fresh(key, stat) else None
-
     def get(self, key: str, default: Any = _MISSING) -> Any:
         """The value under `key`, through the serializer; `default` if given and missing."""
         try:
@@ -286,13 +277,13 @@ class CachedStore(Store, checks_own_keys=True):
 
     def stat(self, key: str) -> EntryStat:
         """The fresh local entry's stat, else a fresh partial entry's, else the remote's."""
-        stat = self._fresh_stat(key)
+        stat = self.tier.fresh_stat(self.checked_key(key))
         if stat is None:
             stat = self.partials.stat(key)
         return stat if stat is not None else self.remote.stat(key)
 
     def __contains__(self, key: object) -> bool:
-        return self._fresh_stat(key) is not None or key in self.remote  # type: ignore[arg-type]
+        return self.tier.fresh_stat(self.checked_key(key)) is not None or key in self.remote  # type: ignore[arg-type]
 
     def keys(self, prefix: str = "") -> Iterator[str]:
         """Keys of the remote: the local store holds only copies.

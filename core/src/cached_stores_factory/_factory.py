@@ -87,6 +87,9 @@ class CachedStoreFactory:
             `TTLCache(interval=60.0)`; None keeps every copy until the local store drops it.
         serializer: How the value API (`cached[key]`, `get`, `put`) turns values into bytes:
             a Serializer or a registered name (`"json"`); None stores bytes as they are.
+        availability: True lets writes go on while the local store is down, with the weaker
+            promise docs/coherence.md describes; False (the default) refuses them first
+            (`LocalStoreUnavailableError`), so no process can serve an older copy.
     """
 
     __slots__ = (

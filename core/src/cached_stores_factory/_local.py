@@ -97,6 +97,21 @@ class LocalTier:
             return EntryReader(entry.stream, self.dated(key, entry.stat))
         return entry
 
+    def fresh_stat(self, key: str) -> EntryStat | None:
+        """The local copy's stat if it is fresh; None if missing, stale or unavailable."""
+        if self.outage.skipping() or not self.settled(key):
+            return None
+        try:
+            stat = self.store.stat(key)
+        except KeyNotFoundError:
+            return None
+        except LOCAL_FAILURES as exc:
+            self.failed(key, exc)
+            return None
+        self.outage.answered()
+        stat = self.dated(key, stat)
+        return stat if self.policy.is_fresh(key, stat) else None
+
     def fence(self, key: str) -> str | None:
         """The key's fence before a fetch, or None: the fetch must store nothing."""
         try:

@@ -379,6 +379,9 @@ class FsspecStore(Store):
             self._fs.invalidate_cache()
             try:
                 found = self._fs.find(base)
+                if folder and [str(path) for path in found] == [base]:
+                    # An object named as the folder hides the folder (adlfs): list the root.
+                    found = self._fs.find(self._root)
             except FileNotFoundError:
                 found = []
         for path in found:
