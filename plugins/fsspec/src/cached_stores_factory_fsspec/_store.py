@@ -219,6 +219,11 @@ class FsspecStore(Store):
     `connection_string`), `"https://host/path"` with fsspec's HTTP options (`headers`,
     `client_kwargs`), `"file:///srv/data"`, `"memory://name"`, or any other protocol fsspec
     knows.
+
+    Args:
+        url: Where the objects are: a protocol, then the bucket, container or path, and an
+            optional prefix.  A password in it is never shown.
+        **storage_options: The filesystem's own options; secret-named ones are never shown.
     """
 
     def __init__(self, url: str, **storage_options: Any) -> None:

@@ -60,6 +60,16 @@ class TTLCache(LedgeredPolicy):
             remote fails (refused, reset, 5xx after retries, timed out); 0 turns it off.
         stale_while_revalidate: Seconds past expiry during which an expired copy is served at
             once and refreshed in the background; 0 turns it off.
+        max_entries: At most this many local entries, or None for no entry bound; storing
+            one more evicts the oldest stored.
+        max_bytes: At most this many bytes of local entries, or None for no byte bound; an
+            object larger than this is served but not stored.
+        ledger: With a bound, a `redis://` URL: keep the order in that Redis, one bound for
+            every process and machine.  None: where FIFOCache keeps it.
+        ledger_cluster: True when `ledger` names a node of a Redis Cluster.
+        ledger_key: The ledger's name in Redis; None derives it from the local store.
+        lease_timeout: With a `ledger` URL: seconds a per-key lease in that Redis outlives a
+            holder that died or stopped.
         clock: The current time in seconds since the epoch; tests pass a fake one.
     """
 
