@@ -251,18 +251,21 @@ def test_every_call_after_close_raises_store_closed(remote, call) -> None:
         CALLS[call](cached)
 
 
+class ServedStale(CachePolicy):
+    """Every copy is expired, and within its stale-while-revalidate window: refreshed."""
+
+    stale_while_revalidate = 60.0
+
+    def is_fresh(self, key: str, stat: EntryStat) -> bool:
+        return False
+
+    def expired_for(self, key: str, stat: EntryStat) -> float:
+        return 1.0
+
+
 def test_a_dropped_store_leaves_no_refresh_thread_behind(remote) -> None:
-    class SwrPolicy(CachePolicy):
-        stale_while_revalidate = 60.0
-
-        def is_fresh(self, key: str, stat: EntryStat) -> bool:
-            return False
-
-        def expired_for(self, key: str, stat: EntryStat) -> float:
-            return 1.0
-
     local = MemoryStore()
-    cached = CachedStore(local, remote, SwrPolicy())
+    cached = CachedStore(local, remote, ServedStale())
     local.put("k", b"v0")
     cached.get("k")  # served stale, refreshed in the background
     cached.close()
@@ -306,21 +309,13 @@ def test_an_unhashable_key_is_an_invalid_key(key) -> None:
 def test_a_background_refresh_that_fails_unexpectedly_is_logged_with_its_cause(
     caplog, remote
 ) -> None:
-    class SwrPolicy(CachePolicy):
-        stale_while_revalidate = 60.0
-
-        def is_fresh(self, key: str, stat: EntryStat) -> bool:
-            return False
-
-        def expired_for(self, key: str, stat: EntryStat) -> float:
-            return 1.0
-
+    class Buggy(ServedStale):
         def admits(self, size: int | None) -> bool:
             raise ZeroDivisionError("a policy bug")
 
     local = MemoryStore()
     local.put("k", b"v0")
-    cached = CachedStore(local, remote, SwrPolicy())
+    cached = CachedStore(local, remote, Buggy())
     with caplog.at_level(logging.WARNING, logger="cached_stores_factory"):
         assert cached.get("k") == b"v0"
         logged = threading.Event()
