@@ -347,10 +347,11 @@ class Store(abc.ABC):
     def lease(self, key: str) -> contextlib.AbstractContextManager[object] | None:
         """A lock on `key` that every process using this store respects, or None (the default).
 
-        The engine holds it around a fetch (so a key read by many processes at once is
-        fetched once: the others wait, then find the entry) and around a write or delete
-        (so a fetch in flight elsewhere never stores over it).  A lease must not outlive a
-        holder that died: a lock file the kernel drops, or a timeout the holder renews.
+        The engine holds it around a fetch, so a key read by many processes at once is
+        fetched once: the others wait, then find the entry.  It only saves work (fences keep
+        the cache correct), so entering it may give up with StoreError after a bounded wait.
+        A lease must not outlive a holder that died: a lock the kernel drops, or a timeout
+        the holder renews.
         """
         return None
 

@@ -375,8 +375,8 @@ class RedisStore(Store):
     def lease(self, key: str) -> RedisLease:
         """A lease on `key` in this Redis, for every process that uses the same prefix.
 
-        Held by the engine around a fetch, a write or a delete of the key; renewed while
-        held, it expires `lease_timeout` seconds after a holder died.
+        Held by the engine around a fetch of the key; renewed while held, it expires
+        `lease_timeout` seconds after a holder died or stopped.
         """
         return RedisLease(
             self._client,

@@ -94,7 +94,7 @@ _CLOSED = -1  # the descriptor of a closed store: any *at() call on it fails wit
 
 LEASE_STRIPES = 1024
 """Keys share this many lock files (by a hash of the key), so leases never pile up files;
-two keys of one stripe only wait for each other's fetch, write or delete."""
+two keys of one stripe only wait for each other's fetch."""
 LEASE_WAIT_SECONDS = 5.0
 """How long `with store.lease(key)` waits for another holder before it raises StoreError."""
 _LEASE_POLL_SECONDS = 0.01
