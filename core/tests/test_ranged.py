@@ -536,3 +536,34 @@ def test_blocks_of_an_older_version_are_never_joined_over_a_write_made_elsewhere
     assert len(results) == 1 and (results[0] == old or isinstance(results[0], Exception))
     assert shared.get("big") == new  # the write's copy, never a join of the older version
     assert CachedStore(shared, remote).get("big") == new
+
+
+def test_readers_opening_one_large_object_at_once_ask_its_stat_once() -> None:
+    remote = VersionedRemote()
+    remote.put("big", data_of(6 * BLOCK))
+    store = cached(remote)
+    gate, asked = threading.Event(), threading.Event()
+    stat = remote.stat
+
+    def held_stat(key: str) -> EntryStat:
+        asked.set()
+        assert gate.wait(WAIT)
+        return stat(key)
+
+    remote.stat = held_stat  # type: ignore[method-assign]
+    remote.calls.clear()
+    opened: list[EntryReader | None] = []
+    readers = [threading.Thread(target=lambda: opened.append(store.partials.open("big")))]
+    readers[0].start()
+    assert asked.wait(WAIT)
+    readers += [
+        threading.Thread(target=lambda: opened.append(store.partials.open("big"))) for _ in range(7)
+    ]
+    for reader in readers[1:]:
+        reader.start()
+    time.sleep(0.2)  # the seven reach the stat in flight (a late one finds the partial: no stat)
+    gate.set()
+    for reader in readers:
+        reader.join(WAIT)
+    assert len(opened) == 8 and all(entry is not None for entry in opened)
+    assert remote.calls["stat"] == 1

@@ -27,6 +27,7 @@ import io
 import threading
 import time
 import weakref
+from concurrent.futures import Future
 from typing import IO, TYPE_CHECKING, cast
 
 from ._keys import RESERVED_ROOT as ROOT
@@ -146,6 +147,7 @@ class PartialEntries:
         self.whole_limit = whole_limit
         self._lock = threading.Lock()
         self._partials: weakref.WeakValueDictionary[str, _Partial] = weakref.WeakValueDictionary()
+        self._stats: dict[str, Future[EntryStat]] = {}  # remote stats being asked, by key
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -161,7 +163,7 @@ class PartialEntries:
         if partial is None:
             fence = self._cached.tier.fence(key)  # before any block: see _make_whole
             if stat is None:
-                stat = self._cached.remote.stat(key)
+                stat = self._remote_stat(key)
             if (
                 stat.size <= self.whole_limit
                 or not stat.etag
@@ -172,6 +174,27 @@ class PartialEntries:
         version = partial.version
         stat = EntryStat(size=version.size, modified=partial.modified, etag=version.etag)
         return EntryReader(cast(IO[bytes], RangedFile(self, partial)), stat)
+
+    def _remote_stat(self, key: str) -> EntryStat:
+        """The remote's stat of `key`, asked once for every reader opening it meanwhile."""
+        with self._lock:
+            asked = self._stats.get(key)
+            leader = asked is None
+            if asked is None:
+                asked = self._stats[key] = Future()
+        if not leader:
+            return asked.result()  # the leader's stat, or its error raised here
+        try:
+            stat = self._cached.remote.stat(key)
+        except BaseException as exc:
+            asked.set_exception(exc)
+            raise
+        else:
+            asked.set_result(stat)
+            return stat
+        finally:
+            with self._lock:
+                del self._stats[key]
 
     def stat(self, key: str) -> EntryStat | None:
         """The fresh partial entry's size and etag, or None: no request is made."""
