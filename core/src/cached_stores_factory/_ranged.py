@@ -27,9 +27,9 @@ import io
 import threading
 import time
 import weakref
-from concurrent.futures import Future
 from typing import IO, TYPE_CHECKING, cast
 
+from ._fetch import own_copy
 from ._keys import RESERVED_ROOT as ROOT
 from ._log import lazy_logger
 from ._store import EntryReader, EntryStat, Store, seek_target
@@ -119,6 +119,17 @@ class _Flight:
         self.error: BaseException | None = None
 
 
+class _Asked:
+    """One remote stat being asked, for every reader that opens the key meanwhile."""
+
+    __slots__ = ("done", "error", "stat")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.stat: EntryStat | None = None
+        self.error: BaseException | None = None
+
+
 class _Partial:
     """One version of one object read in ranges by this process's readers, which share it."""
 
@@ -147,7 +158,7 @@ class PartialEntries:
         self.whole_limit = whole_limit
         self._lock = threading.Lock()
         self._partials: weakref.WeakValueDictionary[str, _Partial] = weakref.WeakValueDictionary()
-        self._stats: dict[str, Future[EntryStat]] = {}  # remote stats being asked, by key
+        self._stats: dict[str, _Asked] = {}  # remote stats being asked, by key
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -181,20 +192,23 @@ class PartialEntries:
             asked = self._stats.get(key)
             leader = asked is None
             if asked is None:
-                asked = self._stats[key] = Future()
+                asked = self._stats[key] = _Asked()
         if not leader:
-            return asked.result()  # the leader's stat, or its error raised here
+            asked.done.wait()
+            if asked.stat is None:
+                error = asked.error or StoreError(f"asking the remote for {key!r} failed")
+                raise own_copy(error) from error
+            return asked.stat
         try:
-            stat = self._cached.remote.stat(key)
+            asked.stat = self._cached.remote.stat(key)
+            return asked.stat
         except BaseException as exc:
-            asked.set_exception(exc)
+            asked.error = exc
             raise
-        else:
-            asked.set_result(stat)
-            return stat
         finally:
             with self._lock:
                 del self._stats[key]
+            asked.done.set()
 
     def stat(self, key: str) -> EntryStat | None:
         """The fresh partial entry's size and etag, or None: no request is made."""
