@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -292,6 +293,25 @@ def test_r_plus_b_copies_only_what_it_reads() -> None:
     handle.close()
     assert remote.get(KEY)[:10] == b"xxxxxyyxxx"
     assert len(remote.get(KEY)) == 10 * 1024 * 1024
+
+
+def test_reading_an_r_plus_b_handle_whole_copies_nothing() -> None:
+    """`cs.open(key).read()` opens "r+b", yet hands back the entry's bytes, not a spool's copy."""
+    cs, remote = cached_store()
+    data = os.urandom(3 * 1024 * 1024)
+    remote.put(KEY, data)
+    cs.get(KEY)
+    with cs.open(KEY) as handle:
+        tracemalloc.start()
+        try:
+            read = handle.read()
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        handle.write(b"!")  # the spool copies now; the bytes read stay as they were
+    assert read == data
+    assert remote.get(KEY) == data + b"!"
+    assert peak < len(data) // 8
 
 
 def test_closed_handles_refuse_io() -> None:

@@ -293,8 +293,14 @@ class WriteHandle(io.BufferedIOBase):
         if self._source is None or (upto is not None and upto <= self._filled):
             return
         position = self._spool.tell()
-        self._spool.seek(self._filled)
-        while upto is None or self._filled < upto:
+        if upto is None and not self._filled:  # all of it, into the empty spool: one read
+            whole = self._spool.take(self._source)
+            self._filled = self._spool.seek(0, io.SEEK_END)
+            if whole:
+                self._drop_source()
+        else:
+            self._spool.seek(self._filled)
+        while self._source is not None and (upto is None or self._filled < upto):
             chunk = self._source.read(CHUNK)
             if not chunk:
                 self._drop_source()
