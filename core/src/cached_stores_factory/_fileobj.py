@@ -23,13 +23,15 @@ import functools
 import io
 import os
 import sys
+import tempfile
 import threading
 import weakref
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
+from . import _spool
 from ._log import lazy_logger
-from ._spool import CHUNK, new_spool
+from ._spool import CHUNK
 from ._store import seek_target
 from .errors import KeyNotFoundError
 
@@ -49,19 +51,9 @@ class OpenMode(NamedTuple):
     kind: str  # one of "r", "w", "a", "x"
     plus: bool
     binary: bool
-
-    @property
-    def writing(self) -> bool:
-        return self.kind != "r" or self.plus
-
-    @property
-    def reading(self) -> bool:
-        return self.kind == "r" or self.plus
-
-    @property
-    def canonical(self) -> str:
-        """The binary mode string Python's own file objects report ('rb+', 'ab', ...)."""
-        return self.kind + "b" + ("+" if self.plus else "")
+    reading: bool
+    writing: bool
+    canonical: str  # the binary mode Python's own file objects report ('rb+', 'ab', ...)
 
 
 @functools.lru_cache(maxsize=64)
@@ -80,7 +72,15 @@ def parse_mode(mode: str) -> OpenMode:
         raise ValueError(f"must have exactly one of read/write/append/create mode: {mode!r}")
     if "b" in chars and "t" in chars:
         raise ValueError(f"can't have text and binary mode at once: {mode!r}")
-    return OpenMode(kind=kinds.pop(), plus="+" in chars, binary="b" in chars)
+    kind, plus = kinds.pop(), "+" in chars
+    return OpenMode(
+        kind,
+        plus,
+        binary="b" in chars,
+        reading=kind == "r" or plus,
+        writing=kind != "r" or plus,
+        canonical=kind + "b" + ("+" if plus else ""),
+    )
 
 
 def open_file(
@@ -96,11 +96,11 @@ def open_file(
     parsed = parse_mode(mode)
     if parsed.binary and (encoding is not None or errors is not None or newline is not None):
         raise ValueError("binary mode doesn't take an encoding, errors or newline argument")
-    binary: IO[bytes]
-    if not parsed.writing:
-        binary = store.read_stream(key)
-    else:
-        binary = WriteHandle.open(store, store.checked_key(key), parsed)  # type: ignore[assignment]
+    binary: IO[bytes] = (
+        WriteHandle.open(store, key, parsed)  # type: ignore[assignment]
+        if parsed.writing
+        else store.read_stream(key)
+    )
     if parsed.binary:
         return binary
     text = (TextHandle if parsed.writing else io.TextIOWrapper)(
@@ -116,24 +116,28 @@ def open_file(
 
 # -- handles not closed yet ------------------------------------------------------------------
 
-_unclosed: weakref.WeakSet[WriteHandle] = weakref.WeakSet()
+_unclosed: dict[int, weakref.ref[WriteHandle]] = {}
+"""The handles not closed yet, by id; a plain dict, as it is touched by every open and close."""
 _unclosed_lock = threading.Lock()
+
+
+def _open_handles() -> list[WriteHandle]:
+    with _unclosed_lock:
+        return [handle for ref in _unclosed.values() if (handle := ref()) is not None]
 
 
 def close_handles(store: CachedStore, when: str) -> None:
     """Commit and close every open handle of `store`, logging failures."""
-    with _unclosed_lock:
-        handles = [h for h in _unclosed if h._store is store]
-    for handle in handles:
+    for handle in _open_handles():
+        if handle._store is not store:
+            continue
         handle._close_quietly(when)
 
 
 def _close_handles_at_exit() -> None:
     """Commit the handles still open at exit, unless what they hold is likely cut short."""
     failure = _unhandled_exception()
-    with _unclosed_lock:
-        handles = list(_unclosed)
-    for handle in handles:
+    for handle in _open_handles():
         handle._close_at_exit(failure)
 
 
@@ -172,10 +176,10 @@ def _leave_parent_handles() -> None:
     global _unclosed_lock, _forks  # noqa: PLW0603 - the parent may have held the lock
     _unclosed_lock = threading.Lock()
     _forks += 1
-    handles = list(_unclosed)
+    handles = [handle for ref in _unclosed.values() if (handle := ref()) is not None]
     _unclosed.clear()
-    files = [handle._spool._file for handle in handles]
-    spilled = [file for file in files if not isinstance(file, io.BytesIO) and not file.closed]
+    spilled = [h._spool for h in handles if not isinstance(h._spool, io.BytesIO)]
+    spilled = [file for file in spilled if not file.closed]
     if spilled:
         devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         try:
@@ -209,7 +213,8 @@ class WriteHandle(io.BufferedIOBase):
         self._store = store
         self._key = key
         self._mode = mode
-        self._spool = new_spool()
+        self._spool: io.BytesIO | io.BufferedRandom = io.BytesIO()  # to a file past `_limit`
+        self._limit = _spool.SPOOL_LIMIT
         self._source = source  # the entry's stream, read forward as far as `_filled`
         self._filled = 0
         # "w" and "x" create or truncate at once, as open() does: closing commits even if
@@ -220,15 +225,13 @@ class WriteHandle(io.BufferedIOBase):
         self.name = key
         self.mode = mode.canonical
         with _unclosed_lock:  # before its spool can spill: a fork must find it
-            _unclosed.add(self)
+            _unclosed[id(self)] = weakref.ref(self)
 
     @classmethod
     def open(cls, store: CachedStore, key: str, mode: OpenMode) -> WriteHandle:
         """Open `key` in a writing mode; the errors are those of open() on a path."""
         source = None
-        if mode.kind == "x" and key in store:
-            raise FileExistsError(errno.EEXIST, "Key exists in the cached store", key)
-        if mode.kind in ("r", "a"):
+        if mode.kind in ("r", "a"):  # opening the entry checks the key
             try:
                 source = store.open_read(key).stream
             except KeyNotFoundError:
@@ -236,6 +239,10 @@ class WriteHandle(io.BufferedIOBase):
                     raise FileNotFoundError(
                         errno.ENOENT, "No such key in the cached store", key
                     ) from None
+        else:
+            store.checked_key(key)  # "w" and "x" read nothing: the key is checked here
+            if mode.kind == "x" and key in store:
+                raise FileExistsError(errno.EEXIST, "Key exists in the cached store", key)
         handle = cls(store, key, mode, source)
         if mode.kind == "a":
             handle._dirty = source is None  # like open(path, "a"): the entry now exists
@@ -275,11 +282,13 @@ class WriteHandle(io.BufferedIOBase):
             )
 
     def _check_readable(self) -> None:
-        if not self.readable():
+        self._check_open()
+        if not self._mode.reading:
             raise io.UnsupportedOperation("read")
 
     def _check_writable(self) -> None:
-        if not self.writable():
+        self._check_open()
+        if not self._mode.writing:
             raise io.UnsupportedOperation("write")
 
     # -- the lazy copy ----------------------------------------------------------------------
@@ -294,10 +303,15 @@ class WriteHandle(io.BufferedIOBase):
             return
         position = self._spool.tell()
         if upto is None and not self._filled:  # all of it, into the empty spool: one read
-            whole = self._spool.take(self._source)
-            self._filled = self._spool.seek(0, io.SEEK_END)
-            if whole:
+            data = self._source.read(self._limit + 1)
+            self._filled = len(data)
+            if len(data) <= self._limit:
+                # Shared, not copied: io.BytesIO keeps the bytes it starts with until it is
+                # written, and reading them whole returns that same object.
+                self._spool = io.BytesIO(data)
                 self._drop_source()
+            else:
+                self._write_spool(data)
         else:
             self._spool.seek(self._filled)
         while self._source is not None and (upto is None or self._filled < upto):
@@ -305,9 +319,20 @@ class WriteHandle(io.BufferedIOBase):
             if not chunk:
                 self._drop_source()
                 break
-            self._spool.write(chunk)
+            self._write_spool(chunk)
             self._filled += len(chunk)
         self._spool.seek(position)
+
+    def _write_spool(self, data: ReadableBuffer) -> int:
+        """Write at the spool's position; past `_limit` bytes, move it to a temporary file."""
+        written = self._spool.write(data)
+        if self._spool.tell() > self._limit and isinstance(self._spool, io.BytesIO):
+            memory = self._spool
+            self._spool = tempfile.TemporaryFile()  # noqa: SIM115 - the handle closes it
+            self._spool.write(memory.getbuffer())
+            self._spool.seek(memory.tell())
+            memory.close()
+        return written
 
     def _drop_source(self) -> None:
         if self._source is not None:
@@ -362,7 +387,7 @@ class WriteHandle(io.BufferedIOBase):
             self._spool.seek(0, io.SEEK_END)  # everything was copied when the handle opened
         else:
             self._fill(self._spool.tell() + size)
-        written = self._spool.write(data)
+        written = self._write_spool(data)
         self._dirty = True
         self._writer = threading.get_ident()
         return written
@@ -395,7 +420,7 @@ class WriteHandle(io.BufferedIOBase):
         self._drop_source()  # whatever lies past `size` is cut off
         if self._size() < size:  # a regular file grows with zero bytes; BytesIO would not
             self._spool.seek(size - 1)
-            self._spool.write(b"\0")
+            self._write_spool(b"\0")
             self._spool.seek(position)
         self._spool.truncate(size)
         self._dirty = True
@@ -434,7 +459,7 @@ class WriteHandle(io.BufferedIOBase):
         self._spool.close()
         super().close()
         with _unclosed_lock:
-            _unclosed.discard(self)
+            _unclosed.pop(id(self), None)
 
     def __exit__(
         self,

@@ -12,7 +12,7 @@ from ._store import BytesReader, seek_target
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
 
-__all__ = ["CHUNK", "SPOOL_LIMIT", "SharedSpool", "Spool", "new_spool"]
+__all__ = ["CHUNK", "SPOOL_LIMIT", "SharedSpool", "new_spool"]
 
 SPOOL_LIMIT = 4 * 1024 * 1024
 """Buffered bytes stay in memory up to this size, then spill to an anonymous temporary file."""
@@ -21,30 +21,9 @@ CHUNK = 256 * 1024
 """How much a copy moves at once: large enough to be cheap, small enough to keep memory flat."""
 
 
-class Spool(tempfile.SpooledTemporaryFile[bytes]):
-    """A read-write spool that can take a whole small object without copying it."""
-
-    def __init__(self) -> None:
-        self.limit = SPOOL_LIMIT  # read now: tests shrink it
-        super().__init__(max_size=self.limit)
-
-    def take(self, stream: IO[bytes]) -> bool:
-        """Read `stream` into this empty spool in one call; True if that was all of it.
-
-        What fits in memory is shared rather than copied: io.BytesIO keeps the bytes it
-        starts with until it is written, and reading them whole returns that same object.
-        """
-        data = stream.read(self.limit + 1)
-        if len(data) > self.limit:
-            self.write(data)
-            return False
-        self._file = io.BytesIO(data)
-        return True
-
-
-def new_spool() -> Spool:
+def new_spool() -> tempfile.SpooledTemporaryFile[bytes]:
     """An empty read-write spool; the caller closes it."""
-    return Spool()
+    return tempfile.SpooledTemporaryFile(max_size=SPOOL_LIMIT)
 
 
 class SharedSpool:
