@@ -369,13 +369,6 @@ class CachedStore(Store, checks_own_keys=True):
                 raise _not_found(key) from None
         return open_file(self, key, mode, encoding=encoding, errors=errors, newline=newline)
 
-    def read_stream(self, key: str) -> IO[bytes]:
-        """The entry's stream, or FileNotFoundError as a file system says it."""
-        try:
-            return self.open_read(key).stream
-        except KeyNotFoundError:
-            raise _not_found(key) from None
-
     def close(self) -> None:
         """Commit this store's open handles, stop its threads, close the policy and both stores.
 

@@ -99,7 +99,7 @@ def open_file(
     binary: IO[bytes] = (
         WriteHandle.open(store, key, parsed)  # type: ignore[assignment]
         if parsed.writing
-        else store.read_stream(key)
+        else store.open(key, "rb")
     )
     if parsed.binary:
         return binary
