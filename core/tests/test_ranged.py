@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Sequence
+from types import SimpleNamespace
 from typing import IO
 
 import pytest
@@ -24,6 +25,7 @@ from cached_stores_factory import (
     EntryReader,
     EntryStat,
     MemoryStore,
+    _coordinator,
     _ranged,
 )
 from cached_stores_factory._ranged import ROOT
@@ -567,3 +569,81 @@ def test_readers_opening_one_large_object_at_once_ask_its_stat_once() -> None:
         reader.join(WAIT)
     assert len(opened) == 8 and all(entry is not None for entry in opened)
     assert remote.calls["stat"] == 1
+
+
+class KeepsBlocksOnly(CachePolicy):
+    """Admits a block, never the whole object: a whole-object fetch keeps no copy."""
+
+    def admits(self, size: int | None) -> bool:
+        return size is not None and size <= BLOCK
+
+
+@pytest.mark.parametrize(
+    ("policy", "remote_calls"),
+    [
+        (None, {"open_read": 1}),  # the fetch kept a copy: the ranged readers read that
+        (KeepsBlocksOnly(), {"open_read": 1, "open_range": 1}),  # its stat spares theirs
+    ],
+    ids=["kept", "not-kept"],
+)
+def test_ranged_readers_opening_a_key_while_it_is_fetched_whole_wait_for_that_fetch(
+    policy: CachePolicy | None, remote_calls: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole-object fetch's GET is held until every ranged opener waits on it (or, had
+    they asked the remote themselves, has opened): no opener asks the remote for a stat."""
+    remote = VersionedRemote()
+    body = data_of(10 * BLOCK)
+    remote.put("big", body)
+    store = cached(remote, policy)
+    openers = 4
+    arrivals = threading.Condition()
+    arrived = 0
+
+    def arrive() -> None:
+        nonlocal arrived
+        with arrivals:
+            arrived += 1
+            arrivals.notify_all()
+
+    class Awaited(threading.Event):
+        """A flight's event: whoever waits on it has arrived."""
+
+        def wait(self, timeout: float | None = None) -> bool:
+            arrive()
+            return super().wait(timeout)
+
+    monkeypatch.setattr(
+        _coordinator, "threading", SimpleNamespace(Event=Awaited, Lock=threading.Lock)
+    )
+    getting = threading.Event()
+    get = remote.open_read
+
+    def held_get(key: str) -> EntryReader:
+        getting.set()
+        with arrivals:
+            assert arrivals.wait_for(lambda: arrived >= openers, WAIT)
+        return get(key)
+
+    remote.open_read = held_get  # type: ignore[method-assign]
+    remote.calls.clear()
+    wholes: list[bytes] = []
+    opened: list[EntryReader | None] = []
+
+    def open_ranged() -> None:
+        opened.append(store.partials.open("big"))
+        arrive()  # opened without waiting for the fetch
+
+    whole = threading.Thread(target=lambda: wholes.append(store.get("big")))
+    whole.start()
+    assert getting.wait(WAIT)
+    openings = [threading.Thread(target=open_ranged) for _ in range(openers)]
+    for thread in openings:
+        thread.start()
+    for thread in [whole, *openings]:
+        thread.join(WAIT)
+    assert wholes == [body] and len(opened) == openers
+    for entry in opened:  # all held open, so they share one partial entry
+        with entry or store.open_read("big") as reader:
+            reader.stream.seek(5 * BLOCK)
+            assert reader.stream.read(100) == body[5 * BLOCK : 5 * BLOCK + 100]
+    assert +remote.calls == Counter(remote_calls)
