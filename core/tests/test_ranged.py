@@ -11,7 +11,8 @@ import io
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 from typing import IO
 
 import pytest
@@ -24,6 +25,7 @@ from cached_stores_factory import (
     EntryReader,
     EntryStat,
     MemoryStore,
+    _coordinator,
     _ranged,
 )
 from cached_stores_factory._ranged import ROOT
@@ -31,6 +33,7 @@ from cached_stores_factory.errors import (
     CorruptEntryError,
     EntryChangedError,
     KeyNotFoundError,
+    RemoteError,
     StoreError,
 )
 
@@ -567,3 +570,119 @@ def test_readers_opening_one_large_object_at_once_ask_its_stat_once() -> None:
         reader.join(WAIT)
     assert len(opened) == 8 and all(entry is not None for entry in opened)
     assert remote.calls["stat"] == 1
+
+
+class KeepsBlocksOnly(CachePolicy):
+    """Admits a block, never the whole object: a whole-object fetch keeps no copy."""
+
+    def admits(self, size: int | None) -> bool:
+        return size is not None and size <= BLOCK
+
+
+class HeldGet:
+    """Holds the remote's GETs until `expected` ranged openers have arrived: each waits on a
+    flight of the engine's coordinator, or calls `arrive` once it opened without waiting."""
+
+    def __init__(self, remote: VersionedRemote, expected: int, mp: pytest.MonkeyPatch) -> None:
+        self.expected = expected
+        self.arrived = 0
+        self.arrivals = threading.Condition()
+        self.getting = threading.Event()  # a GET started
+        self.failure: Exception | None = None  # what the GET raises once released
+        arrive = self.arrive
+
+        class Awaited(threading.Event):
+            def wait(self, timeout: float | None = None) -> bool:
+                arrive()
+                return super().wait(timeout)
+
+        mp.setattr(_coordinator, "threading", SimpleNamespace(Event=Awaited, Lock=threading.Lock))
+        get = remote.open_read
+
+        def held_get(key: str) -> EntryReader:
+            self.getting.set()
+            with self.arrivals:
+                assert self.arrivals.wait_for(lambda: self.arrived >= expected, WAIT)
+            if self.failure is not None:
+                raise self.failure
+            return get(key)
+
+        mp.setattr(remote, "open_read", held_get)
+
+    def arrive(self) -> None:
+        with self.arrivals:
+            self.arrived += 1
+            self.arrivals.notify_all()
+
+    def run(self, whole: Callable[[], None], opener: Callable[[], None]) -> None:
+        """`whole` in a thread until its GET starts, then `expected` threads of `opener`."""
+        threads = [threading.Thread(target=whole)]
+        threads[0].start()
+        assert self.getting.wait(WAIT)
+        threads += [threading.Thread(target=opener) for _ in range(self.expected)]
+        for thread in threads[1:]:
+            thread.start()
+        for thread in threads:
+            thread.join(WAIT)
+
+
+@pytest.mark.parametrize(
+    ("policy", "remote_calls"),
+    [
+        (None, {"open_read": 1}),  # the fetch kept a copy: the ranged readers read that
+        (KeepsBlocksOnly(), {"open_read": 1, "open_range": 1}),  # its stat spares theirs
+    ],
+    ids=["kept", "not-kept"],
+)
+def test_ranged_readers_opening_a_key_while_it_is_fetched_whole_wait_for_that_fetch(
+    policy: CachePolicy | None, remote_calls: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole-object fetch's GET is held until every ranged opener waits on it (or, had
+    they asked the remote themselves, has opened): no opener asks the remote for a stat."""
+    remote = VersionedRemote()
+    body = data_of(10 * BLOCK)
+    remote.put("big", body)
+    store = cached(remote, policy)
+    held = HeldGet(remote, 4, monkeypatch)
+    remote.calls.clear()
+    wholes: list[bytes] = []
+    opened: list[EntryReader | None] = []
+
+    def open_ranged() -> None:
+        opened.append(store.partials.open("big"))
+        held.arrive()
+
+    held.run(lambda: wholes.append(store.get("big")), open_ranged)
+    assert wholes == [body] and len(opened) == 4
+    for entry in opened:  # all held open, so they share one partial entry
+        with entry or store.open_read("big") as reader:
+            reader.stream.seek(5 * BLOCK)
+            assert reader.stream.read(100) == body[5 * BLOCK : 5 * BLOCK + 100]
+    assert +remote.calls == Counter(remote_calls)
+
+
+def test_ranged_readers_waiting_on_a_failed_whole_fetch_each_get_their_own_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    remote = VersionedRemote()
+    remote.put("big", data_of(10 * BLOCK))
+    store = cached(remote)
+    held = HeldGet(remote, 4, monkeypatch)
+    held.failure = RemoteError("the remote broke off")
+    remote.calls.clear()
+    errors: list[BaseException] = []
+
+    def fail(read: Callable[[], object]) -> None:
+        try:
+            read()
+        except RemoteError as exc:
+            errors.append(exc)
+        else:
+            held.arrive()
+
+    held.run(
+        lambda: fail(lambda: store.get("big")), lambda: fail(lambda: store.partials.open("big"))
+    )
+    assert len(errors) == 5 and all("broke off" in str(error) for error in errors)
+    assert len({id(error) for error in errors}) == 5  # no traceback piles up on a shared one
+    assert remote.calls["stat"] == 0

@@ -1,4 +1,4 @@
-"""What a cached store knows about each key, in one place: its fetch, its changes, its bypass.
+"""What a cached store knows about each key, in one place: its fetches, its changes, its bypass.
 
 Decisions only, no I/O (sans-I/O): the fetch and write paths report events here (a fetch
 starts, a change begins or ends, a copy could not be dropped) and act on the answers.  A key
@@ -26,6 +26,8 @@ class Flight:
     entry gone (evicted by a concurrent insert) is served from it, so an eviction never
     costs a second fetch.  The last reader takes the pin itself, or closes it.
     `changed` is set when a change of the key began during the fetch: it stores nothing.
+
+    A ranged reader's remote stat is a flight too, with no bytes: only `stat` or `error`.
     """
 
     __slots__ = ("changed", "done", "error", "lock", "pin", "readers", "spool", "stat")
@@ -36,13 +38,19 @@ class Flight:
         self.error: BaseException | None = None
         self.pin: EntryReader | None = None
         self.spool: SharedSpool | None = None
-        self.stat: EntryStat | None = None  # the spool's
+        self.stat: EntryStat | None = None  # the spool's, or the remote's for a stat
         self.changed = changed
         self.readers = 1  # not served yet; final once the fetch is done
 
     def serve_unkept(self, stream: IO[bytes], stat: EntryStat) -> None:
         self.spool = SharedSpool.fill(stream)
         self.stat = stat
+
+    def answer(self) -> EntryStat | None:
+        """What a ranged reader learns from this finished flight: None when it pinned a local
+        copy (read that instead), else the stat of what the remote sent."""
+        with self.lock:
+            return None if self.pin is not None else self.stat
 
     def take_pin(self) -> EntryReader | None:
         """The pinned entry, to the last reader still waiting to be served."""
@@ -76,16 +84,22 @@ class Flight:
 class _Key:
     """The record of one key: see Coordinator."""
 
-    __slots__ = ("changes", "contended", "flight", "stored_at")
+    __slots__ = ("asking", "changes", "contended", "flight", "stored_at")
 
     def __init__(self) -> None:
         self.flight: Flight | None = None
+        self.asking: Flight | None = None  # a remote stat, for ranged readers
         self.changes = 0  # writes and deletes running
         self.contended = False  # two changes overlapped: which one the remote kept is unknown
         self.stored_at: float | None = None  # for copies whose store can't date them
 
     def idle(self) -> bool:
-        return self.flight is None and not self.changes and self.stored_at is None
+        return (
+            self.flight is None
+            and self.asking is None
+            and not self.changes
+            and self.stored_at is None
+        )
 
 
 class Change:
@@ -155,6 +169,28 @@ class Coordinator:
         with self._lock:
             record = self._keys[key]
             record.flight = None
+            self._settle(key, record)
+
+    def join_stat(self, key: str) -> tuple[Flight, bool]:
+        """The flight that tells a ranged reader what `key` is, and whether the caller leads it.
+
+        A whole-object fetch in flight answers (this reader counts among its readers), else
+        a remote stat already asked, else a new one the caller asks.  A whole-object read
+        never waits for a stat: it carries no bytes.
+        """
+        with self._lock:
+            record = self._record(key)
+            flight = record.flight if record.flight is not None else record.asking
+            if flight is None:
+                flight = record.asking = Flight(changed=False)
+                return flight, True
+            flight.readers += 1
+            return flight, False
+
+    def end_stat(self, key: str) -> None:
+        with self._lock:
+            record = self._keys[key]
+            record.asking = None
             self._settle(key, record)
 
     # -- changes ---------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from . import _write
 from ._coordinator import Coordinator
-from ._fetch import Fetch, own_copy, serve
+from ._fetch import Fetch, first_stat, raise_failure, read_range, serve
 from ._fileobj import close_handles, open_file
 from ._keys import checked_user_key, is_reserved, unhashable, validate_user_key
 from ._local import LOCAL_FAILURES, LocalTier
@@ -35,7 +35,7 @@ from .events import Event
 from .events import dispatcher as _events
 
 if TYPE_CHECKING:
-    from ._ranged import PartialEntries
+    from ._ranged import Engine, PartialEntries
 
 __all__ = ["CachedStore"]
 
@@ -117,7 +117,7 @@ class CachedStore(Store, checks_own_keys=True):
 
             with self._lock:
                 if self._partials is None:
-                    self._partials = PartialEntries(self)
+                    self._partials = PartialEntries(_ranged_engine(self))
         return self._partials
 
     def __repr__(self) -> str:
@@ -230,10 +230,7 @@ class CachedStore(Store, checks_own_keys=True):
             self._counters.add(COALESCED)
             flight.done.wait()
         try:
-            if flight.error is not None:
-                if leader:
-                    raise flight.error
-                raise own_copy(flight.error) from flight.error
+            raise_failure(flight, leader=leader)
             served = serve(self.local, key, flight)
         finally:
             flight.release()
@@ -382,6 +379,29 @@ class CachedStore(Store, checks_own_keys=True):
         self.policy.close()
         self.local.close()
         self.remote.close()
+
+
+def _ranged_engine(cached: CachedStore) -> Engine:
+    """What ranged reads may do with `cached`, each answered by the part that knows it."""
+    from ._ranged import Engine
+
+    tier, local, policy = cached.tier, cached.local, cached.policy
+    return Engine(
+        usable=tier.usable,
+        bypass=tier.bypass,
+        fence=tier.fence,
+        admits=policy.admits,
+        is_fresh=policy.is_fresh,
+        open_local=local.open_read,
+        entry_stat=tier.entry_stat,
+        put_local=local.put,
+        keep=tier.keep,
+        insert=tier.insert,
+        discard=tier.discard,
+        first_stat=functools.partial(first_stat, cached),
+        read_range=functools.partial(read_range, cached),
+        read_whole=cached.open_read,
+    )
 
 
 def _not_found(key: str) -> FileNotFoundError:

@@ -3,6 +3,9 @@
 A fetch reads the key's fence before it asks the remote and stores what it got only if the
 fence still holds, so a change made meanwhile in any process (a write, a delete, an
 invalidation) is never overwritten by older bytes, whether or not a lease lapsed.
+
+Ranged readers read the remote here too: a key's first stat, which shares the key's flights
+with whole-object fetches, and the ranges themselves, counted as fetches.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from .events import dispatcher as _events
 if TYPE_CHECKING:
     from ._engine import CachedStore
 
-__all__ = ["Fetch", "own_copy", "serve"]
+__all__ = ["Fetch", "first_stat", "own_copy", "raise_failure", "read_range", "serve"]
 
 log = lazy_logger("cached_stores_factory")
 
@@ -208,10 +211,8 @@ class Fetch:
 
     def _local_etag(self) -> str | None:
         """The entity tag recorded with the local copy (a hit's stat may leave it out)."""
-        try:
-            return self.cached.local.stat(self.key).etag
-        except (KeyNotFoundError, *LOCAL_FAILURES):
-            return None
+        stat = self.cached.tier.entry_stat(self.key)
+        return None if stat is None else stat.etag
 
     def _revalidated(self, expired: EntryReader) -> EntryReader:
         """The remote still has this version: stamp the copy fresh, and serve it."""
@@ -230,6 +231,49 @@ class Fetch:
         policy = self.cached.policy
         window = policy.stale_if_error
         return bool(window) and policy.expired_for(self.key, stat) <= window
+
+
+def raise_failure(flight: Flight, *, leader: bool) -> None:
+    """Raise the finished flight's error, if any: the leader's own, a copy for each waiter."""
+    if flight.error is not None:
+        if leader:
+            raise flight.error
+        raise own_copy(flight.error) from flight.error
+
+
+def first_stat(cached: CachedStore, key: str) -> EntryStat | None:
+    """What `key` is, for a ranged reader: one remote stat however many open it meanwhile.
+
+    A whole-object fetch of `key` in flight answers instead, so the remote is not asked
+    again: None when it kept a local copy (read that), else the stat of what it got.
+    """
+    coordinator = cached.coordinator
+    flight, leader = coordinator.join_stat(key)
+    if leader:
+        try:
+            flight.stat = cached.remote.stat(key)
+        except Exception as exc:
+            flight.error = exc
+        except BaseException:  # KeyboardInterrupt and the like stay with the leader
+            flight.error = StoreError(f"asking the remote for {key!r} was interrupted")
+            raise
+        finally:
+            coordinator.end_stat(key)
+            flight.done.set()
+    else:
+        flight.done.wait()
+    try:
+        raise_failure(flight, leader=leader)
+        return flight.answer()
+    finally:
+        flight.release()
+
+
+def read_range(cached: CachedStore, key: str, start: int, end: int, etag: str) -> EntryReader:
+    """Bytes [start, end) of version `etag` of `key` in the remote, counted as a fetch."""
+    entry = cached.remote.open_range(key, start, end, if_match=etag)
+    cached.count_fetch(end - start)
+    return entry
 
 
 def serve(local: Store, key: str, flight: Flight) -> EntryReader:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import IO
 
 from ._coordinator import Coordinator
@@ -112,6 +112,13 @@ class LocalTier:
         stat = self.dated(key, stat)
         return stat if self.policy.is_fresh(key, stat) else None
 
+    def entry_stat(self, key: str) -> EntryStat | None:
+        """The local entry's stat as stored (its etag too); None if missing or the store failed."""
+        try:
+            return self.store.stat(key)
+        except (KeyNotFoundError, *LOCAL_FAILURES):
+            return None
+
     def fence(self, key: str) -> str | None:
         """The key's fence before a fetch, or None: the fetch must store nothing."""
         try:
@@ -139,14 +146,24 @@ class LocalTier:
     def inserted(self, key: str, stat: EntryStat) -> None:
         """The local store holds a new copy: tell the policy, and evict what it says."""
         self.stamp(key, stat)
+        self._admitted(key, stat)
+
+    def keep(self, key: str, stream: IO[bytes], etag: str) -> Sequence[str]:
+        """Store an entry no fence guards (a block: its key names its version) and tell the
+        policy: the keys that went for it, `key` among them if it could not stay."""
+        return self._admitted(key, self.store.put_stream(key, stream, etag=etag))
+
+    def _admitted(self, key: str, stat: EntryStat) -> Sequence[str]:
+        """Tell the policy of a new entry and evict what it says: the keys that went."""
         try:
             victims = self.policy.on_insert(key, stat)
         except Exception:
-            # The policy can't track the copy, so no copy may stay (readers get the pin).
+            # The policy can't track the entry, so it may not stay (readers get the pin).
             log.exception("the policy failed on inserting %r; its local copy is dropped", key)
             self.drop_quietly(key, tell_policy=False)
-            return
+            return (key,)
         self.evict(victims)
+        return victims
 
     def evict(self, victims: Iterable[str]) -> None:
         """Delete the copies the policy gave up; one that can't go is bypassed until it does."""
@@ -175,6 +192,15 @@ class LocalTier:
         self.keys.bypassed.discard(key)
         self.policy.on_delete(key)
         return removed
+
+    def discard(self, tracked: Iterable[str], untracked: Iterable[str] = ()) -> None:
+        """Delete local entries: `untracked` ones the policy never saw (bookkeeping), then
+        `tracked` ones, telling the policy of each that was there.  The store's errors raise."""
+        for key in untracked:
+            self.store.delete(key)
+        for key in tracked:
+            if self.store.delete(key):
+                self.policy.on_delete(key)
 
     def drop_quietly(self, key: str, *, tell_policy: bool = True) -> None:
         """Drop the copy; if that fails, bypass the key until it can be dropped."""

@@ -17,6 +17,8 @@ bytes held; a depth counts blocks), so the policy may evict one block and a late
 it again.  The manifest is bookkeeping, not a policy entry; its age is the partial entry's age
 for the policy's freshness.  Each block is fetched with `if_match=E`: a block of a changed
 object raises EntryChangedError and drops the partial entry, never splicing two versions.
+
+Ranged reads use the cached store through `Engine` alone: what they may do, named.
 """
 
 from __future__ import annotations
@@ -27,20 +29,19 @@ import io
 import threading
 import time
 import weakref
-from typing import IO, TYPE_CHECKING, cast
+from typing import IO, TYPE_CHECKING, NamedTuple, cast
 
-from ._fetch import own_copy
 from ._keys import RESERVED_ROOT as ROOT
 from ._log import lazy_logger
-from ._store import EntryReader, EntryStat, Store, seek_target
+from ._store import EntryReader, EntryStat, seek_target
 from .errors import CorruptEntryError, EntryChangedError, KeyNotFoundError, StoreError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+
     from _typeshed import WriteableBuffer
 
-    from ._engine import CachedStore
-
-__all__ = ["BLOCK_SIZE", "READAHEAD", "WHOLE_LIMIT", "PartialEntries"]
+__all__ = ["BLOCK_SIZE", "READAHEAD", "WHOLE_LIMIT", "Engine", "PartialEntries"]
 
 log = lazy_logger("cached_stores_factory")
 
@@ -59,6 +60,46 @@ READAHEAD = 4
 
 _MAX_ATTEMPTS = 8
 _LOCAL_FAILURES = (StoreError, OSError)
+
+
+class Engine(NamedTuple):
+    """What ranged reads may do with the cached store they serve, and nothing else.
+
+    The cached store fills it with the parts that know each answer: its LocalTier for the
+    local store and the policy, its coordinator's flights for the first stat.  Keys are the
+    object's (`key`) or the local entries of its partial entry (manifests and blocks).
+    """
+
+    usable: Callable[[str], bool]
+    """Whether the local store is in use for `key` now: no outage, not bypassed."""
+    bypass: Callable[[str, Exception | None], None]
+    """Serve `key` from the remote until its local entries can go (an error starts an outage)."""
+    fence: Callable[[str], str | None]
+    """`key`'s fence, read before any block is fetched; None: join nothing."""
+    admits: Callable[[int], bool]
+    """Whether the policy would keep an entry of this many bytes."""
+    is_fresh: Callable[[str, EntryStat], bool]
+    """Whether the policy counts a local entry (a manifest) fresh."""
+    open_local: Callable[[str], EntryReader]
+    """A local entry: a manifest, a block, the joined object; KeyNotFoundError if missing."""
+    entry_stat: Callable[[str], EntryStat | None]
+    """A local entry's stat as stored, etag included; None if missing or the store failed."""
+    put_local: Callable[[str, bytes], None]
+    """Store bookkeeping the policy does not track: a manifest."""
+    keep: Callable[[str, IO[bytes], str], Sequence[str]]
+    """Store a block with its etag, tell the policy: the keys evicted (the block too, if so)."""
+    insert: Callable[[str, IO[bytes], str, str], EntryStat | None]
+    """Store the joined object if the fence still holds, tell the policy; None if it moved."""
+    discard: Callable[[Iterable[str], Iterable[str]], None]
+    """Delete policy-tracked entries (blocks), after untracked ones (manifests); errors raise."""
+    first_stat: Callable[[str], EntryStat | None]
+    """The remote's stat of `key`, asked once for everyone opening it meanwhile, or the
+    answer of a whole-object fetch of it in flight: None when that kept a local copy."""
+    read_range: Callable[[str, int, int, str], EntryReader]
+    """Bytes [start, end) of the remote's version `etag`, counted as a fetch;
+    EntryChangedError if the remote holds another version."""
+    read_whole: Callable[[str], EntryReader]
+    """The whole object as the cached store reads it: a fresh copy, else one fetch keeping it."""
 
 
 def _digest(*parts: object) -> str:
@@ -86,6 +127,9 @@ class Version:
 
     def block_key(self, index: int) -> str:
         return f"{ROOT}/{_digest(self.key, self.etag, self.size, self.block)}/{index}"
+
+    def block_keys(self) -> Iterator[str]:
+        return (self.block_key(index) for index in range(self.blocks))
 
     def span(self, index: int) -> tuple[int, int]:
         start = index * self.block
@@ -119,17 +163,6 @@ class _Flight:
         self.error: BaseException | None = None
 
 
-class _Asked:
-    """One remote stat being asked, for every reader that opens the key meanwhile."""
-
-    __slots__ = ("done", "error", "stat")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.stat: EntryStat | None = None
-        self.error: BaseException | None = None
-
-
 class _Partial:
     """One version of one object read in ranges by this process's readers, which share it."""
 
@@ -151,14 +184,13 @@ class PartialEntries:
     """The partial entries of one cached store, and the readers that fill them."""
 
     def __init__(
-        self, cached: CachedStore, *, block_size: int = BLOCK_SIZE, whole_limit: int = WHOLE_LIMIT
+        self, engine: Engine, *, block_size: int = BLOCK_SIZE, whole_limit: int = WHOLE_LIMIT
     ) -> None:
-        self._cached = cached
+        self._engine = engine
         self.block_size = block_size
         self.whole_limit = whole_limit
         self._lock = threading.Lock()
         self._partials: weakref.WeakValueDictionary[str, _Partial] = weakref.WeakValueDictionary()
-        self._stats: dict[str, _Asked] = {}  # remote stats being asked, by key
 
     # -- opening ----------------------------------------------------------------------------
 
@@ -166,49 +198,27 @@ class PartialEntries:
         """A reader of `key` that fetches only the blocks it reads.
 
         None when the object is better read whole: it is small, the remote gives no etag to
-        keep versions apart, or the policy would not keep a block.  A missing key raises
-        KeyNotFoundError.  `stat`, the remote's stat when the caller has it (from a listing),
-        spares the request that asks for it.
+        keep versions apart, the policy would not keep a block, or a whole-object read of it
+        just kept a local copy.  A missing key raises KeyNotFoundError.  `stat`, the remote's
+        stat when the caller has it (from a listing), spares the request that asks for it.
         """
         partial = self._find(key)
         if partial is None:
-            fence = self._cached.tier.fence(key)  # before any block: see _make_whole
+            engine = self._engine
+            fence = engine.fence(key)  # before any block: see _make_whole
             if stat is None:
-                stat = self._remote_stat(key)
+                stat = engine.first_stat(key)
             if (
-                stat.size <= self.whole_limit
+                stat is None
+                or stat.size <= self.whole_limit
                 or not stat.etag
-                or not self._cached.policy.admits(self.block_size)
+                or not engine.admits(self.block_size)
             ):
                 return None
             partial = self._begin(Version(key, stat.etag, stat.size, self.block_size), fence)
         version = partial.version
         stat = EntryStat(size=version.size, modified=partial.modified, etag=version.etag)
         return EntryReader(cast(IO[bytes], RangedFile(self, partial)), stat)
-
-    def _remote_stat(self, key: str) -> EntryStat:
-        """The remote's stat of `key`, asked once for every reader opening it meanwhile."""
-        with self._lock:
-            asked = self._stats.get(key)
-            leader = asked is None
-            if asked is None:
-                asked = self._stats[key] = _Asked()
-        if not leader:
-            asked.done.wait()
-            if asked.stat is None:
-                error = asked.error or StoreError(f"asking the remote for {key!r} failed")
-                raise own_copy(error) from error
-            return asked.stat
-        try:
-            asked.stat = self._cached.remote.stat(key)
-            return asked.stat
-        except BaseException as exc:
-            asked.error = exc
-            raise
-        finally:
-            with self._lock:
-                del self._stats[key]
-            asked.done.set()
 
     def stat(self, key: str) -> EntryStat | None:
         """The fresh partial entry's size and etag, or None: no request is made."""
@@ -223,13 +233,13 @@ class PartialEntries:
             partial = self._partials.get(key)
         if partial is not None and not partial.stale and not partial.whole:
             return partial
-        if not self._cached.tier.usable(key):
+        engine = self._engine
+        if not engine.usable(key):
             return None  # read whole, uncached, while the local store is out or behind
-        local, policy = self._cached.local, self._cached.policy
         try:
-            with local.open_read(manifest_key(key)) as entry:
+            with engine.open_local(manifest_key(key)) as entry:
                 data, stat = entry.read(), entry.stat
-            if not policy.is_fresh(manifest_key(key), stat):
+            if not engine.is_fresh(manifest_key(key), stat):
                 self.forget(key)
                 return None
             version = Version.load(key, data)
@@ -240,13 +250,13 @@ class PartialEntries:
         except _LOCAL_FAILURES:
             log.warning("the local store failed; reading %r whole", key, exc_info=True)
             return None
-        partial = self._register(version, new=False, fence=self._cached.tier.fence(key))
+        partial = self._register(version, new=False, fence=engine.fence(key))
         partial.modified = stat.modified
         return partial
 
     def _begin(self, version: Version, fence: str | None) -> _Partial:
         try:
-            self._cached.local.put(version.manifest, version.dump())
+            self._engine.put_local(version.manifest, version.dump())
         except _LOCAL_FAILURES:
             log.warning("the local store failed; %r is read uncached", version.key, exc_info=True)
         return self._register(version, new=True, fence=fence)
@@ -272,33 +282,26 @@ class PartialEntries:
         if partial is not None:
             partial.stale = True
             versions.add(partial.version)
-        local = self._cached.local
-        if not self._cached.tier.usable(key):
-            self._cached.tier.bypass(key)  # its blocks go before the local store serves it again
+        engine = self._engine
+        if not engine.usable(key):
+            engine.bypass(key, None)  # its blocks go before the local store serves it again
             return
         try:
-            with local.open_read(manifest_key(key)) as entry:
+            with engine.open_local(manifest_key(key)) as entry:
                 data: bytes | None = entry.read()
         except KeyNotFoundError:
             data = None
         except _LOCAL_FAILURES as exc:
-            self._cached.tier.bypass(key, exc)
+            engine.bypass(key, exc)
             return
-        try:
-            if data is not None:  # no manifest, nothing to delete: one local request, not two
-                with contextlib.suppress(ValueError, KeyError, TypeError):
-                    versions.add(Version.load(key, data))
-                local.delete(manifest_key(key))
-            for version in versions:
-                self._drop_blocks(version)
+        if data is not None:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                versions.add(Version.load(key, data))
+        blocks = (block for version in versions for block in version.block_keys())
+        try:  # no manifest, nothing to delete: one local request, not two
+            engine.discard(blocks, () if data is None else (manifest_key(key),))
         except _LOCAL_FAILURES as exc:
-            self._cached.tier.bypass(key, exc)
-
-    def _drop_blocks(self, version: Version) -> None:
-        for index in range(version.blocks):
-            block = version.block_key(index)
-            if self._cached.local.delete(block):
-                self._cached.policy.on_delete(block)
+            engine.bypass(key, exc)
 
     # -- fetching ---------------------------------------------------------------------------
 
@@ -318,10 +321,8 @@ class PartialEntries:
                 held = partial.present | partial.spare.keys()
                 if partial.whole or all(index in held for index in range(first, last + 1)):
                     return
-        raise StoreError(
-            f"the local store {self._cached.local!r} drops the blocks of "
-            f"{partial.version.key!r} as soon as they are stored"
-        )
+        key = partial.version.key
+        raise StoreError(f"the local store drops the blocks of {key!r} as soon as they are stored")
 
     @staticmethod
     def _claim(
@@ -382,13 +383,10 @@ class PartialEntries:
         for run in runs:
             start, end = version.span(run[0])[0], version.span(run[-1])[1]
             try:
-                entry = self._cached.remote.open_range(
-                    version.key, start, end, if_match=version.etag
-                )
+                entry = self._engine.read_range(version.key, start, end, version.etag)
             except EntryChangedError:
                 self.forget(version.key)
                 raise
-            self._cached.count_fetch(end - start)
             with entry:
                 if entry.stat.etag != version.etag or entry.stat.size != version.size:
                     self.forget(version.key)
@@ -404,36 +402,30 @@ class PartialEntries:
                     self._keep(partial, index, data)
 
     def _probe(self, partial: _Partial, index: int) -> bool:
-        try:
-            self._cached.local.stat(partial.version.block_key(index))
-        except KeyNotFoundError:
-            return False
-        except _LOCAL_FAILURES:
+        if self._engine.entry_stat(partial.version.block_key(index)) is None:
             return False
         with partial.lock:
             partial.present.add(index)
         return True
 
     def _keep(self, partial: _Partial, index: int, data: bytes) -> None:
-        version, local, policy = partial.version, self._cached.local, self._cached.policy
+        version = partial.version
         block = version.block_key(index)
         try:
-            stat = local.put_stream(block, io.BytesIO(data), etag=version.etag)
+            victims = self._engine.keep(block, io.BytesIO(data), version.etag)
         except Exception:
             log.warning("caching a block of %r failed; serving it uncached", version.key)
             with partial.lock:
                 partial.spare[index] = data
             return
-        victims = policy.on_insert(block, stat)
         with partial.lock:
             stale = partial.stale
             if not stale:
                 partial.present.add(index)
             if stale or block in victims:
                 partial.spare[index] = data  # this reader still gets it
-        if stale and block not in victims and local.delete(block):
-            policy.on_delete(block)
-        self._cached.tier.evict(victims)
+        if stale and block not in victims:
+            self._engine.discard((block,), ())
         evicted = {victim for victim in victims if victim.startswith(ROOT + "/")}
         if evicted:
             with partial.lock:
@@ -445,33 +437,34 @@ class PartialEntries:
         Fenced with the key's fence from before the first block was fetched: every block was
         read with If-Match on one version, so a change anywhere since then refuses the join.
         """
-        version, local, policy = partial.version, self._cached.local, self._cached.policy
+        version, engine = partial.version, self._engine
         with partial.lock:
             if partial.joining or partial.stale or len(partial.present) < version.blocks:
                 return
             partial.joining = True
-        if partial.fence is None or not policy.admits(version.size):
+        if partial.fence is None or not engine.admits(version.size):
             return  # the blocks stay; each one is within the policy's bounds
         try:
-            blocks = cast(IO[bytes], _Blocks(local, version))
-            stored = local.put_fenced(version.key, blocks, etag=version.etag, fence=partial.fence)
+            blocks = cast(IO[bytes], _Blocks(engine.open_local, version))
+            stored = engine.insert(version.key, blocks, version.etag, partial.fence)
         except Exception:
             log.warning("joining the blocks of %r failed; they stay blocks", version.key)
             return
         if stored is None:  # the key changed since: these blocks are an older version
             self.forget(version.key)
             return
-        stat = stored
-        victims = policy.on_insert(version.key, stat)
-        if partial.stale and version.key not in victims and local.delete(version.key):
-            policy.on_delete(version.key)  # a write overlapped: its copy is the one to keep
-        self._cached.tier.evict(victims)
+        if partial.stale:  # a write overlapped: its copy is the one to keep
+            engine.discard((version.key,), ())
+        self._become_whole(partial)
+
+    def _become_whole(self, partial: _Partial) -> None:
+        """The object is one local entry now: readers read that; its blocks and manifest go."""
+        version = partial.version
         with partial.lock:
-            partial.whole = True
+            partial.whole = partial.joining = True
             partial.present.clear()
         with contextlib.suppress(*_LOCAL_FAILURES):
-            local.delete(version.manifest)
-            self._drop_blocks(version)
+            self._engine.discard(version.block_keys(), (version.manifest,))
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -479,21 +472,16 @@ class PartialEntries:
         """The whole object, through the engine (a fresh local copy, else one fetch that keeps
         it), for a reader that turned out to read it all; its blocks are then dropped."""
         version = partial.version
-        entry = self._cached.open_read(version.key)
+        entry = self._engine.read_whole(version.key)
         etag = entry.stat.etag
         if etag is None:  # a local store may report the etag with `stat` only
-            with contextlib.suppress(KeyNotFoundError, *_LOCAL_FAILURES):
-                etag = self._cached.local.stat(version.key).etag
+            stored = self._engine.entry_stat(version.key)
+            etag = None if stored is None else stored.etag
         if entry.stat.size != version.size or etag not in (None, version.etag):
             entry.close()
             self.forget(version.key)
             raise EntryChangedError(version.key, version.etag, etag)
-        with partial.lock:
-            partial.whole = partial.joining = True
-            partial.present.clear()
-        with contextlib.suppress(*_LOCAL_FAILURES):
-            self._cached.local.delete(version.manifest)
-            self._drop_blocks(version)
+        self._become_whole(partial)
         return entry.stream
 
     def read(self, partial: _Partial, offset: int, buffer: memoryview, ahead: int) -> int:
@@ -504,18 +492,18 @@ class PartialEntries:
             return 0
         first, last = offset // version.block, (offset + count - 1) // version.block
         for _ in range(_MAX_ATTEMPTS):
-            if partial.whole and _read_whole(self._cached.local, partial, offset, buffer[:count]):
+            if partial.whole and _read_whole(self._engine, partial, offset, buffer[:count]):
                 return count
             self.ensure(partial, first, last, ahead)
-            if _read_blocks(self._cached, partial, offset, buffer[:count]):
+            if _read_blocks(self._engine, partial, offset, buffer[:count]):
                 return count
         raise StoreError(f"the blocks of {version.key!r} keep disappearing from the local store")
 
 
-def _read_whole(local: Store, partial: _Partial, offset: int, view: memoryview) -> bool:
+def _read_whole(engine: Engine, partial: _Partial, offset: int, view: memoryview) -> bool:
     """Fill `view` from the whole local copy; False if it went (blocks again)."""
     try:
-        entry = local.open_read(partial.version.key)
+        entry = engine.open_local(partial.version.key)
     except KeyNotFoundError:
         with partial.lock:
             partial.whole = partial.joining = False  # evicted already: blocks again
@@ -527,7 +515,7 @@ def _read_whole(local: Store, partial: _Partial, offset: int, view: memoryview) 
         return _fill(entry.stream, view) == len(view)
 
 
-def _read_blocks(cached: CachedStore, partial: _Partial, offset: int, view: memoryview) -> bool:
+def _read_blocks(engine: Engine, partial: _Partial, offset: int, view: memoryview) -> bool:
     """Fill `view` from the local blocks; False if one is missing (it is fetched again)."""
     version = partial.version
     done = 0
@@ -543,15 +531,14 @@ def _read_blocks(cached: CachedStore, partial: _Partial, offset: int, view: memo
         else:
             block = version.block_key(index)
             try:
-                with cached.local.open_read(block) as entry:
+                with engine.open_local(block) as entry:
                     entry.stream.seek(within)
                     if _fill(entry.stream, view[done : done + want]) != want:
                         raise CorruptEntryError(f"block {block!r} is short")
             except (KeyNotFoundError, CorruptEntryError) as exc:
                 if isinstance(exc, CorruptEntryError):
                     log.warning("a block of %r is damaged; fetching it again", version.key)
-                    if cached.local.delete(block):
-                        cached.policy.on_delete(block)
+                    engine.discard((block,), ())
                 with partial.lock:
                     partial.present.discard(index)
                 return False
@@ -641,9 +628,9 @@ class RangedFile(io.RawIOBase):
 class _Blocks(io.RawIOBase):
     """A version's blocks, read one after another from the local store: the whole object."""
 
-    def __init__(self, local: Store, version: Version) -> None:
+    def __init__(self, open_local: Callable[[str], EntryReader], version: Version) -> None:
         super().__init__()
-        self._local = local
+        self._open_local = open_local
         self._version = version
         self._index = 0
         self._current: IO[bytes] | None = None
@@ -655,7 +642,7 @@ class _Blocks(io.RawIOBase):
         with memoryview(buffer) as view:
             while self._index < self._version.blocks:
                 if self._current is None:
-                    entry = self._local.open_read(self._version.block_key(self._index))
+                    entry = self._open_local(self._version.block_key(self._index))
                     self._current = entry.stream
                 chunk = self._current.read(len(view))
                 if chunk:
