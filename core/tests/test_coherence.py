@@ -145,6 +145,18 @@ def test_a_fetch_in_flight_stores_nothing_after_an_invalidation(remote, drop) ->
     assert cached.get("k") == b"v2"
 
 
+def test_a_fetch_elsewhere_of_a_key_with_no_copy_stores_nothing_after_a_clear(remote) -> None:
+    """B fetches v1 of a key nobody cached and stalls; another client writes v2 and A
+    clears the cache (so finds no copy of the key to fence); B resumes."""
+    shared = MemoryStore()
+    process_a, process_b = CachedStore(shared, remote), CachedStore(shared, remote)
+    for _ in stalled_fetch(process_b, remote):
+        remote.put("k", b"v2")
+        assert process_a.clear() == 0
+    assert "k" not in shared
+    assert process_a.get("k") == b"v2"
+
+
 def test_a_write_the_local_store_cannot_mark_fails_before_the_remote_changes(remote) -> None:
     """Why 2: a write during a local outage left the old copy for every other process."""
     shared = FailingLocal()

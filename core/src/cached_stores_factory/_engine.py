@@ -329,9 +329,15 @@ class CachedStore(Store, checks_own_keys=True):
         return self.tier.drop(key)
 
     def clear(self) -> int:
-        """Drop every local copy; the remote is untouched.  Returns how many went."""
+        """Drop every local copy; the remote is untouched.  Returns how many went.
+
+        Every fence moves first, so a fetch in flight in any process sharing the local store
+        stores nothing, even of a key that has no copy yet; a copy stored before the move is
+        listed and dropped.
+        """
         self.checked_key("k")
         self.coordinator.invalidated_all()
+        self.local.move_fences()
         return self._drop_all(self.local.keys())
 
     def purge(self) -> int:

@@ -193,9 +193,9 @@ class Store(abc.ABC):
     entry from when it stored it (unknown after a restart: expired).  A plain KeyError
     from a keyed method is taken as KeyNotFoundError.
 
-    `fences_shared` says whether `fence`, `put_fenced`, `begin_change` and `end_change` hold
-    across every process that shares the store (see docs/coherence.md); the defaults hold
-    nothing, and the engine then fences within its own process only.
+    `fences_shared` says whether `fence`, `put_fenced`, `begin_change`, `end_change` and
+    `move_fences` hold across every process that shares the store (see docs/coherence.md);
+    the defaults hold nothing, and the engine then fences within its own process only.
 
     `native_expiry` is the number of seconds after which the store drops an entry by itself
     (Redis's `ex`), or None.
@@ -400,6 +400,20 @@ class Store(abc.ABC):
         """
         self.delete(key)
         return ""
+
+    def move_fences(self) -> None:  # noqa: B027 - optional, a no-op by default
+        """Move every key's fence at once: no token handed out before is admitted again.
+
+        The cached store's `clear` calls it before it drops the copies, so a fetch in flight
+        anywhere stores nothing afterwards, even of a key that had no copy for it to find.
+        Atomically with `put_fenced`: one that runs after this returns refuses every earlier
+        token.  Copies stay, and so do change marks, but a change running now stores no copy
+        when it ends (`end_change` answers None): a clear follows a change made outside the
+        cache, which may have overlapped it.  The default does nothing: the
+        defaults fence nothing across processes, and the engine refuses its own process's
+        fetches itself.  A store with `fences_shared` must move them (the conformance kit's
+        FenceConformance checks it).
+        """
 
     def __iter__(self) -> Iterator[str]:
         """Iterating a store yields its keys, as iterating a dict does."""

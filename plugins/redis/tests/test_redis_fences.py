@@ -35,17 +35,25 @@ def test_every_slot_has_a_hash_tag_without_a_closing_brace():
 
 @given(prefix=st.sampled_from(["csf:", "{app}:", "a{", "}b{", "{}", ""]), key=keys_strategy)
 def test_a_fence_shares_its_entry_s_slot_whatever_braces_the_name_holds(prefix: str, key: str):
-    store = RedisStore.__new__(RedisStore)  # naming needs no connection
-    store._prefix = prefix.encode()
-    entry = store._name(key)
-    assert redis.crc.key_slot(store._fence_name(key)) == redis.crc.key_slot(entry)
+    assert_one_slot(prefix, key)
 
 
 @given(key=st.text("{}ab", min_size=1, max_size=8).filter(lambda k: "/" not in k))
 def test_a_fence_shares_its_entry_s_slot_for_keys_made_of_braces(key: str):
-    store = RedisStore.__new__(RedisStore)
-    store._prefix = b"csf:"
-    assert redis.crc.key_slot(store._fence_name(key)) == redis.crc.key_slot(store._name(key))
+    assert_one_slot("csf:", key)
+
+
+def assert_one_slot(prefix: str, key: str) -> None:
+    """The keys a fence script touches share the entry's slot (on a cluster, its epoch too)."""
+    store = RedisStore.__new__(RedisStore)  # naming needs no connection
+    store._prefix = prefix.encode()
+    store.cluster = True
+    fence, entry, epoch = store._fence_keys(key)
+    assert entry == store._name(key)
+    assert fence == store._fence_name(key)
+    assert {redis.crc.key_slot(name) for name in (fence, entry, epoch)} == {
+        redis.crc.key_slot(entry)
+    }
 
 
 def test_a_fenced_store_keeps_the_store_s_expiry(redis_server: RedisServer):
@@ -93,3 +101,18 @@ def test_a_change_the_server_cannot_take_raises_before_the_remote_changes(
             store.begin_change("k", hold=60)
         with pytest.raises(StoreError):
             store.fence("k")
+
+
+def test_a_fence_an_older_version_left_is_read_with_an_epoch_made_now(
+    redis_server: RedisServer,
+):
+    """Before clear epochs a fence was the hash alone: it is read, and no copy is lost."""
+    with RedisStore(redis_server.host, redis_server.port, prefix=unique_prefix()) as store:
+        fence, _entry, epoch = store._fence_keys("k")
+        store.redis_client.hset(fence, mapping={"t": "old", "n": 0})
+        assert store.redis_client.exists(epoch) == 0
+        token = store.fence("k")
+        assert token is not None and token.startswith("old/")
+        assert store.put_fenced("k", io.BytesIO(b"v"), etag=None, fence=token) is not None
+        assert store.put_fenced("k", io.BytesIO(b"v"), etag=None, fence="old") is None
+        store.clear()

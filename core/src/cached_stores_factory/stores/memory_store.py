@@ -124,12 +124,26 @@ class MemoryStore(Store):
             fence.changes -= 1
             return None if fence.changes or fence.contended else fence.token
 
+    def move_fences(self) -> None:
+        """Forget every record but the change marks (a record made anew has a new token),
+        and let no change running now store its copy.
+
+        A marked key's token needs no move: `fence` handed none of it out while marked.
+        """
+        with self._lock:
+            self._keep_marks_only()
+            for fence in self._fences.values():
+                fence.contended = True
+
+    def _keep_marks_only(self) -> None:
+        self._fences = {name: kept for name, kept in self._fences.items() if kept.changes}
+
     def _fence(self, key: str) -> _Fence:
         """The key's fence record, new if none; changes whose mark lapsed are forgotten."""
         fence = self._fences.get(key)
         if fence is None:
-            if len(self._fences) > 2 * len(self._entries) + 1024:  # keep only change marks
-                self._fences = {name: kept for name, kept in self._fences.items() if kept.changes}
+            if len(self._fences) > 2 * len(self._entries) + 1024:
+                self._keep_marks_only()
             fence = self._fences[key] = _Fence(str(next(self._tokens)))
         elif fence.changes and fence.until <= self._clock():
             fence.changes, fence.contended = 0, False

@@ -44,6 +44,7 @@ def _calls(store: Store) -> dict[str, Callable[..., Any]]:
         ),
         "begin_change": lambda key, hold: store.begin_change(key, hold=hold),
         "end_change": store.end_change,
+        "move_fences": store.move_fences,
         "read": read,
     }
 
@@ -70,7 +71,8 @@ class StoreProcess:
         child.close()
 
     def call(self, method: str, *args: Any, timeout: float = 60.0) -> Any:
-        """Run `method` ("fence", "put_fenced", "begin_change", "end_change", "read") there.
+        """Run `method` ("fence", "put_fenced", "begin_change", "end_change", "move_fences",
+        "read") there.
 
         "put_fenced" takes (key, data, fence), "begin_change" (key, hold).  A call that has
         not answered within `timeout` seconds raises TimeoutError: a test that finds a

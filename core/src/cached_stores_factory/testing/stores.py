@@ -593,6 +593,43 @@ class FenceConformance:
             assert fetcher.call("read", "k") == b"v2"
         assert fenced.get("k") == b"v2"
 
+    def test_moving_every_fence_refuses_every_token_handed_out_before(self, fenced: Store) -> None:
+        """What `clear` relies on: keys with a copy or none, a writer's own token, and a
+        change running (it may have overlapped the change outside the cache that a clear
+        follows)."""
+        fenced.put("cached", b"copy")
+        tokens = {key: fenced.fence(key) for key in ("cached", "cold", "a/b")}
+        _removed, mark = fenced.begin_change("written", hold=600)
+        tokens["written"] = fenced.end_change("written", mark)
+        _removed, running = fenced.begin_change("changing", hold=600)
+        fenced.move_fences()
+        for key, token in tokens.items():
+            assert _fenced_put(fenced, key, b"older", token) is None, key
+        assert sorted(fenced.keys()) == ["cached"]  # fences move; copies stay
+        assert fenced.get("cached") == b"copy"
+        assert fenced.fence("changing") is None  # a change running stays marked,
+        assert fenced.end_change("changing", running) is None  # and stores no copy
+        for key, token in {**tokens, "changing": None}.items():
+            after = fenced.fence(key)
+            assert after not in (None, token)
+            assert _fenced_put(fenced, key, b"new", after) is not None
+            assert fenced.get(key) == b"new"
+
+    def test_fences_moved_in_one_process_refuse_a_fetch_paused_in_another(
+        self, fenced: Store
+    ) -> None:
+        opener = self.opener(fenced)
+        if opener is None:
+            pytest.skip(f"{type(fenced).__name__} lives in one process")
+        with StoreProcess(opener) as fetcher, StoreProcess(opener) as clearer:
+            token = fetcher.call("fence", "cold")
+            clearer.call("move_fences")
+            assert fetcher.call("put_fenced", "cold", b"older", token) is None
+            assert fetcher.call("read", "cold") is None
+            after = fetcher.call("fence", "cold")
+            assert fetcher.call("put_fenced", "cold", b"new", after) is not None
+        assert fenced.get("cold") == b"new"
+
     def test_fences_are_never_listed_as_entries(self, fenced: Store) -> None:
         for key in ("a", "b/c"):
             fenced.fence(key)

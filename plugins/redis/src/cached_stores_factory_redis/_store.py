@@ -16,7 +16,9 @@ the entry atomically, on a cluster too.  Its value is a random token, `~<token>`
 key changes (set with PX `hold`, so the mark lapses by itself).  A clean fence lives a day
 after it was last read: a fence lost (expired, or a server restarted empty) only makes the
 fetches that took it store nothing, since no later token equals an earlier one.  It is a
-string, so `keys()`, which lists hashes only, never shows it.
+string, so `keys()`, which lists hashes only, never shows it.  A token handed out also
+names the prefix's clear epoch (`csf-epoch:<prefix>`, on a cluster one per hash slot), which
+`move_fences` sets anew for a cache's `clear()`.
 
 Integrity: the metadata records the value's XXH3-64 checksum, and every read of the value
 checks it (a small part of a hit: docs/performance.md).  A value that changed behind the
@@ -96,27 +98,49 @@ _LOOPBACK = frozenset({"localhost", "127.0.0.1", "::1"})  # one server, named th
 _FENCE_PREFIX = b"csf-fence:"
 _FENCE_LIFETIME_MS = 24 * 3600 * 1000
 
+_EPOCH_PREFIX = b"csf-epoch:"
+_SLOTS = 16384
+
 # A fence is a hash: `t` its token; while changes of the key run, `n` how many, `r` their
 # run, `c` 1 once two overlapped.  A clean fence lives a day, refreshed when read; a marked
 # one lapses `hold` after its last change began (then it is gone, and a new one is made).
+# A token handed out is the fence's `t`, a '/', and the clear epoch of the fence's slot (a
+# string: random, set anew by `move_fences`).  The epoch is always the last of KEYS.
 
-# KEYS: fence.  ARGV: a new token, the fence's lifetime (ms).  The fence's token, made if
-# missing and kept alive a while longer; nil while the key is marked changing.
-_FENCE_SCRIPT = """
+# Where a script reads the epoch to hand it out: made from `new` if missing (expired, evicted,
+# lost in a restart), so a lost epoch is never read as one handed out before.
+_EPOCH = """
+local function epoch(new, lifetime)
+  local value = redis.call('GET', KEYS[#KEYS]) or new
+  redis.call('SET', KEYS[#KEYS], value, 'PX', lifetime)
+  return value
+end
+"""
+# KEYS: fence, epoch.  ARGV: a new token, the fence's lifetime (ms).  The fence's token, made
+# if missing and kept alive a while longer, with the epoch; nil while the key is marked
+# changing.
+_FENCE_SCRIPT = (
+    _EPOCH
+    + """
 local token = redis.call('HGET', KEYS[1], 't')
 if not token then
-  redis.call('HSET', KEYS[1], 't', ARGV[1], 'n', 0)
-  redis.call('PEXPIRE', KEYS[1], ARGV[2])
-  return ARGV[1]
+  token = ARGV[1]
+  redis.call('HSET', KEYS[1], 't', token, 'n', 0)
+elseif tonumber(redis.call('HGET', KEYS[1], 'n') or '0') > 0 then
+  return false
 end
-if tonumber(redis.call('HGET', KEYS[1], 'n') or '0') > 0 then return false end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return token
+return token .. '/' .. epoch(ARGV[1], ARGV[2])
 """
-# KEYS: fence, entry.  ARGV: token, data, metadata, expiry (ms, 0 for none).  Writes the
-# entry as `_store` does, only if the fence is still the token and unmarked; 1 if it did.
+)
+# KEYS: fence, entry, epoch.  ARGV: token, data, metadata, expiry (ms, 0 for none).  Writes
+# the entry as `_store` does, only if the fence and the epoch are still the token's and the
+# key is unmarked; 1 if it did.
 _PUT_FENCED_SCRIPT = """
-if redis.call('HGET', KEYS[1], 't') ~= ARGV[1] then return 0 end
+local token = redis.call('HGET', KEYS[1], 't')
+if not token or token .. '/' .. (redis.call('GET', KEYS[3]) or '') ~= ARGV[1] then
+  return 0
+end
 if tonumber(redis.call('HGET', KEYS[1], 'n') or '0') > 0 then return 0 end
 redis.call('HSET', KEYS[2], 'd', ARGV[2], 'm', ARGV[3])
 if ARGV[4] == '0' then
@@ -126,9 +150,12 @@ else
 end
 return 1
 """
-# KEYS: fence, entry.  ARGV: a new token, a new run, the hold (ms).  Marks the key changing
-# and drops the entry: {entries dropped, the run this change belongs to}.
-_BEGIN_CHANGE_SCRIPT = """
+# KEYS: fence, entry, epoch.  ARGV: a new token, a new run, the hold (ms), the fence's
+# lifetime (ms).  Marks the key changing and drops the entry: {entries dropped, the run this
+# change belongs to, the epoch it began in}.
+_BEGIN_CHANGE_SCRIPT = (
+    _EPOCH
+    + """
 local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
 local run = ARGV[2]
 if n > 0 then
@@ -139,13 +166,17 @@ else
 end
 redis.call('HSET', KEYS[1], 't', ARGV[1], 'n', n + 1)
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return {redis.call('DEL', KEYS[2]), run}
+return {redis.call('DEL', KEYS[2]), run, epoch(ARGV[1], ARGV[4])}
 """
-# KEYS: fence, entry.  ARGV: a new token, the fence's lifetime (ms), the change's run.
-# Drops the entry, moves the token and ends one change: the token if the changer may store
-# its copy, nil if others still run, two overlapped, or the run lapsed or was lost (an end
-# from a lapsed run overlapped the run going now: that one stores nothing either).
-_END_CHANGE_SCRIPT = """
+)
+# KEYS: fence, entry, epoch.  ARGV: a new token, the fence's lifetime (ms), the change's run,
+# the epoch it began in.  Drops the entry, moves the token and ends one change: the token if
+# the changer may store its copy, nil if others still run, two overlapped, the epoch moved
+# since the change began (a clear ran meanwhile), or the run lapsed or was lost (an end from
+# a lapsed run overlapped the run going now: that one stores nothing either).
+_END_CHANGE_SCRIPT = (
+    _EPOCH
+    + """
 redis.call('DEL', KEYS[2])
 local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
 redis.call('HSET', KEYS[1], 't', ARGV[1])
@@ -162,8 +193,11 @@ redis.call('HSET', KEYS[1], 'n', n - 1)
 if n > 1 then return false end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if redis.call('HGET', KEYS[1], 'c') == '1' then return false end
-return ARGV[1]
+local current = epoch(ARGV[1], ARGV[2])
+if current ~= ARGV[4] then return false end
+return ARGV[1] .. '/' .. current
 """
+)
 
 
 def _checksum(data: bytes | memoryview) -> str:
@@ -567,16 +601,26 @@ class RedisStore(Store):
 
     def _fence_name(self, key: str) -> bytes:
         """The fence's key: tagged with its entry's hash slot, so scripts may touch both."""
+        return self._fence_keys(key)[0]
+
+    def _fence_keys(self, key: str) -> tuple[bytes, bytes, bytes]:
+        """The key's fence, entry and clear epoch, all in the entry's hash slot."""
         import redis.crc
 
         name = self._name(key)
-        return _FENCE_PREFIX + b"{" + _slot_tag(redis.crc.key_slot(name)) + b"}" + name
+        tag = _slot_tag(redis.crc.key_slot(name))
+        return _FENCE_PREFIX + b"{" + tag + b"}" + name, name, self._epoch_name(tag)
+
+    def _epoch_name(self, tag: bytes) -> bytes:
+        """The prefix's clear epoch: on a cluster, one per hash slot (the one `tag` names),
+        since a script may touch the keys of one slot only."""
+        return _EPOCH_PREFIX + (b"{" + tag + b"}" if self.cluster else b"") + self._prefix
 
     def fence(self, key: str) -> str | None:
+        fence, _entry, epoch = self._fence_keys(key)
         with self._talking():
             token = self._fence_script(
-                keys=[self._fence_name(key)],
-                args=[secrets.token_hex(16), _FENCE_LIFETIME_MS],
+                keys=[fence, epoch], args=[secrets.token_hex(16), _FENCE_LIFETIME_MS]
             )
         return None if token is None else bytes(token).decode("ascii")
 
@@ -589,23 +633,44 @@ class RedisStore(Store):
         expiry = 0 if self.ex is None else max(1, round(self.ex * 1000))
         with self._talking():
             stored = self._put_fenced_script(
-                keys=[self._fence_name(key), self._name(key)], args=[fence, data, meta, expiry]
+                keys=self._fence_keys(key), args=[fence, data, meta, expiry]
             )
         return stat if stored else None
 
     def begin_change(self, key: str, *, hold: float) -> tuple[bool, str]:
+        """Mark the key; the mark for `end_change` is the change's run and its epoch."""
         with self._talking():
-            dropped, run = self._begin_change_script(
-                keys=[self._fence_name(key), self._name(key)],
-                args=[secrets.token_hex(16), secrets.token_hex(8), max(1, round(hold * 1000))],
+            dropped, run, epoch = self._begin_change_script(
+                keys=self._fence_keys(key),
+                args=[
+                    secrets.token_hex(16),
+                    secrets.token_hex(8),
+                    max(1, round(hold * 1000)),
+                    _FENCE_LIFETIME_MS,
+                ],
             )
-        return dropped > 0, bytes(run).decode("ascii")
+        return dropped > 0, f"{bytes(run).decode('ascii')}/{bytes(epoch).decode('ascii')}"
 
     def end_change(self, key: str, mark: str) -> str | None:
-        token = secrets.token_hex(16)
+        run, _, epoch = mark.partition("/")
         with self._talking():
-            kept = self._end_change_script(
-                keys=[self._fence_name(key), self._name(key)],
-                args=[token, _FENCE_LIFETIME_MS, mark],
+            token = self._end_change_script(
+                keys=self._fence_keys(key),
+                args=[secrets.token_hex(16), _FENCE_LIFETIME_MS, run, epoch],
             )
-        return None if kept is None else token
+        return None if token is None else bytes(token).decode("ascii")
+
+    def move_fences(self) -> None:
+        """Set the prefix's clear epoch anew: on a cluster, that of every hash slot.
+
+        Each slot's epoch is set atomically against the scripts of its slot, and a cache's
+        `clear` lists the copies only once every slot's is set, so a copy stored before its
+        slot's epoch moved is dropped, and one after it is refused: atomic enough, slot by
+        slot.  A cluster keeps up to one epoch per slot (16384 short strings per prefix).
+        """
+        epoch = secrets.token_hex(16)
+        tags = [_slot_tag(slot) for slot in range(_SLOTS)] if self.cluster else [b""]
+        with self._talking(), self._client.pipeline(transaction=False) as pipe:
+            for tag in tags:
+                pipe.set(self._epoch_name(tag), epoch, px=_FENCE_LIFETIME_MS)
+            pipe.execute()

@@ -7,6 +7,8 @@ and one mark for the whole stripe, set only when a change finds every mark taken
 of a key moves its stripe's token, so a fetch of another key of the stripe may store
 nothing: safe, and rare.  Tokens are random, so a record
 that is lost (the file removed, the directory wiped) refuses every token handed out before.
+A cache's `clear` moves every stripe's token at once (`Fences.move_all`), holding the locks
+of all the records.
 
 A record is read and changed only under a POSIX record lock on its bytes (`fcntl.lockf`)
 taken together with `_SECTION`, one lock of this process:
@@ -178,6 +180,14 @@ class StripeRecord:
         self.stripe_mark = max(until, self.stripe_mark)
         return ""
 
+    def moved(self) -> bytes:
+        """The record with no token (the next fetch makes one) and every change running
+        contended (it stores no copy when it ends), encoded."""
+        self.token = ""
+        for mark in self.marks.values():
+            mark.contended = True
+        return self.encode()
+
     def end(self, run: str) -> str | None:
         """Move the token and end one change of the run `run`: the token, if its copy may go in.
 
@@ -225,26 +235,53 @@ class Fences:
 
         Errors are the filesystem's OSError; nothing is written back when the block raises.
         """
-        offset = int(name[:8], 16) % FENCE_STRIPES * _RECORD.size
+        stripe = int(name[:8], 16) % FENCE_STRIPES
+        offset = stripe * _RECORD.size
+        with self._section(range(stripe, stripe + 1)) as fd:
+            raw = os.pread(fd, _RECORD.size, offset)
+            record = StripeRecord(raw, bytes.fromhex(name[8:24]), self._clock())
+            yield record
+            if record.changed:
+                os.pwrite(fd, record.encode(), offset)
+
+    def move_all(self) -> None:
+        """Move every stripe's token at once: no token handed out before is admitted again,
+        and no change running now stores its copy (see `StripeRecord.moved`).
+
+        Atomic against every section, in every process: it holds the record lock of every
+        stripe while it rewrites them, and a section reads and checks its record (a
+        `put_fenced` publishes its entry) only under its record's lock.  So each section
+        runs wholly before the move, or wholly after it and sees the move.  The locks are
+        taken in stripe order and a section holds one record only, so none waits in a cycle.
+        """
+        size = _RECORD.size
+        with self._section(range(FENCE_STRIPES)) as fd:
+            raw = os.pread(fd, FENCE_STRIPES * size, 0)
+            now = self._clock()
+            records = (
+                StripeRecord(raw[offset : offset + size], _NO_ID, now).moved()
+                for offset in range(0, len(raw), size)
+            )
+            os.pwrite(fd, b"".join(records), 0)
+
+    @contextlib.contextmanager
+    def _section(self, stripes: range) -> Iterator[int]:
+        """The fence file, with the records of `stripes` locked, under this process's lock."""
         deadline = time.monotonic() + SECTION_TIMEOUT
         _SECTION.acquire(deadline)
         try:
-            fd = self._open_locked(offset, deadline)
+            fd = self._open_locked(stripes, deadline)
             _SECTION.descriptor = fd
             try:
-                raw = os.pread(fd, _RECORD.size, offset)
-                record = StripeRecord(raw, bytes.fromhex(name[8:24]), self._clock())
-                yield record
-                if record.changed:
-                    os.pwrite(fd, record.encode(), offset)
+                yield fd
             finally:
                 _SECTION.descriptor = -1
-                os.close(fd)  # drops the record lock
+                os.close(fd)  # drops the record locks
         finally:
             _SECTION.release()
 
-    def _open_locked(self, offset: int, deadline: float) -> int:
-        """The fence file, its record at `offset` locked, made anew if it was removed.
+    def _open_locked(self, stripes: range, deadline: float) -> int:
+        """The fence file, the records of `stripes` locked, made anew if it was removed.
 
         A file removed between our open and our lock has no link left: the next open finds
         (or makes) the one every other process uses.  A directory removed is made again.
@@ -263,7 +300,8 @@ class Fences:
             try:
                 if not statmod.S_ISREG(os.fstat(fd).st_mode):
                     raise OSError(errno.EINVAL, f"{_FILE} (fences) is not a regular file")
-                _lock_record(fd, offset, deadline)
+                for stripe in stripes:
+                    _lock_record(fd, stripe * _RECORD.size, deadline)
                 if os.fstat(fd).st_nlink:
                     return fd
             except BaseException:

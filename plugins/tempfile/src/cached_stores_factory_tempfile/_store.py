@@ -576,6 +576,10 @@ class TempfileStore(Store):
             self.delete(key)
             return record.end(mark)
 
+    def move_fences(self) -> None:
+        with self._disk():
+            self._fences.move_all()
+
     def delete(self, key: str) -> bool:
         """Remove the data file, then its sidecar (a sidecar alone is never listed)."""
         name = _entry_name(key)
