@@ -174,7 +174,7 @@ class _Partial:
         self.probed = new  # a new entry has no blocks: nothing to look for
         self.flights: dict[int, _Flight] = {}
         self.spare: dict[int, bytes] = {}  # blocks the local store could not keep
-        self.stale = False  # written, deleted or changed: keep nothing more
+        self.superseded = False  # written, deleted or changed: keep nothing more
         self.joining = False  # the blocks are being stored as one local entry
         self.whole = False  # ... and now are one: read that entry
         self.modified: float | None = time.time()  # when this version was known current
@@ -231,7 +231,7 @@ class PartialEntries:
     def _find(self, key: str) -> _Partial | None:
         with self._lock:
             partial = self._partials.get(key)
-        if partial is not None and not partial.stale and not partial.whole:
+        if partial is not None and not partial.superseded and not partial.whole:
             return partial
         engine = self._engine
         if not engine.usable(key):
@@ -264,7 +264,7 @@ class PartialEntries:
     def _register(self, version: Version, *, new: bool, fence: str | None) -> _Partial:
         with self._lock:
             partial = self._partials.get(version.key)
-            if partial is None or partial.version != version or partial.stale or partial.whole:
+            if partial is None or partial.version != version or partial.superseded or partial.whole:
                 partial = _Partial(version, new=new, fence=fence)
                 self._partials[version.key] = partial
             return partial
@@ -280,7 +280,7 @@ class PartialEntries:
             partial = self._partials.pop(key, None)
         versions = set()
         if partial is not None:
-            partial.stale = True
+            partial.superseded = True
             versions.add(partial.version)
         engine = self._engine
         if not engine.usable(key):
@@ -332,7 +332,7 @@ class PartialEntries:
         claimed: list[int] = []
         waits: list[_Flight] = []
         with partial.lock:
-            if partial.stale:
+            if partial.superseded:
                 raise EntryChangedError(partial.version.key, partial.version.etag)
             if partial.whole:
                 return claimed, waits  # the blocks became one local entry; read that
@@ -419,12 +419,12 @@ class PartialEntries:
                 partial.spare[index] = data
             return
         with partial.lock:
-            stale = partial.stale
-            if not stale:
+            superseded = partial.superseded
+            if not superseded:
                 partial.present.add(index)
-            if stale or block in victims:
+            if superseded or block in victims:
                 partial.spare[index] = data  # this reader still gets it
-        if stale and block not in victims:
+        if superseded and block not in victims:
             self._engine.discard((block,), ())
         evicted = {victim for victim in victims if victim.startswith(ROOT + "/")}
         if evicted:
@@ -439,7 +439,7 @@ class PartialEntries:
         """
         version, engine = partial.version, self._engine
         with partial.lock:
-            if partial.joining or partial.stale or len(partial.present) < version.blocks:
+            if partial.joining or partial.superseded or len(partial.present) < version.blocks:
                 return
             partial.joining = True
         if partial.fence is None or not engine.admits(version.size):
@@ -453,7 +453,7 @@ class PartialEntries:
         if stored is None:  # the key changed since: these blocks are an older version
             self.forget(version.key)
             return
-        if partial.stale:  # a write overlapped: its copy is the one to keep
+        if partial.superseded:  # a write overlapped: its copy is the one to keep
             engine.discard((version.key,), ())
         self._become_whole(partial)
 

@@ -30,7 +30,7 @@ class SharedSpool:
     """One object's bytes, read by many readers at once, each at its own position.
 
     Used when a fetched object is served but not kept locally (the policy refused it, a
-    concurrent write made it stale, or it was evicted before its readers opened it): every
+    concurrent change superseded it, or it was evicted before its readers opened it): every
     reader waiting on the fetch gets it without a second fetch.  Small objects stay in
     memory; larger ones are read from a file descriptor with `os.pread`, so readers never
     share a file position and memory stays flat.
