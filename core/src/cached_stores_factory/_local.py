@@ -166,17 +166,10 @@ class LocalTier:
         return victims
 
     def evict(self, victims: Iterable[str]) -> None:
-        """Delete the copies the policy gave up; one that can't go is bypassed until it does."""
+        """Drop the copies the policy gave up, counted as evictions."""
         for victim in victims:
-            try:
-                removed = self.store.delete(victim)
-            except LOCAL_FAILURES as exc:
-                self.bypass(victim, exc)  # it goes before it is served again
-            else:
-                self.keys.forget(victim)
-                if removed:
-                    self._evicted(victim)
-            self.policy.on_delete(victim)
+            if self.drop_quietly(victim):
+                self._evicted(victim)
 
     def drop(self, key: str) -> bool:
         """Drop the copy and move its fence (a fetch in flight anywhere stores nothing).
@@ -202,15 +195,18 @@ class LocalTier:
             if self.store.delete(key):
                 self.policy.on_delete(key)
 
-    def drop_quietly(self, key: str, *, tell_policy: bool = True) -> None:
-        """Drop the copy; if that fails, bypass the key until it can be dropped."""
+    def drop_quietly(self, key: str, *, tell_policy: bool = True) -> bool:
+        """Drop the copy, True if there was one; if that fails, bypass the key until it can be
+        dropped (it goes before it is served again)."""
         self.keys.forget(key)
         try:
-            self.store.delete(key)
+            removed = self.store.delete(key)
         except LOCAL_FAILURES as exc:
             self.bypass(key, exc)
+            removed = False
         if tell_policy:
             self.policy.on_delete(key)
+        return removed
 
     def settled(self, key: str) -> bool:
         """Whether the local store may serve `key`: its copy is not possibly outdated."""
