@@ -432,9 +432,6 @@ class SimEvent:
         self.flag = False
         self.waiters: list[greenlet.greenlet] = []
 
-    def is_set(self) -> bool:
-        return self.flag
-
     def set(self) -> None:
         self.flag = True
         for task in self.waiters:
@@ -661,7 +658,7 @@ def _schedule(world: World) -> None:
             return
         now = world.now
         ready = [p.task for p in alive if p.ready_at(p.task) <= now]
-        renewers = [t for p in alive for t in p.threads if p.ready_at(t) <= now]
+        renewers = [t for p in alive if p.threads for t in p.threads if p.ready_at(t) <= now]
         if not ready and not renewers:
             world.now = min(p.ready_at(t) for p in alive for t in (p.task, *p.threads))
             continue
