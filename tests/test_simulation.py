@@ -80,6 +80,13 @@ def test_the_checker_catches_a_lease_that_blocks_a_key(monkeypatch: pytest.Monke
     assert any("that nobody holds (its SET was applied" in failure for failure in failures)
 
 
+def test_the_checker_catches_two_holders_of_a_lease(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A renewer that gives up (the old one did after one failure) lets a held lease lapse."""
+    monkeypatch.setattr(sim._lease.RedisLease, "_renew_once", lambda self, interval: None)
+    failures = sim._run_range((0, 300))
+    assert any("still held it (its lease lapsed unrenewed" in failure for failure in failures)
+
+
 def test_a_replay_prints_every_step(capsys: pytest.CaptureFixture[str]) -> None:
     assert sim.main(["--seed", "3959", "--trace"]) == 0
     out = capsys.readouterr().out
