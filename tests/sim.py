@@ -5,14 +5,22 @@ read, write, delete and invalidate a few keys through one shared local store and
 both simulated.  Every call into a store is a point where the scheduler may switch to another
 process, so a seed decides the whole interleaving; processes run as greenlets on one thread,
 so a seed replays exactly.  The seed also injects faults: a process crashes (its greenlet is
-abandoned mid-call and a new incarnation takes its place), stalls past lease deadlines and
-change marks, the lease table or the whole local state is lost (Redis restarted empty), the
-local store goes down for a while, and the remote fails a call before or after applying it.
+abandoned mid-call and a new incarnation takes its place), stalls past change marks, or is
+stopped whole (SIGSTOP: its lease renewer too), the lease keys or the whole local state are
+lost (Redis restarted empty), Redis pauses (every lease call fails for a while), a lease's
+SET is applied though its caller got a timeout, the local store goes down for a while, and
+the remote fails a call before or after applying it.
+
+Leases are the real RedisLease (redis-py's Lock) over a simulated Redis client; its renewal
+thread runs as a greenlet of its process, and redis-py's clock is the simulated one.
 
 After every operation the checker holds the engine to its promise: a read never returns
 bytes older than a write that completed before the read began (each write's bytes are
 unique, so a read's bytes name the remote state they came from), and never bytes no write
 made.  A write refused because the local store was down must have left the remote alone.
+Every lease call is checked too: a lease nobody holds never blocks a waiter for more than
+BLOCK_BOUND seconds, and two live holders never hold one key's lease unless the first one's
+lapsed while Redis paused, lost its keys, or its process was stopped.
 
     python tests/sim.py --seeds 100000 --jobs 2     # what `make sim` runs
     python tests/sim.py --seed 1234 --trace         # replay one seed, step by step
@@ -22,16 +30,23 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
+import functools
 import itertools
 import logging
+import math
 import random
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from typing import IO
+from types import SimpleNamespace
+from typing import IO, Any
 
 import greenlet
+import redis.lock
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cached_stores_factory import (
     CachedStore,
@@ -42,13 +57,14 @@ from cached_stores_factory import (
     errors,
 )
 from cached_stores_factory.errors import RemoteError, StoreError
+from cached_stores_factory_redis import _lease
 
 KEYS = ("a", "b/c")
 PROCESSES = 3
 OPERATIONS = 6  # per process
 TTL = 120.0  # longer than a change mark's hold, so expiry alone never hides a stale copy
-LEASE_SECONDS = 1.0  # a holder renews it while it runs; a stalled one lets it lapse
-LEASE_WAIT = 5.0
+BLOCK_BOUND = 3.0  # the longest a lease nobody holds may keep a waiter (the lease is 1.5 s)
+LAPSE_SLACK = 0.5  # a lease may lapse this long after a pause or stop ends, before it renews
 FAULT_CHANCE = 0.04  # per scheduling step
 
 __all__ = ["Violation", "main", "run"]
@@ -74,7 +90,13 @@ class World:
         self.hub = greenlet.getcurrent()
         self.remote = SimRemote(self)
         self.local = SimLocal(self)
-        self.leases: dict[str, tuple[int, float]] = {}  # key -> (holder, expiry)
+        self.redis = SimRedis(self)
+        self.keys: dict[str, tuple[bytes, float]] = {}  # Redis's lease keys: (token, expiry)
+        self.tokens: dict[bytes, Token] = {}  # every token a SET applied, and who holds it
+        self.paused_until = 0.0  # Redis answers no lease call before this time
+        self.pauses: list[tuple[float, float]] = []
+        self.ambiguous = False  # the next SET that applies answers with a timeout
+        self.violation: str | None = None  # found inside a call that may swallow exceptions
         self.down_until = 0.0  # the local store answers nothing before this time
         self.fail_remote = False
         # The remote's history: key -> [(sequence, bytes or None)], one state per change.
@@ -98,6 +120,50 @@ class World:
         if self.over:
             raise Crashed
         self.hub.switch()
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep in simulated time: the scheduler runs the others until then."""
+        greenlet.getcurrent().wake_at = self.now + seconds  # type: ignore[attr-defined]
+        self.step()
+
+    def fail(self, message: str) -> None:
+        """Note a violation; the scheduler raises it (the lease's own code catches Exception)."""
+        if self.violation is None:
+            self.violation = f"seed {self.seed}: {message}"
+
+    # -- leases --------------------------------------------------------------------------
+
+    def lose_leases(self) -> None:
+        """Redis lost its keys: their holders' leases are gone through no fault of theirs."""
+        for token, _expiry in self.keys.values():
+            self.tokens[token].excused = True
+        self.keys.clear()
+
+    def check_blocked(self, token: Token) -> None:
+        """The current process waits on `token`: it must not wait long if nobody holds it."""
+        if token.orphaned_at is None:
+            return
+        since = max(token.orphaned_at, greenlet.getcurrent().waiting_since)  # type: ignore[attr-defined]
+        if self.now - since > BLOCK_BOUND:
+            self.fail(
+                f"a lease on {token.name!r} that nobody holds ({token.why}) blocked "
+                f"p{current_process().pid} for {self.now - since:.1f} s"
+            )
+
+    def check_single_holder(self, token: Token) -> None:
+        """`token` was just taken: any other live holder's lease must have lapsed excusably."""
+        for other in self.tokens.values():
+            if other is token or other.name != token.name or other.orphaned_at is not None:
+                continue
+            assert other.holder is not None and token.holder is not None
+            windows = [*self.pauses, *other.holder.stops]
+            if other.excused or any(s <= other.expiry <= e + LAPSE_SLACK for s, e in windows):
+                continue
+            self.fail(
+                f"p{token.holder.pid} took the lease on {token.name!r} while "
+                f"p{other.holder.pid} still held it (its lease lapsed unrenewed at "
+                f"{other.expiry:.3f}, with Redis up and its process running)"
+            )
 
     # -- the remote's history ------------------------------------------------------------
 
@@ -231,25 +297,210 @@ class SimLocal(MemoryStore):
         super().move_fences()
 
     def lease(self, key: str) -> contextlib.AbstractContextManager[object]:
-        return self._lease(key)
+        return self._held(
+            _lease.RedisLease(
+                self.world.redis,
+                f"csf-lease:{key}",
+                timeout=_lease.DEFAULT_LEASE_SECONDS,  # the version's own default
+                where="sim",
+            )
+        )
 
     @contextlib.contextmanager
-    def _lease(self, key: str) -> Iterator[None]:
-        world, me = self.world, current_process().holder
-        deadline = world.now + LEASE_WAIT
-        while True:
-            self._call(f"_lease {key!r}")
-            holder = world.leases.get(key)
-            if holder is None or holder[1] <= world.now:
-                world.leases[key] = (me, world.now + LEASE_SECONDS)
-                break
-            if world.now >= deadline:
-                raise StoreError("simulated lease wait ran out")
+    def _held(self, lease: _lease.RedisLease) -> Iterator[None]:
+        """The real lease, entered; this process holds its token until its block ends.
+
+        Its exit, which may stall, stops the renewer first: from then on the lease is free to
+        lapse, and a lease left behind (its release failed or has yet to run) is nobody's.
+        """
+        world = self.world
+        greenlet.getcurrent().waiting_since = world.now  # type: ignore[attr-defined]
+        with lease:
+            token = world.tokens[lease._lock.local.token]
+            try:
+                yield
+            finally:
+                token.orphan(world.now, "its holder's block ended; the key was not deleted")
+
+
+@dataclasses.dataclass
+class Token:
+    """A lease token that a SET applied, and whose `with` block holds it (None: nobody's)."""
+
+    name: str
+    holder: Process | None
+    expiry: float
+    orphaned_at: float | None = None  # since when nobody holds it
+    why: str = ""
+    excused: bool = False  # Redis lost it while held
+
+    def orphan(self, now: float, why: str) -> None:
+        if self.orphaned_at is None:
+            self.orphaned_at, self.why = now, why
+
+
+class SimRedis:
+    """A Redis client with what redis-py's Lock uses: SET NX PX, GET and its three scripts.
+
+    Every call is a scheduling point and fails while Redis is paused; the keys live in the
+    world, with expiries in simulated time.
+    """
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def lock(self, name: str, **options: Any) -> redis.lock.Lock:
+        return _SimLock(self, name, **options)
+
+    def register_script(self, script: str) -> Callable[..., int]:
+        # A partial, not a function: Lock keeps it on the class and calls it through `self`.
+        return functools.partial(_run_script, _LOCK_SCRIPTS[script])
+
+    def _call(self, what: str) -> None:
+        world = self.world
+        world.step()
+        world.note(f"  p{current_process().pid} redis {what}")
+        if world.now < world.paused_until:
+            raise world.rng.choice((RedisConnectionError, RedisTimeoutError))("Redis paused")
+
+    def _token(self, name: str) -> bytes | None:
+        held = self.world.keys.get(name)
+        if held is None or held[1] <= self.world.now:
+            self.world.keys.pop(name, None)
+            return None
+        return held[0]
+
+    def get(self, name: str) -> bytes | None:
+        self._call(f"get {name!r}")
+        return self._token(name)
+
+    def set(
+        self, name: str, value: bytes, *, nx: bool = False, px: int | None = None
+    ) -> bool | None:
+        self._call(f"set {name!r} nx px={px}")
+        world = self.world
+        assert nx and px, "a Lock with a timeout only sends SET NX PX"
+        blocking = self._token(name)
+        if blocking is not None:
+            world.check_blocked(world.tokens[blocking])
+            return None
+        expiry = world.now + px / 1000
+        world.keys[name] = (value, expiry)
+        token = world.tokens[value] = Token(name, current_process(), expiry)
+        if world.ambiguous:
+            world.ambiguous = False
+            token.orphan(world.now, "its SET was applied, but its caller timed out")
+            raise RedisTimeoutError("the SET was applied; its answer was lost")
+        world.check_single_holder(token)
+        return True
+
+    def script(self, kind: str, name: str, token: bytes, *args: Any) -> int:
+        """Lock's Lua scripts by their semantics: each acts only if `name` holds `token`."""
+        self._call(f"{kind} {name!r}")
+        world = self.world
+        if self._token(name) != token:
+            return 0
+        if kind == "release":
+            del world.keys[name]
+            return 1
+        milliseconds, base = int(args[0]), world.now
+        if kind == "extend" and args[1] == "0":  # add to the time left rather than replace it
+            base = world.keys[name][1]
+        expiry = world.tokens[token].expiry = base + milliseconds / 1000
+        world.keys[name] = (token, expiry)
+        return 1
+
+
+class _SimLock(redis.lock.Lock):
+    """The real Lock; only its script handles are its own (Lock caches them on the class)."""
+
+    lua_release = lua_extend = lua_reacquire = None
+
+
+_LOCK_SCRIPTS = {
+    redis.lock.Lock.LUA_RELEASE_SCRIPT: "release",
+    redis.lock.Lock.LUA_EXTEND_SCRIPT: "extend",
+    redis.lock.Lock.LUA_REACQUIRE_SCRIPT: "reacquire",
+}
+
+
+def _run_script(kind: str, *, keys: list[str], args: list[Any], client: SimRedis) -> int:
+    return client.script(kind, keys[0], *args)
+
+
+class SimEvent:
+    """threading.Event for greenlets: wait() sleeps in simulated time, set() wakes waiters."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.flag = False
+        self.waiters: list[greenlet.greenlet] = []
+
+    def set(self) -> None:
+        self.flag = True
+        for task in self.waiters:
+            task.wake_at = self.world.now  # type: ignore[attr-defined]
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if not self.flag:
+            task = greenlet.getcurrent()
+            self.waiters.append(task)
+            try:
+                self.world.sleep(math.inf if timeout is None else timeout)
+            finally:
+                self.waiters.remove(task)
+        return self.flag
+
+
+class SimThread:
+    """threading.Thread as a greenlet of the process that starts it: stopped, crashed with it."""
+
+    def __init__(
+        self,
+        world: World,
+        *,
+        target: Callable[..., object],
+        args: tuple[object, ...] = (),
+        name: str = "",
+        daemon: bool = False,
+    ) -> None:
+        self.target, self.args = target, args
+        self.done = SimEvent(world)
+        self.task = greenlet.greenlet(self._run, parent=world.hub)
+        self.task.wake_at = world.now  # type: ignore[attr-defined]
+
+    def start(self) -> None:
+        process = current_process()
+        self.task.process = process  # type: ignore[attr-defined]
+        self.threads = process.threads  # this incarnation's: a crash starts a new list
+        self.threads.append(self.task)
+
+    def join(self) -> None:
+        self.done.wait()
+
+    def _run(self) -> None:
         try:
-            yield
+            self.target(*self.args)
         finally:
-            if world.leases.get(key, (None,))[0] == me:
-                del world.leases[key]
+            self.threads.remove(self.task)
+            self.done.set()
+
+
+@contextlib.contextmanager
+def _simulated_threads_and_clock(world: World) -> Iterator[None]:
+    """The lease's renewal thread runs as a greenlet, and redis-py's Lock sleeps in world time."""
+    saved = _lease.threading, redis.lock.mod_time
+    _lease.threading = SimpleNamespace(  # type: ignore[assignment]
+        Event=lambda: SimEvent(world),
+        Thread=lambda **options: SimThread(world, **options),
+    )
+    redis.lock.mod_time = SimpleNamespace(  # type: ignore[assignment]
+        monotonic=world.clock, time=world.clock, sleep=world.sleep
+    )
+    try:
+        yield
+    finally:
+        _lease.threading, redis.lock.mod_time = saved
 
 
 class _Bytes:
@@ -282,22 +533,24 @@ class Process:
         self.pid = pid
         self.operations = operations
         self.incarnation = 0
-        self.stalled_until = 0.0
+        self.stalled_until = 0.0  # its operations wait; its lease renewer runs
+        self.stopped_until = 0.0  # SIGSTOP: nothing of it runs, its renewer neither
+        self.stops: list[tuple[float, float]] = []
+        self.threads: list[greenlet.greenlet] = []  # its lease renewers
         self.operation = 0
         self.verb = ""
         self.restart()
 
-    @property
-    def holder(self) -> int:
-        """Who holds a lease: this incarnation of the process, not a crashed one."""
-        return self.pid * 1_000 + self.incarnation
-
     def restart(self) -> None:
-        """A new incarnation; the old one's greenlet is never resumed (it crashed)."""
-        if self.incarnation:
-            self.world.crashed.append(self.task)
-        self.incarnation += 1
+        """A new incarnation; the old one's greenlets are never resumed (it crashed)."""
         world = self.world
+        if self.incarnation:
+            world.crashed += [self.task, *self.threads]
+            self.threads = []
+            for token in world.tokens.values():
+                if token.holder is self:
+                    token.orphan(world.now, "its holder crashed")
+        self.incarnation += 1
         self.cached = CachedStore(world.local, world.remote, SimTTL(world))
         for part in (self.cached, getattr(self.cached, "tier", None)):  # outages on sim time
             for name in ("outage", "remote_outage", "_local_outage", "_remote_outage"):
@@ -306,6 +559,12 @@ class Process:
                     outage._clock = world.clock
         self.task = greenlet.greenlet(self.run)
         self.task.process = self  # type: ignore[attr-defined]
+        self.task.wake_at = 0.0  # type: ignore[attr-defined]
+
+    def ready_at(self, task: greenlet.greenlet) -> float:
+        """When `task` may run: a stall holds only the operations, a stop everything."""
+        at = max(task.wake_at, self.stopped_until)  # type: ignore[attr-defined]
+        return max(at, self.stalled_until) if task is self.task else at
 
     def run(self) -> None:
         world = self.world
@@ -386,14 +645,16 @@ def run(seed: int, *, trace: bool = False) -> None:
     for pid in range(PROCESSES):
         operations = [(rng.choice(VERBS), rng.choice(KEYS)) for _ in range(OPERATIONS)]
         world.processes.append(Process(world, pid, operations))
-    try:
-        _schedule(world)
-        _quiet_check(world)
-    finally:
-        world.over = True
-        for task in world.crashed:
-            with contextlib.suppress(Crashed):
-                task.throw(Crashed)
+    with _simulated_threads_and_clock(world):
+        try:
+            _schedule(world)
+            _quiet_check(world)
+        finally:
+            world.over = True
+            running = (t for p in world.processes for t in (p.task, *p.threads))
+            for task in [*world.crashed, *running]:
+                with contextlib.suppress(Crashed):
+                    task.throw(Crashed)
 
 
 def _schedule(world: World) -> None:
@@ -402,36 +663,53 @@ def _schedule(world: World) -> None:
         alive = [p for p in world.processes if not p.task.dead]
         if not alive:
             return
-        runnable = [p for p in alive if p.stalled_until <= world.now]
-        if not runnable:
-            world.now = min(p.stalled_until for p in alive)
+        now = world.now
+        ready = [p.task for p in alive if p.ready_at(p.task) <= now]
+        renewers = [t for p in alive if p.threads for t in p.threads if p.ready_at(t) <= now]
+        if not ready and not renewers:
+            world.now = min(p.ready_at(t) for p in alive for t in (p.task, *p.threads))
             continue
         if rng.random() < FAULT_CHANCE:
             _inject(world, rng.choice(alive))
             continue
-        process = rng.choice(runnable)
-        for key, (holder, _expiry) in list(world.leases.items()):  # holders renew
-            if holder == process.holder:
-                world.leases[key] = (holder, world.now + LEASE_SECONDS)
-        process.task.switch()
+        # A renewer goes first half the time: a thread starved for a second of simulated
+        # time would lapse its lease for the scheduler's sake, not the lease's.
+        task = rng.choice(renewers if renewers and rng.random() < 0.5 else ready + renewers)
+        task.switch()
+        if world.violation is not None:
+            raise Violation(world.violation)
         world.now += rng.uniform(0.0, 0.05)
+
+
+FAULTS = (
+    *("crash", "stall", "stall", "stop", "leases", "outage", "lost", "remote"),
+    *("pause", "ambiguous"),
+)
 
 
 def _inject(world: World, process: Process) -> None:
     rng = world.rng
-    fault = rng.choice(("crash", "stall", "stall", "leases", "outage", "lost", "remote"))
+    fault = rng.choice(FAULTS)
     world.note(f"fault: {fault} (p{process.pid})")
     if fault == "crash":
         process.restart()  # the old greenlet is never resumed: nothing of it runs again
     elif fault == "stall":
         process.stalled_until = world.now + rng.choice((0.5, 2.0, 30.0, 90.0))
+    elif fault == "stop":  # SIGSTOP, later SIGCONT
+        process.stopped_until = world.now + rng.choice((0.5, 2.0, 30.0))
+        process.stops.append((world.now, process.stopped_until))
     elif fault == "leases":
-        world.leases.clear()
+        world.lose_leases()
     elif fault == "outage":
         world.down_until = world.now + rng.uniform(0.1, 3.0)
     elif fault == "lost":
         world.local.lose_everything()
-        world.leases.clear()
+        world.lose_leases()
+    elif fault == "pause":
+        world.paused_until = world.now + rng.uniform(0.1, 3.0)
+        world.pauses.append((world.now, world.paused_until))
+    elif fault == "ambiguous":
+        world.ambiguous = True
     else:
         world.fail_remote = not world.fail_remote
 
@@ -440,6 +718,7 @@ def _quiet_check(world: World) -> None:
     """With every fault over, a new process reads each key: still nothing older than a write."""
     world.fail_remote = False
     world.down_until = 0.0
+    world.ambiguous = False
     world.now += 5.0  # past any outage back-off, not past a fresh copy's TTL
     reader = Process(world, PROCESSES, [("read after", key) for key in KEYS])
     world.processes = [reader]
