@@ -80,8 +80,8 @@ _ENTRY_NAME = re.compile(r"[0-9a-f]{64}")
 _TRAILER = struct.Struct("<4sQQ")  # magic, data length, XXH3-64 of the data
 _MAGIC = b"CSF1"
 _new_tuple = tuple.__new__
-"""Builds the named tuples a hit returns without their Python-level constructors (two of a
-small hit's nine Python calls); the size passed is never negative."""
+"""Builds the named tuples a hit returns without their Python-level constructors, which
+would be two more Python calls on every hit; the size passed is never negative."""
 
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 _O_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
