@@ -23,7 +23,9 @@ from ._serializer import BytesSerializer, Serializer
 from ._stats import (
     COALESCED,
     EVICTIONS,
+    FROM_LOCAL,
     FROM_REMOTE,
+    HITS,
     MISSES,
     REMOTE_READS,
     STALE_SERVED,
@@ -207,7 +209,10 @@ class CachedStore(Store, checks_own_keys=True):
         if self._fresh_always or policy.is_fresh(key, stat):
             if self._on_hit is not None:
                 self._on_hit(key, stat)
-            self._counters.hit(stat.size)
+            counters = self._counters
+            with counters.lock:
+                counters.values[HITS] += 1
+                counters.values[FROM_LOCAL] += stat.size
             if started:
                 self.emit("hit", key, stat.size, seconds=perf_counter() - started)
             return entry

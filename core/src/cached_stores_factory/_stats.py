@@ -83,22 +83,19 @@ class Counters:
     """The CacheStats counters behind one lock.
 
     The lock is held for a few additions, never across I/O (its cost on a hit is in
-    docs/performance.md), and the counts stay exact without the GIL.
+    docs/performance.md), and the counts stay exact without the GIL.  `lock` and `values`
+    are public so the hit path can count without a call: add to `values[HITS]` and the
+    like while holding `lock`.
     """
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._values = [0] * len(_FIELDS)
+        self.lock = threading.Lock()
+        self.values = [0] * len(_FIELDS)
 
     def add(self, index: int, amount: int = 1) -> None:
-        with self._lock:
-            self._values[index] += amount
-
-    def hit(self, size: int) -> None:
-        with self._lock:
-            self._values[HITS] += 1
-            self._values[FROM_LOCAL] += size
+        with self.lock:
+            self.values[index] += amount
 
     def snapshot(self) -> CacheStats:
-        with self._lock:
-            return CacheStats(*self._values)
+        with self.lock:
+            return CacheStats(*self.values)
