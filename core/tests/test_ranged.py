@@ -281,6 +281,7 @@ def test_a_failed_fetch_reaches_every_waiting_reader_and_the_next_read_fetches_a
     for thread in threads:
         thread.join(WAIT)
     assert len(errors) == 4 and all("broke off" in str(error) for error in errors)
+    assert len({id(error) for error in errors}) == 4  # each reader its own, traceback and all
     assert remote.calls["open_range"] == 1 and blocks_held(store) == []
     readers[0].seek(6 * BLOCK)
     assert readers[0].read(10) == body[6 * BLOCK : 6 * BLOCK + 10]

@@ -31,6 +31,7 @@ import time
 import weakref
 from typing import IO, TYPE_CHECKING, NamedTuple, cast
 
+from ._fetch import own_copy
 from ._keys import RESERVED_ROOT as ROOT
 from ._log import lazy_logger
 from ._store import EntryReader, EntryStat, seek_target
@@ -316,7 +317,7 @@ class PartialEntries:
             for flight in waits:
                 flight.done.wait()
                 if flight.error is not None:
-                    raise flight.error
+                    raise own_copy(flight.error) from flight.error
             with partial.lock:
                 held = partial.present | partial.spare.keys()
                 if partial.whole or all(index in held for index in range(first, last + 1)):
