@@ -13,7 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from types import SimpleNamespace
-from typing import IO
+from typing import IO, cast
 
 import pytest
 from hypothesis import given, settings
@@ -601,12 +601,13 @@ class HeldGet:
         get = remote.open_read
 
         def held_get(key: str) -> EntryReader:
+            entry = None if self.failure is not None else get(key)  # what the remote has now
             self.getting.set()
             with self.arrivals:
                 assert self.arrivals.wait_for(lambda: self.arrived >= expected, WAIT)
-            if self.failure is not None:
-                raise self.failure
-            return get(key)
+            if entry is None:
+                raise cast(Exception, self.failure)
+            return entry
 
         mp.setattr(remote, "open_read", held_get)
 
@@ -660,6 +661,37 @@ def test_ranged_readers_opening_a_key_while_it_is_fetched_whole_wait_for_that_fe
             reader.stream.seek(5 * BLOCK)
             assert reader.stream.read(100) == body[5 * BLOCK : 5 * BLOCK + 100]
     assert +remote.calls == Counter(remote_calls)
+
+
+def test_ranged_readers_joining_a_fetch_a_write_overtook_ask_the_remote_themselves(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A write that began during the whole-object fetch makes its answer suspect: the ranged
+    readers waiting on it then ask the remote, and read the written version."""
+    remote = VersionedRemote()
+    remote.put("big", data_of(10 * BLOCK))
+    store = cached(remote, KeepsBlocksOnly())
+    held = HeldGet(remote, 2, monkeypatch)
+    newer = data_of(10 * BLOCK, seed=1)
+    read: list[bytes] = []
+
+    def read_ranged() -> None:
+        entry = store.partials.open("big")
+        held.arrive()
+        with entry or store.open_read("big") as reader:
+            reader.stream.seek(5 * BLOCK)
+            read.append(reader.stream.read(100))
+
+    whole = threading.Thread(target=store.get, args=("big",))
+    whole.start()
+    assert held.getting.wait(WAIT)  # the fetch has the old version in hand
+    store.put("big", newer)
+    readers = [threading.Thread(target=read_ranged) for _ in range(2)]
+    for thread in readers:
+        thread.start()
+    for thread in [whole, *readers]:
+        thread.join(WAIT)
+    assert read == [newer[5 * BLOCK : 5 * BLOCK + 100]] * 2
 
 
 def test_ranged_readers_waiting_on_a_failed_whole_fetch_each_get_their_own_error(

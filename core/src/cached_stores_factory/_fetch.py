@@ -245,7 +245,8 @@ def first_stat(cached: CachedStore, key: str) -> EntryStat | None:
     """What `key` is, for a ranged reader: one remote stat however many open it meanwhile.
 
     A whole-object fetch of `key` in flight answers instead, so the remote is not asked
-    again: None when it kept a local copy (read that), else the stat of what it got.
+    again: None when it kept a local copy (read that), else the stat of what it got.  Unless
+    a change of the key began during that fetch: what it got may be older, so ask the remote.
     """
     coordinator = cached.coordinator
     flight, leader = coordinator.join_stat(key)
@@ -264,6 +265,8 @@ def first_stat(cached: CachedStore, key: str) -> EntryStat | None:
         flight.done.wait()
     try:
         raise_failure(flight, leader=leader)
+        if flight.changed:  # only a fetch is marked changed, never a stat
+            return cached.remote.stat(key)
         return flight.answer()
     finally:
         flight.release()
