@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import dataclasses
 import functools
+import io
 import itertools
 import logging
 import math
@@ -66,6 +67,8 @@ TTL = 120.0  # longer than a change mark's hold, so expiry alone never hides a s
 BLOCK_BOUND = 3.0  # the longest a lease nobody holds may keep a waiter (the lease is 1.5 s)
 LAPSE_SLACK = 0.5  # a lease may lapse this long after a pause or stop ends, before it renews
 FAULT_CHANCE = 0.04  # per scheduling step
+BLOCK_SIZE = 4  # ranged reads: a value of a ranged seed spans several blocks ...
+WHOLE_LIMIT = 16  # ... and is larger than this, so it is read in blocks
 
 __all__ = ["Violation", "main", "run"]
 
@@ -81,8 +84,9 @@ class Crashed(BaseException):
 class World:
     """The shared clock, stores, scheduler and history of one seed."""
 
-    def __init__(self, seed: int, *, trace: bool = False) -> None:
+    def __init__(self, seed: int, *, trace: bool = False, ranged: bool = False) -> None:
         self.seed = seed
+        self.ranged = ranged  # a ranged seed: long values, and the "ranged read" verb
         self.rng = random.Random(seed)
         self.now = 1_000.0
         self.trace = trace
@@ -183,6 +187,24 @@ class World:
             f"{self.history[key][-1][1]!r})"
         )
 
+    def check_ranges(self, key: str, floor: int, ranges: list[tuple[int, bytes]]) -> None:
+        """Each range read, (offset, bytes), must match a state at or after `floor` there."""
+        for start, data in ranges:
+            if not any(
+                number >= floor and value is not None and value[start : start + len(data)] == data
+                for number, value in self.history[key]
+            ):
+                raise Violation(
+                    f"seed {self.seed}: p{current_process().pid} read {data!r} at {start} of "
+                    f"{key!r}, which no state at or after {floor} (a completed write) holds "
+                    f"there; the remote is at {self.history[key][-1]!r}"
+                )
+
+    def value(self, key: str) -> bytes:
+        """A new write's bytes, unique to it; in a ranged seed several blocks long."""
+        tag = f"{key}={next(self.values)}"
+        return (tag if not self.ranged else f"{tag};" * 4).encode()
+
 
 class SimRemote(MemoryStore):
     """The remote: every call is a scheduling point, may fail, and is recorded in history."""
@@ -233,6 +255,17 @@ class SimRemote(MemoryStore):
         self._call(f"stat {key!r}")
         return super().stat(key)
 
+    def open_range(
+        self, key: str, start: int, end: int, *, if_match: str | None = None
+    ) -> EntryReader:
+        """Bytes [start, end) of the state the request reached, if it is `if_match`'s."""
+        self._call(f"open_range {key!r} [{start}, {end}) if_match={if_match}")
+        entry = super().open_read(key)
+        self.world.step()
+        if if_match is not None and entry.stat.etag != if_match:
+            raise errors.EntryChangedError(key, if_match, entry.stat.etag)
+        return EntryReader(io.BytesIO(entry.read()[start:end]), entry.stat)
+
 
 class SimLocal(MemoryStore):
     """The shared local store: scheduling points, outages, lost state, and leases."""
@@ -259,6 +292,10 @@ class SimLocal(MemoryStore):
     def stat(self, key: str) -> EntryStat:
         self._call(f"stat {key!r}")
         return super().stat(key)
+
+    def put(self, key: str, data: bytes) -> None:
+        self._call(f"put {key!r} = {data!r} ({current_process().verb})")
+        super().put(key, data)
 
     def put_stream(self, key: str, stream: IO[bytes], *, etag: str | None = None) -> EntryStat:
         data = stream.read()
@@ -552,6 +589,8 @@ class Process:
                     token.orphan(world.now, "its holder crashed")
         self.incarnation += 1
         self.cached = CachedStore(world.local, world.remote, SimTTL(world))
+        self.cached.partials.block_size = BLOCK_SIZE
+        self.cached.partials.whole_limit = WHOLE_LIMIT
         for part in (self.cached, getattr(self.cached, "tier", None)):  # outages on sim time
             for name in ("outage", "remote_outage", "_local_outage", "_remote_outage"):
                 outage = getattr(part, name, None)
@@ -575,21 +614,25 @@ class Process:
             floor = world.floor[key]
             world.note(f"p{self.pid}.{self.incarnation} {verb} {key}")
             result = self.perform(verb, key)
-            if verb in ("read", "read after") and result is not FAILED:
+            if isinstance(result, list):
+                world.check_ranges(key, floor, result)
+            elif verb in ("read", "read after", "ranged read") and result is not FAILED:
                 world.check_read(key, floor, result, f"p{self.pid} {verb}")
 
-    def perform(self, verb: str, key: str) -> bytes | object | None:
+    def perform(self, verb: str, key: str) -> bytes | list[tuple[int, bytes]] | object | None:
         world, cached = self.world, self.cached
         try:
             if verb in ("read", "read after"):
                 return cached.get(key, None)  # type: ignore[no-any-return]
+            if verb == "ranged read":
+                return self.read_ranges(key)
             if verb == "write":
-                data = f"{key}={next(world.values)}".encode()
+                data = world.value(key)
                 cached.put(key, data)
             elif verb == "delete":
                 cached.delete(key)
             elif verb in ("outside write", "outside write, clear"):  # then tells the cache
-                data = f"{key}={next(world.values)}".encode()
+                data = world.value(key)
                 world.remote.put_stream(key, _Bytes(data))  # type: ignore[arg-type]
                 if verb == "outside write":
                     cached.invalidate(key)
@@ -599,6 +642,11 @@ class Process:
                 cached.invalidate(key)
             elif verb == "purge":
                 cached.purge()
+        except errors.EntryChangedError as exc:
+            if verb != "ranged read":
+                raise
+            world.note(f"p{self.pid} {verb} {key}: the object changed: {exc}")
+            return FAILED
         except (RemoteError, StoreError) as exc:
             world.note(f"p{self.pid} {verb} {key} failed: {exc}")
             refused = isinstance(exc, _REFUSED) and not getattr(exc, "remote_changed", False)
@@ -612,6 +660,25 @@ class Process:
                 state = world.remote.writer.get(self.operation, 0)
                 world.floor[key] = max(world.floor[key], state)
         return None
+
+    def read_ranges(self, key: str) -> bytes | list[tuple[int, bytes]] | None:
+        """A few ranges of `key` through a ranged reader: [(offset, bytes)]; read whole (its
+        bytes) when the engine says so, None if missing."""
+        world = self.world
+        try:
+            entry = self.cached.partials.open(key)
+        except errors.KeyNotFoundError:
+            return None
+        if entry is None:
+            return self.cached.get(key, None)  # type: ignore[no-any-return]
+        ranges = []
+        with entry:
+            for _ in range(world.rng.randint(1, 3)):
+                start = world.rng.randrange(entry.stat.size)
+                entry.stream.seek(start)
+                ranges.append((start, entry.stream.read(world.rng.randint(1, 3 * BLOCK_SIZE))))
+                world.note(f"p{self.pid} ranged read {key} at {start}: {ranges[-1][1]!r}")
+        return ranges
 
 
 FAILED = object()  # an operation that raised: a read with no bytes to check
@@ -636,14 +703,20 @@ VERBS = (
     *("read", "read", "read", "write", "write", "delete", "outside write"),
     *("invalidate", "purge", "outside write, clear"),
 )
+RANGED_VERBS = (*VERBS, "ranged read", "ranged read", "ranged read")  # a ranged seed's
 
 
-def run(seed: int, *, trace: bool = False) -> None:
-    """Run one seed; raise Violation if the engine broke a promise."""
-    world = World(seed, trace=trace)
+def run(seed: int, *, trace: bool = False, ranged: bool = False) -> None:
+    """Run one seed; raise Violation if the engine broke a promise.
+
+    A ranged seed (a seed space of its own) writes values of several blocks and also reads
+    ranges of them; a seed without stays the schedule it always was.
+    """
+    world = World(seed, trace=trace, ranged=ranged)
     rng = world.rng
+    verbs = RANGED_VERBS if ranged else VERBS
     for pid in range(PROCESSES):
-        operations = [(rng.choice(VERBS), rng.choice(KEYS)) for _ in range(OPERATIONS)]
+        operations = [(rng.choice(verbs), rng.choice(KEYS)) for _ in range(OPERATIONS)]
         world.processes.append(Process(world, pid, operations))
     with _simulated_threads_and_clock(world):
         try:
@@ -725,21 +798,21 @@ def _quiet_check(world: World) -> None:
     _schedule(world)
 
 
-def _run_range(arguments: tuple[int, int]) -> list[str]:
+def _run_range(arguments: tuple[int, int], ranged: bool = False) -> list[str]:
     first, count = arguments
     logging.disable(logging.CRITICAL)  # outages are the point here, not news
     failures = []
     for seed in range(first, first + count):
         try:
-            run(seed)
+            run(seed, ranged=ranged)
         except Exception as exc:  # a Violation, or the engine failing in a way it must not
-            failures.append(f"seed {seed}: {exc!r}\n    replay: {replay(seed)}")
+            failures.append(f"seed {seed}: {exc!r}\n    replay: {replay(seed, ranged)}")
     return failures
 
 
-def replay(seed: int) -> str:
+def replay(seed: int, ranged: bool = False) -> str:
     """The one-line command that replays `seed`, step by step."""
-    return f"python tests/sim.py --seed {seed} --trace"
+    return f"python tests/sim.py --seed {seed} --trace" + (" --ranged" if ranged else "")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -749,10 +822,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, help="worker processes")
     parser.add_argument("--seed", type=int, help="replay this one seed")
     parser.add_argument("--trace", action="store_true", help="print every step of a replay")
+    parser.add_argument("--ranged", action="store_true", help="ranged seeds: read in blocks too")
     args = parser.parse_args(argv)
     if args.seed is not None:
         try:
-            run(args.seed, trace=args.trace)
+            run(args.seed, trace=args.trace, ranged=args.ranged)
         except Violation as exc:
             print(exc)
             return 1
@@ -765,11 +839,13 @@ def main(argv: list[str] | None = None) -> int:
         for s in range(args.first, args.first + args.seeds, chunk)
     ]
     with ProcessPoolExecutor(args.jobs) as pool:
-        failures = [f for found in pool.map(_run_range, ranges) for f in found]
+        runner = functools.partial(_run_range, ranged=args.ranged)
+        failures = [f for found in pool.map(runner, ranges) for f in found]
     took = time.monotonic() - started
     for failure in failures[:20]:
         print(failure)
-    print(f"{args.seeds} seeds, {len(failures)} violations, {took:.1f} s")
+    kind = "ranged seeds" if args.ranged else "seeds"
+    print(f"{args.seeds} {kind}, {len(failures)} violations, {took:.1f} s")
     return 1 if failures else 0
 
 
