@@ -216,6 +216,19 @@ def test_a_write_through_the_cache_drops_the_blocks_and_stops_old_readers() -> N
     assert store.open_read("big").read() == new
 
 
+def test_an_object_deleted_while_read_in_ranges_is_a_changed_one() -> None:
+    remote = VersionedRemote()
+    remote.put("big", data_of(10 * BLOCK))
+    store = cached(remote)
+    reader = open_ranged(store, "big")
+    reader.read(10)
+    MemoryStore.delete(remote, "big")  # behind the cache's back
+    reader.seek(5 * BLOCK)
+    with pytest.raises(EntryChangedError, match="changed while it was read"):
+        reader.read(10)
+    assert blocks_held(store) == []
+
+
 class BookkeepingCounter(MemoryStore):
     """A local store that counts the requests for ranged-read bookkeeping (keys under ROOT)."""
 

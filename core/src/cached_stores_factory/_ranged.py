@@ -388,6 +388,9 @@ class PartialEntries:
             except EntryChangedError:
                 self.forget(version.key)
                 raise
+            except KeyNotFoundError as exc:  # deleted since the read began
+                self.forget(version.key)
+                raise EntryChangedError(version.key, version.etag) from exc
             with entry:
                 if entry.stat.etag != version.etag or entry.stat.size != version.size:
                     self.forget(version.key)
@@ -473,7 +476,11 @@ class PartialEntries:
         """The whole object, through the engine (a fresh local copy, else one fetch that keeps
         it), for a reader that turned out to read it all; its blocks are then dropped."""
         version = partial.version
-        entry = self._engine.read_whole(version.key)
+        try:
+            entry = self._engine.read_whole(version.key)
+        except KeyNotFoundError as exc:  # deleted since the read began
+            self.forget(version.key)
+            raise EntryChangedError(version.key, version.etag) from exc
         etag = entry.stat.etag
         if etag is None:  # a local store may report the etag with `stat` only
             stored = self._engine.entry_stat(version.key)
