@@ -97,8 +97,10 @@ class Recording(CachePolicy):
         self.sizes.pop(key, None)
 
 
-def cached(remote: VersionedRemote, policy: CachePolicy | None = None) -> CachedStore:
-    store = CachedStore(MemoryStore(), remote, policy)
+def cached(
+    remote: VersionedRemote, policy: CachePolicy | None = None, *, local: MemoryStore | None = None
+) -> CachedStore:
+    store = CachedStore(MemoryStore() if local is None else local, remote, policy)
     store.partials.block_size = BLOCK
     store.partials.whole_limit = 4 * BLOCK
     return store
@@ -227,6 +229,39 @@ def test_an_object_deleted_while_read_in_ranges_is_a_changed_one() -> None:
     with pytest.raises(EntryChangedError, match="changed while it was read"):
         reader.read(10)
     assert blocks_held(store) == []
+
+
+class HookedRemote(VersionedRemote):
+    """A remote that runs `before_put` once, just before its next write applies."""
+
+    before_put: Callable[[], None] | None = None
+
+    def put_stream(self, key: str, stream: IO[bytes], *, etag: str | None = None) -> EntryStat:
+        hook, self.before_put = self.before_put, None
+        if hook is not None:
+            hook()
+        return super().put_stream(key, stream, etag=etag)
+
+
+def test_a_partial_entry_begun_during_another_processes_write_is_not_used_after_it() -> None:
+    """A reader in another process stores the old version's manifest and a block while a write
+    runs (after the write dropped the partial entry): a read after the write never uses them."""
+    remote = HookedRemote()
+    old, new = data_of(10 * BLOCK, seed=5), data_of(10 * BLOCK, seed=6)
+    remote.put("big", old)
+    local = MemoryStore()
+    writer, reader, later = (cached(remote, local=local) for _ in range(3))  # three processes
+
+    def read_old_block() -> None:
+        entry = open_ranged(reader, "big")
+        entry.seek(5 * BLOCK)
+        assert entry.read(10) == old[5 * BLOCK : 5 * BLOCK + 10]
+
+    remote.before_put = read_old_block
+    writer.put_stream("big", io.BytesIO(new))
+    fresh = open_ranged(later, "big")
+    fresh.seek(5 * BLOCK)
+    assert fresh.read(10) == new[5 * BLOCK : 5 * BLOCK + 10]
 
 
 class BookkeepingCounter(MemoryStore):

@@ -9,7 +9,8 @@ Once every block is present the blocks become one ordinary local entry.
 
 In the local store, for key K read at one version (etag E, size S, block size B):
 
-    .csf-partial/<hash of K>               the manifest: JSON {"etag": E, "size": S, "block": B}
+    .csf-partial/<hash of K>               the manifest: JSON {"etag": E, "size": S, "block": B,
+                                           "fence": F}
     .csf-partial/<hash of K, E, S, B>/<i>  block i, bytes [i*B, (i+1)*B) of that version
 
 Every block is a policy entry of its own, counted by its bytes (a byte budget sees exactly the
@@ -17,6 +18,9 @@ bytes held; a depth counts blocks), so the policy may evict one block and a late
 it again.  The manifest is bookkeeping, not a policy entry; its age is the partial entry's age
 for the policy's freshness.  Each block is fetched with `if_match=E`: a block of a changed
 object raises EntryChangedError and drops the partial entry, never splicing two versions.
+F is K's fence, read before E was asked for: a manifest is used only while K's fence is still
+F, so a write, delete, invalidation or clear since (here or in another process, whether it
+began before or after the manifest was stored) retires it, as it retires a whole copy.
 
 Ranged reads use the cached store through `Engine` alone: what they may do, named.
 """
@@ -136,20 +140,24 @@ class Version:
         start = index * self.block
         return start, min(start + self.block, self.size)
 
-    def dump(self) -> bytes:
+    def dump(self, fence: str | None) -> bytes:
+        """The manifest: this version, known current while the key's fence is `fence`."""
         import json
 
-        return json.dumps({"etag": self.etag, "size": self.size, "block": self.block}).encode()
+        fields = {"etag": self.etag, "size": self.size, "block": self.block, "fence": fence}
+        return json.dumps(fields).encode()
 
     @classmethod
-    def load(cls, key: str, data: bytes) -> Version:
+    def load(cls, key: str, data: bytes) -> tuple[Version, str | None]:
+        """A manifest's version, and the fence it holds while (None: never)."""
         import json
 
         fields = json.loads(data)
         version = cls(key, str(fields["etag"]), int(fields["size"]), int(fields["block"]))
-        if version.size < 0 or version.block <= 0:
+        fence = fields.get("fence")
+        if version.size < 0 or version.block <= 0 or not isinstance(fence, str | None):
             raise ValueError(f"a partial entry's manifest is damaged: {fields!r}")
-        return version
+        return version, fence
 
 
 def manifest_key(key: str) -> str:
@@ -243,7 +251,7 @@ class PartialEntries:
             if not engine.is_fresh(manifest_key(key), stat):
                 self.forget(key)
                 return None
-            version = Version.load(key, data)
+            version, made_under = Version.load(key, data)
         except (ValueError, KeyError, TypeError) as exc:  # KeyNotFoundError too
             if not isinstance(exc, KeyNotFoundError):
                 self.forget(key)  # a damaged manifest: start again
@@ -251,13 +259,17 @@ class PartialEntries:
         except _LOCAL_FAILURES:
             log.warning("the local store failed; reading %r whole", key, exc_info=True)
             return None
-        partial = self._register(version, new=False, fence=engine.fence(key))
+        fence = engine.fence(key)
+        if fence is None or fence != made_under:  # the key changed since, or is changing
+            self.forget(key)
+            return None
+        partial = self._register(version, new=False, fence=fence)
         partial.modified = stat.modified
         return partial
 
     def _begin(self, version: Version, fence: str | None) -> _Partial:
         try:
-            self._engine.put_local(version.manifest, version.dump())
+            self._engine.put_local(version.manifest, version.dump(fence))
         except _LOCAL_FAILURES:
             log.warning("the local store failed; %r is read uncached", version.key, exc_info=True)
         return self._register(version, new=True, fence=fence)
@@ -297,7 +309,7 @@ class PartialEntries:
             return
         if data is not None:
             with contextlib.suppress(ValueError, KeyError, TypeError):
-                versions.add(Version.load(key, data))
+                versions.add(Version.load(key, data)[0])
         blocks = (block for version in versions for block in version.block_keys())
         try:  # no manifest, nothing to delete: one local request, not two
             engine.discard(blocks, () if data is None else (manifest_key(key),))
