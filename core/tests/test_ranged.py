@@ -264,6 +264,22 @@ def test_a_partial_entry_begun_during_another_processes_write_is_not_used_after_
     assert fresh.read(10) == new[5 * BLOCK : 5 * BLOCK + 10]
 
 
+def test_a_reader_opened_after_another_processes_write_reads_the_new_version() -> None:
+    """Even while a reader of the old version stays open in this process."""
+    remote = VersionedRemote()
+    old, new = data_of(10 * BLOCK, seed=7), data_of(10 * BLOCK, seed=8)
+    remote.put("big", old)
+    local = MemoryStore()
+    reader, writer = cached(remote, local=local), cached(remote, local=local)
+    first = open_ranged(reader, "big")
+    first.seek(5 * BLOCK)
+    assert first.read(10) == old[5 * BLOCK : 5 * BLOCK + 10]
+    writer.put_stream("big", io.BytesIO(new))
+    again = open_ranged(reader, "big")
+    again.seek(5 * BLOCK)
+    assert again.read(10) == new[5 * BLOCK : 5 * BLOCK + 10]
+
+
 class BookkeepingCounter(MemoryStore):
     """A local store that counts the requests for ranged-read bookkeeping (keys under ROOT)."""
 

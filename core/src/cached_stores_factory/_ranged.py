@@ -240,9 +240,10 @@ class PartialEntries:
     def _find(self, key: str) -> _Partial | None:
         with self._lock:
             partial = self._partials.get(key)
-        if partial is not None and not partial.superseded and not partial.whole:
-            return partial
         engine = self._engine
+        if partial is not None and not partial.superseded and not partial.whole:
+            if partial.fence is not None and engine.fence(key) == partial.fence:
+                return partial  # nothing changed the key, here or elsewhere, since it began
         if not engine.usable(key):
             return None  # read whole, uncached, while the local store is out or behind
         try:
