@@ -241,17 +241,17 @@ class PartialEntries:
         with self._lock:
             partial = self._partials.get(key)
         engine = self._engine
-        if partial is not None and not partial.superseded and not partial.whole:
-            if partial.fence is not None and engine.fence(key) == partial.fence:
-                return partial  # nothing changed the key, here or elsewhere, since it began
+        if (
+            partial is not None
+            and not (partial.superseded or partial.whole or partial.fence is None)
+            and engine.fence(key) == partial.fence  # nothing changed the key since it began
+        ):
+            return partial
         if not engine.usable(key):
             return None  # read whole, uncached, while the local store is out or behind
         try:
             with engine.open_local(manifest_key(key)) as entry:
                 data, stat = entry.read(), entry.stat
-            if not engine.is_fresh(manifest_key(key), stat):
-                self.forget(key)
-                return None
             version, made_under = Version.load(key, data)
         except (ValueError, KeyError, TypeError) as exc:  # KeyNotFoundError too
             if not isinstance(exc, KeyNotFoundError):
@@ -260,8 +260,11 @@ class PartialEntries:
         except _LOCAL_FAILURES:
             log.warning("the local store failed; reading %r whole", key, exc_info=True)
             return None
-        fence = engine.fence(key)
-        if fence is None or fence != made_under:  # the key changed since, or is changing
+        if (
+            not engine.is_fresh(manifest_key(key), stat)
+            or (fence := engine.fence(key)) is None
+            or fence != made_under  # the key changed since the manifest was made, or is changing
+        ):
             self.forget(key)
             return None
         partial = self._register(version, new=False, fence=fence)
