@@ -51,10 +51,13 @@ test: $(STAMP) redis-server azurite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The engine's deterministic simulation: every seed a schedule of processes and faults
-# (make test runs a few thousand). SEEDS=N to change how many; a failing seed prints its replay.
+# (make test runs a few thousand), then the ranged seeds, which read large objects in blocks
+# too. SEEDS=N, RANGED_SEEDS=N to change how many; a failing seed prints its replay.
 SEEDS ?= 100000
+RANGED_SEEDS ?= 50000
 sim: $(STAMP)
 	$(BIN)/python tests/sim.py --seeds $(SEEDS) --jobs 2
+	$(BIN)/python tests/sim.py --ranged --seeds $(RANGED_SEEDS) --jobs 2
 
 # The long fault runs: 200 random SIGKILLs of a writer (make test runs 20).
 stress: $(STAMP)

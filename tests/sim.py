@@ -22,8 +22,15 @@ Every lease call is checked too: a lease nobody holds never blocks a waiter for 
 BLOCK_BOUND seconds, and two live holders never hold one key's lease unless the first one's
 lapsed while Redis paused, lost its keys, or its process was stopped.
 
-    python tests/sim.py --seeds 100000 --jobs 2     # what `make sim` runs
+A ranged seed (`--ranged`, a seed space of its own: seed N with and without it are two
+schedules) writes values of several blocks and adds a verb, "ranged read": it opens the key
+through `partials.open` (reading it whole when that says so) and reads a few ranges, each
+checked as a read is, at its offset, against the remote's states.
+
+    python tests/sim.py --seeds 100000 --jobs 2     # what `make sim` runs, then:
+    python tests/sim.py --ranged --seeds 50000 --jobs 2
     python tests/sim.py --seed 1234 --trace         # replay one seed, step by step
+    python tests/sim.py --seed 8380 --trace --ranged
 """
 
 from __future__ import annotations
